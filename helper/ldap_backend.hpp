@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The LDAP backend: search-then-bind over pooled connections with failover (DESIGN.md §5).
+// Thread-safe: the daemon's workers call it concurrently.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config.hpp"
+#include "protocol.hpp"
+#include "roles.hpp"
+#include "secret.hpp"
+
+namespace cvat::helper {
+
+// What the directory says about one user.
+struct LdapUser {
+    std::string dn;
+    std::string username;     // canonical: the user_attr_map user_name attribute's value
+    std::string email;
+    std::string first_name;
+    std::string last_name;
+    std::vector<std::string> groups;   // group DNs after the group_type walk
+    bool disabled = false;             // AD userAccountControl ACCOUNTDISABLE (0x2)
+    RoleDecision role;
+};
+
+struct LdapOutcome {
+    proto::Status status = proto::Status::internal;
+    std::string message;               // for the user's screen / authctl; never a secret
+    LdapUser user;                     // filled when the user was found
+    std::vector<std::string> trace;    // steps taken, for `cvat-authctl explain`
+};
+
+class LdapBackend {
+public:
+    // Builds the pools; opens no connection yet (the first request does). `config` is copied
+    // except the bind password, which is moved in.
+    [[nodiscard]] static Result<std::unique_ptr<LdapBackend>> create(LdapConfig config);
+    virtual ~LdapBackend() = default;
+
+    // Search-then-bind. Empty password: auth_err before any bind. Unknown user: user_unknown.
+    // No server answers within the timeouts: unavailable. Disabled account or no role under
+    // default_role none: perm_denied. Success: ok with the user filled in.
+    virtual LdapOutcome authenticate(std::string_view user, const Secret& password) = 0;
+
+    // Account check without a password: exists, enabled, role (for pam_sm_acct_mgmt).
+    virtual LdapOutcome lookup(std::string_view user) = 0;
+
+    // Like lookup(), with `trace` filled: groups found, role groups matched, and why.
+    virtual LdapOutcome explain(std::string_view user) = 0;
+
+    // Each server of the URI list: connect, StartTLS if configured, service bind.
+    virtual std::vector<proto::BackendState> probe() = 0;
+};
+
+}  // namespace cvat::helper
