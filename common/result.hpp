@@ -37,7 +37,8 @@ struct Error {
 template <typename T>
 using Result = tl::expected<T, Error>;
 
-// Shorthand for `return fail(ErrorCode::io, "...")`.
+// Shorthand for `return fail(ErrorCode::io, "...")`. (cmocka.h defines a macro fail(): tests
+// include tests/support/cmocka.hpp, which removes it.)
 inline tl::unexpected<Error> fail(ErrorCode code, std::string detail) {
     return tl::unexpected<Error>(Error{code, std::move(detail)});
 }

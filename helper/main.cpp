@@ -1,2 +1,191 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-int main() { return 1; }
+// cvat-authd: loads auth_config.yml, binds the socket, drops to its own user, serves.
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.hpp"
+#include "log.hpp"
+#include "server.hpp"
+#include "service.hpp"
+
+namespace {
+
+using namespace cvat;
+using namespace cvat::helper;
+
+void usage(FILE* out) {
+    std::fprintf(out,
+                 "usage: cvat-authd [--config PATH] [--foreground] [--check]\n"
+                 "  --config PATH  configuration file (default: $AUTH_CONFIG_PATH, then %s)\n"
+                 "  --foreground   stay in the foreground and log to stderr\n"
+                 "  --check        validate the configuration and exit\n"
+                 "  --version      print the version and exit\n",
+                 CVAT_DEFAULT_CONFIG);
+}
+
+// Secrets live in this process: no core dumps, no ptrace by other users.
+void protect_memory() {
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    rlimit none{0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+}
+
+struct Account {
+    uid_t uid;
+    gid_t gid;
+    std::string name;
+};
+
+// Looks up helper.user before the socket exists, so the lookup can never reach nss_cvat
+// through our own socket.
+Result<Account> find_account(const std::string& name) {
+    std::vector<char> buf(16384);
+    passwd pw{};
+    passwd* found = nullptr;
+    int rc = getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found);
+    if (rc != 0 || found == nullptr)
+        return fail(ErrorCode::config, "helper.user: no such user '" + name + "'");
+    return Account{pw.pw_uid, pw.pw_gid, name};
+}
+
+Result<void> drop_privileges(const Account& acct) {
+    if (setgroups(0, nullptr) != 0 || setgid(acct.gid) != 0 || setuid(acct.uid) != 0)
+        return fail(ErrorCode::io, "cannot switch to user " + acct.name + ": " + std::strerror(errno));
+    if (acct.uid != 0 && setuid(0) == 0)
+        return fail(ErrorCode::internal, "could regain root after dropping privileges");
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // setuid() resets it
+    return {};
+}
+
+void daemonize() {
+    if (pid_t pid = fork(); pid < 0) {
+        std::perror("fork");
+        std::exit(1);
+    } else if (pid > 0) {
+        std::_Exit(0);
+    }
+    setsid();
+    if (pid_t pid = fork(); pid < 0) {
+        std::exit(1);
+    } else if (pid > 0) {
+        std::_Exit(0);
+    }
+    if (chdir("/") != 0) std::exit(1);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (null > 2) close(null);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    protect_memory();
+    umask(077);
+
+    std::string config_path;
+    bool foreground = false;
+    bool check_only = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--config" && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (a.rfind("--config=", 0) == 0) {
+            config_path = a.substr(9);
+        } else if (a == "--foreground" || a == "-f") {
+            foreground = true;
+        } else if (a == "--check") {
+            check_only = true;
+        } else if (a == "--version") {
+            std::printf("cvat-authd %s\n", CVAT_AUTH_VERSION);
+            return 0;
+        } else if (a == "--help" || a == "-h") {
+            usage(stdout);
+            return 0;
+        } else {
+            std::fprintf(stderr, "cvat-authd: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (config_path.empty()) {
+        const char* env = std::getenv("AUTH_CONFIG_PATH");  // CVAT's own variable
+        config_path = (env != nullptr && *env != '\0') ? env : CVAT_DEFAULT_CONFIG;
+    }
+
+    auto config = load_config(config_path);
+    if (!config) {
+        std::fprintf(stderr, "cvat-authd: configuration refused:\n%s\n", config.error().detail.c_str());
+        return 1;
+    }
+    for (const auto& w : config->warnings) std::fprintf(stderr, "cvat-authd: warning: %s\n", w.c_str());
+    if (check_only) {
+        std::printf("%s: OK\n", config_path.c_str());
+        return 0;
+    }
+
+    log::init("cvat-authd", foreground, config->helper.log_level);
+
+    std::optional<Account> account;
+    if (!config->helper.user.empty() && geteuid() == 0) {
+        auto acct = find_account(config->helper.user);
+        if (!acct) {
+            std::fprintf(stderr, "cvat-authd: %s\n", acct.error().detail.c_str());
+            return 1;
+        }
+        account = *acct;
+    } else if (geteuid() == 0) {
+        std::fprintf(stderr, "cvat-authd: warning: running as root; set helper.user to drop privileges\n");
+    }
+
+    std::string socket_path = config->helper.socket;
+    auto listener = listen_unix(socket_path);
+    if (!listener) {
+        std::fprintf(stderr, "cvat-authd: %s\n", listener.error().detail.c_str());
+        return 1;
+    }
+    if (account) {
+        // The socket stays root's (mode 0666); the daemon must still be able to remove it.
+        if (auto dropped = drop_privileges(*account); !dropped) {
+            std::fprintf(stderr, "cvat-authd: %s\n", dropped.error().detail.c_str());
+            return 1;
+        }
+    }
+
+    auto runtime = build_runtime(std::move(*config));
+    if (!runtime) {
+        std::fprintf(stderr, "cvat-authd: %s\n", runtime.error().detail.c_str());
+        return 1;
+    }
+
+    if (!foreground) daemonize();
+    log::info("cvat-authd ", CVAT_AUTH_VERSION, " listening on ", socket_path, " (config ", config_path, ")");
+
+    Server server(std::move(*listener), std::move(*runtime), Service(getuid()),
+                  [config_path]() -> Result<std::shared_ptr<const Runtime>> {
+                      auto fresh = load_config(config_path);
+                      if (!fresh) return tl::unexpected(fresh.error());
+                      for (const auto& w : fresh->warnings) log::warning(w);
+                      return build_runtime(std::move(*fresh));
+                  });
+    int rc = server.run();
+    ::unlink(socket_path.c_str());
+    log::info("stopped");
+    return rc;
+}

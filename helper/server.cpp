@@ -1,1 +1,427 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include "server.hpp"
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <csignal>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "log.hpp"
+#include "protocol.hpp"
+#include "transport.hpp"
+
+namespace cvat::helper {
+
+namespace {
+
+// How long a worker waits for a client to take its answer before dropping it.
+constexpr int kWriteTimeoutMs = 5000;
+// Pending jobs beyond this are refused with "busy": memory stays bounded under a flood.
+constexpr std::size_t kMaxQueuedJobs = 4096;
+// epoll_wait wakes at least this often to expire idle clients.
+constexpr int kSweepIntervalMs = 500;
+
+enum class ConnState { reading, busy };
+
+struct Connection {
+    UniqueFd fd;
+    Peer peer;
+    ConnState state = ConnState::reading;
+    SecureBytes buf;        // header + body as they arrive
+    std::size_t want = proto::kHeaderSize;
+    std::int64_t deadline_ms = 0;
+};
+
+struct Job {
+    int fd;
+    Peer peer;
+    proto::Request request;
+};
+
+std::string peer_text(const Peer& p) {
+    return "pid=" + std::to_string(p.pid) + " uid=" + std::to_string(p.uid) +
+           " gid=" + std::to_string(p.gid);
+}
+
+}  // namespace
+
+Result<UniqueFd> listen_unix(const std::string& path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof(addr.sun_path))
+        return fail(ErrorCode::config, "helper.socket: path empty or longer than " +
+                                           std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return fail(ErrorCode::config, path + " exists and is not a socket; refusing to replace it");
+        ::unlink(path.c_str());
+    }
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) return fail(ErrorCode::io, std::string("socket: ") + std::strerror(errno));
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+        return fail(ErrorCode::io, "bind " + path + ": " + std::strerror(errno));
+    if (::chmod(path.c_str(), 0666) != 0)
+        return fail(ErrorCode::io, "chmod " + path + ": " + std::strerror(errno));
+    if (::listen(fd.get(), SOMAXCONN) != 0)
+        return fail(ErrorCode::io, std::string("listen: ") + std::strerror(errno));
+    return fd;
+}
+
+struct Server::Impl {
+    UniqueFd listener;
+    UniqueFd epoll;
+    UniqueFd signals;
+    UniqueFd wakeup;  // eventfd: workers tell the I/O thread a connection is free again
+    Service service;
+    Reloader reload;
+    unsigned max_connections;
+    int client_timeout_ms;
+
+    mutable std::mutex runtime_mutex;
+    std::shared_ptr<const Runtime> runtime;
+
+    std::unordered_map<int, Connection> conns;  // I/O thread only
+
+    std::mutex jobs_mutex;
+    std::condition_variable jobs_cv;
+    std::deque<Job> jobs;
+    bool stopping = false;
+    std::vector<std::thread> workers;
+
+    std::mutex done_mutex;
+    std::vector<std::pair<int, bool>> done;  // fd, keep open
+
+    Impl(UniqueFd l, std::shared_ptr<const Runtime> rt, Service s, Reloader r)
+        : listener(std::move(l)), service(std::move(s)), reload(std::move(r)), runtime(std::move(rt)) {
+        max_connections = runtime->config.helper.max_connections;
+        client_timeout_ms = runtime->config.helper.client_timeout_ms;
+    }
+
+    std::shared_ptr<const Runtime> current() const {
+        std::lock_guard lock(runtime_mutex);
+        return runtime;
+    }
+
+    Result<void> setup() {
+        epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
+        if (!epoll) return fail(ErrorCode::io, std::string("epoll_create1: ") + std::strerror(errno));
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+        signals.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+        if (!signals) return fail(ErrorCode::io, std::string("signalfd: ") + std::strerror(errno));
+        wakeup.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (!wakeup) return fail(ErrorCode::io, std::string("eventfd: ") + std::strerror(errno));
+        for (int fd : {listener.get(), signals.get(), wakeup.get()}) {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.fd = fd;
+            if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+                return fail(ErrorCode::io, std::string("epoll_ctl: ") + std::strerror(errno));
+        }
+        return {};
+    }
+
+    void start_workers(unsigned n) {
+        for (unsigned i = 0; i < n; ++i) workers.emplace_back([this] { worker_loop(); });
+    }
+
+    void stop_workers() {
+        {
+            std::lock_guard lock(jobs_mutex);
+            stopping = true;
+        }
+        jobs_cv.notify_all();
+        for (auto& t : workers) t.join();
+        workers.clear();
+    }
+
+    void worker_loop() {
+        // Workers never take signals: the I/O thread reads them from the signalfd.
+        for (;;) {
+            Job job;
+            {
+                std::unique_lock lock(jobs_mutex);
+                jobs_cv.wait(lock, [this] { return stopping || !jobs.empty(); });
+                if (jobs.empty()) return;  // stopping and drained
+                job = std::move(jobs.front());
+                jobs.pop_front();
+            }
+            bool keep = serve(job);
+            {
+                std::lock_guard lock(done_mutex);
+                done.emplace_back(job.fd, keep);
+            }
+            std::uint64_t one = 1;
+            [[maybe_unused]] auto n = ::write(wakeup.get(), &one, sizeof(one));
+        }
+    }
+
+    // Runs one request and writes the answer; false when the connection should close.
+    bool serve(Job& job) {
+        auto rt = current();
+        auto started = proto::monotonic_ms();
+        std::string what = proto::describe_request(job.request);
+        proto::Response response = service.handle(*rt, job.peer, job.request);
+        auto frame = proto::encode_response(response);
+        if (!frame) {
+            log::error("cannot encode the answer to ", what, ": ", frame.error().detail);
+            return false;
+        }
+        log::info("peer ", peer_text(job.peer), ": ", what, " -> ", describe_response(response), " (",
+                  std::to_string(proto::monotonic_ms() - started), " ms)");
+        auto sent = proto::send_frame(job.fd, *frame, proto::Deadline::after_ms(kWriteTimeoutMs));
+        if (!sent) {
+            log::info("peer ", peer_text(job.peer), ": answer not delivered: ", sent.error().detail);
+            return false;
+        }
+        return true;
+    }
+
+    void accept_all() {
+        for (;;) {
+            int cfd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (cfd < 0) {
+                if (errno == EINTR) continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    log::warning("accept: ", std::strerror(errno));
+                return;
+            }
+            UniqueFd fd(cfd);
+            ucred cred{};
+            socklen_t len = sizeof(cred);
+            if (::getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+                log::warning("SO_PEERCRED: ", std::strerror(errno), "; connection dropped");
+                continue;
+            }
+            Peer peer{cred.pid, cred.uid, cred.gid};
+            if (conns.size() >= max_connections) {
+                log::warning("peer ", peer_text(peer), ": refused, ", std::to_string(conns.size()),
+                             " connections open (helper.max_connections)");
+                continue;
+            }
+            epoll_event ev{};
+            ev.events = EPOLLIN | EPOLLRDHUP;
+            ev.data.fd = cfd;
+            if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, cfd, &ev) != 0) {
+                log::warning("epoll_ctl: ", std::strerror(errno));
+                continue;
+            }
+            log::debug("peer ", peer_text(peer), ": connected");
+            Connection c;
+            c.peer = peer;
+            c.deadline_ms = proto::monotonic_ms() + client_timeout_ms;
+            c.fd = std::move(fd);
+            conns.emplace(cfd, std::move(c));
+        }
+    }
+
+    void close_conn(int fd) {
+        ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, fd, nullptr);
+        conns.erase(fd);
+    }
+
+    // Refuses a frame: tell the client why (best effort) and hang up.
+    void refuse(Connection& c, const Error& err) {
+        log::warning("peer ", peer_text(c.peer), ": frame refused: ", err.detail);
+        proto::Verdict v;
+        v.status = proto::Status::bad_request;
+        v.message = "request refused by cvat-authd: " + err.detail;
+        if (auto frame = proto::encode_response(v))
+            (void)proto::send_frame(c.fd.get(), *frame, proto::Deadline::after_ms(100));
+        close_conn(c.fd.get());
+    }
+
+    void on_readable(int fd) {
+        auto it = conns.find(fd);
+        if (it == conns.end()) return;
+        Connection& c = it->second;
+        if (c.state != ConnState::reading) return;
+        for (;;) {
+            std::size_t have = c.buf.size();
+            c.buf.resize(c.want);
+            ssize_t n = ::recv(fd, c.buf.data() + have, c.want - have, 0);
+            if (n <= 0) {
+                c.buf.resize(have);
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+                if (n < 0 && errno == EINTR) continue;
+                log::debug("peer ", peer_text(c.peer), ": disconnected");
+                close_conn(fd);
+                return;
+            }
+            c.buf.resize(have + static_cast<std::size_t>(n));
+            if (c.buf.size() < c.want) continue;
+            if (c.want == proto::kHeaderSize) {
+                auto len = proto::frame_length(std::span<const std::uint8_t, proto::kHeaderSize>(
+                    c.buf.data(), proto::kHeaderSize));
+                if (!len) return refuse(c, len.error());
+                c.want = proto::kHeaderSize + *len;
+                continue;
+            }
+            auto request = proto::decode_request(
+                std::span<const std::uint8_t>(c.buf.data() + proto::kHeaderSize, c.buf.size() - proto::kHeaderSize));
+            c.buf.clear();
+            c.want = proto::kHeaderSize;
+            if (!request) return refuse(c, request.error());
+            submit(c, std::move(*request));
+            return;
+        }
+    }
+
+    void submit(Connection& c, proto::Request request) {
+        // While a worker owns the connection, the I/O thread does not watch it (removed, not
+        // masked: epoll reports a hang-up even with no events asked for).
+        ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
+        c.state = ConnState::busy;
+        {
+            std::lock_guard lock(jobs_mutex);
+            if (jobs.size() < kMaxQueuedJobs) {
+                jobs.push_back(Job{c.fd.get(), c.peer, std::move(request)});
+                jobs_cv.notify_one();
+                return;
+            }
+        }
+        log::warning("peer ", peer_text(c.peer), ": refused, ", std::to_string(kMaxQueuedJobs),
+                     " requests already waiting");
+        proto::Verdict v;
+        v.status = proto::Status::unavailable;
+        v.message = "cvat-authd is overloaded; try again";
+        if (auto frame = proto::encode_response(v))
+            (void)proto::send_frame(c.fd.get(), *frame, proto::Deadline::after_ms(100));
+        close_conn(c.fd.get());
+    }
+
+    void on_done() {
+        std::uint64_t count;
+        [[maybe_unused]] auto n = ::read(wakeup.get(), &count, sizeof(count));
+        std::vector<std::pair<int, bool>> finished;
+        {
+            std::lock_guard lock(done_mutex);
+            finished.swap(done);
+        }
+        for (auto [fd, keep] : finished) {
+            auto it = conns.find(fd);
+            if (it == conns.end()) continue;
+            if (!keep) {
+                close_conn(fd);
+                continue;
+            }
+            Connection& c = it->second;
+            c.state = ConnState::reading;
+            c.deadline_ms = proto::monotonic_ms() + client_timeout_ms;
+            epoll_event ev{};
+            ev.events = EPOLLIN | EPOLLRDHUP;
+            ev.data.fd = fd;
+            if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0) close_conn(fd);
+        }
+    }
+
+    // Clients idle or dribbling past client_timeout are dropped: a connect-and-wait costs
+    // nothing for long.
+    void sweep() {
+        auto now = proto::monotonic_ms();
+        std::vector<int> expired;
+        for (auto& [fd, c] : conns)
+            if (c.state == ConnState::reading && now > c.deadline_ms) expired.push_back(fd);
+        for (int fd : expired) {
+            log::debug("peer ", peer_text(conns[fd].peer), ": idle past helper.client_timeout, closed");
+            close_conn(fd);
+        }
+    }
+
+    void on_reload() {
+        log::info("SIGHUP: reloading the configuration");
+        auto fresh = reload();
+        if (!fresh) {
+            log::error("reload refused, keeping the running configuration:\n", fresh.error().detail);
+            return;
+        }
+        std::lock_guard lock(runtime_mutex);
+        if ((*fresh)->config.helper.socket != runtime->config.helper.socket)
+            log::warning("helper.socket changed; the new path takes effect at the next restart");
+        runtime = std::move(*fresh);
+        log::set_level(runtime->config.helper.log_level);
+        max_connections = runtime->config.helper.max_connections;
+        client_timeout_ms = runtime->config.helper.client_timeout_ms;
+        log::info("configuration reloaded");
+    }
+
+    // Returns false to stop.
+    bool on_signal() {
+        signalfd_siginfo si{};
+        while (::read(signals.get(), &si, sizeof(si)) == sizeof(si)) {
+            if (si.ssi_signo == SIGHUP) {
+                on_reload();
+            } else {
+                log::info("signal ", std::to_string(si.ssi_signo), ": stopping");
+                return false;
+            }
+        }
+        return true;
+    }
+
+    int loop() {
+        std::vector<epoll_event> events(256);
+        auto next_sweep = proto::monotonic_ms() + kSweepIntervalMs;
+        for (;;) {
+            int n = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), kSweepIntervalMs);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                log::error("epoll_wait: ", std::strerror(errno));
+                return 1;
+            }
+            for (int i = 0; i < n; ++i) {
+                int fd = events[i].data.fd;
+                if (fd == listener.get()) accept_all();
+                else if (fd == wakeup.get()) on_done();
+                else if (fd == signals.get()) {
+                    if (!on_signal()) return 0;
+                } else on_readable(fd);
+            }
+            auto now = proto::monotonic_ms();
+            if (now >= next_sweep) {
+                sweep();
+                next_sweep = now + kSweepIntervalMs;
+            }
+        }
+    }
+};
+
+Server::Server(UniqueFd listener, std::shared_ptr<const Runtime> runtime, Service service, Reloader reload)
+    : impl_(std::make_unique<Impl>(std::move(listener), std::move(runtime), std::move(service), std::move(reload))) {}
+
+Server::~Server() = default;
+
+std::shared_ptr<const Runtime> Server::runtime() const { return impl_->current(); }
+
+int Server::run() {
+    auto ok = impl_->setup();
+    if (!ok) {
+        log::error(ok.error().detail);
+        return 1;
+    }
+    impl_->start_workers(impl_->current()->config.helper.workers);
+    log::info("serving");
+    int rc = impl_->loop();
+    impl_->stop_workers();
+    return rc;
+}
+
+}  // namespace cvat::helper

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Real processes for tests: slapd (tests/fixtures/slapd.sh) and cvat-authd, each in a temp
+// directory, started by the test and stopped by PID. Paths come from the environment that
+// tests/meson.build sets (CVAT_AUTHD, CVAT_FIXTURES, PAM_CVAT_SO, ...).
+#pragma once
+
+#include <string>
+#include <sys/types.h>
+
+namespace cvat::test {
+
+// $name, or `fallback` when unset.
+std::string env_or(const char* name, const char* fallback);
+
+// Exits the test program with 77 (skip) and a reason when `program` is not on PATH.
+void require_program(const char* program);
+
+// A fresh directory under $TMPDIR, removed (recursively) when destroyed.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int free_tcp_port();
+
+// Writes `text` to `path` with `mode`.
+void write_file(const std::string& path, const std::string& text, mode_t mode = 0600);
+std::string read_file(const std::string& path);
+
+// slapd from tests/fixtures/slapd.sh:
+//   slapd.sh start DIR TREE [tls]   TREE: ad | ipa; writes DIR/env (shell KEY=VALUE lines):
+//     LDAP_URI, LDAP_PORT, LDAPS_URI, LDAPS_PORT (tls only), LDAP_BASE, CA_FILE (tls only),
+//     LDAP_ADMIN_DN, LDAP_ADMIN_PW, SLAPD_PID
+//   slapd.sh stop DIR
+class Slapd {
+public:
+    // Starts slapd in `dir` (created if missing); aborts the test on failure.
+    Slapd(const std::string& dir, const std::string& tree, bool tls = false);
+    ~Slapd();
+    Slapd(const Slapd&) = delete;
+    Slapd& operator=(const Slapd&) = delete;
+    std::string get(const std::string& key) const;  // a value from DIR/env
+    std::string uri() const { return get("LDAP_URI"); }
+    std::string ldaps_uri() const { return get("LDAPS_URI"); }
+    std::string base() const { return get("LDAP_BASE"); }
+    std::string ca_file() const { return get("CA_FILE"); }
+    void stop();     // SIGTERM by PID and wait
+    void restart();  // start again on the same ports and data
+
+private:
+    std::string dir_;
+    std::string tree_;
+    bool tls_;
+    bool running_ = false;
+};
+
+// cvat-authd --foreground --config DIR/auth_config.yml, with `config_yaml` written there
+// (mode 0600). The YAML may contain @SOCKET@, replaced by DIR/socket. Waits until the socket
+// accepts connections; aborts the test if it does not within 10 s.
+class Daemon {
+public:
+    Daemon(const std::string& dir, const std::string& config_yaml);
+    ~Daemon();
+    Daemon(const Daemon&) = delete;
+    Daemon& operator=(const Daemon&) = delete;
+    const std::string& socket() const { return socket_; }
+    const std::string& config_path() const { return config_; }
+    const std::string& log_path() const { return log_; }  // the daemon's stderr
+    pid_t pid() const { return pid_; }
+    // Rewrites the config and sends SIGHUP; returns after the daemon logged the reload outcome.
+    void reload(const std::string& config_yaml);
+    void stop();
+
+private:
+    std::string dir_;
+    std::string config_;
+    std::string socket_;
+    std::string log_;
+    pid_t pid_ = -1;
+};
+
+}  // namespace cvat::test
