@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# The README's test command: installs what is missing, builds from scratch, runs every suite
+# (unit, module, integration) and ends with one summary line "N passed, N failed, N skipped".
+# Every suite is required: a test that skips counts as failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${BUILD_DIR:-$ROOT/build-test}
+
+bash scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+rm -rf "$BUILD"
+if ! meson setup "$BUILD" -Dwerror=true >"$ROOT/.meson-setup.log" 2>&1; then
+  cat "$ROOT/.meson-setup.log"; echo "0 passed, 1 failed"; exit 1
+fi
+if ! ninja -C "$BUILD"; then
+  echo "0 passed, 1 failed"; exit 1
+fi
+
+meson test -C "$BUILD" --print-errorlogs --num-processes 2 --suite unit --suite module --suite integration
+python3 - "$BUILD/meson-logs/testlog.json" <<'PY'
+import json, sys
+passed = failed = 0
+lines = []
+for raw in open(sys.argv[1]):
+    t = json.loads(raw)
+    r = t.get("result")
+    if r == "OK":
+        passed += 1
+    else:
+        failed += 1  # FAIL, TIMEOUT, ERROR, and SKIP: every suite is required
+        lines.append(f"  {r:8} {t.get('name')}" + ("  (a required test skipped)" if r == "SKIP" else ""))
+if lines:
+    print("not passed:")
+    print("\n".join(lines))
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed or passed == 0 else 0)
+PY
