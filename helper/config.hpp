@@ -18,7 +18,11 @@ namespace cvat::helper {
 
 enum class Scope { base, onelevel, subtree };
 
-// AUTH_LDAP_GROUP_TYPE, spelled as in DESIGN.md §4.
+// AUTH_LDAP_GROUP_TYPE, spelled as in DESIGN.md §4. The loader also takes django-auth-ldap's
+// class names: ActiveDirectoryGroupType, NestedActiveDirectoryGroupType, GroupOfNamesType,
+// NestedGroupOfNamesType, PosixGroupType, and MemberDNGroupType / NestedMemberDNGroupType as
+// (nested_)group_of_names (their usual member_attr is `member`). member_of has no Django class:
+// it reads the user's memberOf (AD, FreeIPA, OpenLDAP's memberof overlay).
 enum class GroupType {
     active_directory,         // groups with `member: <user DN>` (objectClass=group)
     nested_active_directory,  // the same, followed through groups of groups to a fixpoint
@@ -31,7 +35,7 @@ const char* group_type_name(GroupType t) noexcept;
 
 struct SearchSpec {
     std::string base;
-    Scope scope = Scope::subtree;
+    Scope scope = Scope::subtree;    // also read as Django's SCOPE_SUBTREE / ldap.SCOPE_SUBTREE
     std::string filter;  // user_search: contains %(user)s; group_search: objectClass filter
 };
 
@@ -42,12 +46,13 @@ struct TlsConfig {
 
 struct LdapConfig {
     bool configured = false;             // the file has an ldap: section
-    std::vector<std::string> server_uri; // tried in order (failover)
+    std::vector<std::string> server_uri; // tried in order (failover); a string is split at spaces
     bool start_tls = false;
     TlsConfig tls;
     bool referrals = false;
-    std::string bind_dn;                 // empty: anonymous search
+    std::string bind_dn;                 // empty: anonymous search; AD also takes user@domain
     Secret bind_password;                // from bind_password or bind_password_file
+    std::string bind_password_file;      // the file it came from (empty: inline or none)
     SearchSpec user_search;
     SearchSpec group_search;
     GroupType group_type = GroupType::group_of_names;
@@ -77,16 +82,24 @@ struct IdentityProvider {
     int weight = 10;
     std::string email_domain;
     // OIDC
+    // Discovery is <server_url>/.well-known/openid-configuration. The loader strips a trailing
+    // "/.well-known/openid-configuration" and trailing '/' (CVAT's Keycloak example includes
+    // the suffix; allauth accepts both), so the daemon always appends it.
     std::string server_url;
     std::string client_id;
-    Secret client_secret;
+    Secret client_secret;                            // from client_secret or client_secret_file
+    std::string client_secret_file;                  // extension: the file it came from
     TokenAuthMethod token_auth_method = TokenAuthMethod::client_secret_post;
+    // false: the file gave no token_auth_method; CVAT then uses one the server lists in
+    // token_endpoint_auth_methods_supported, and so should the daemon.
+    bool token_auth_method_given = false;
     // OIDC extensions of this project
     std::string ca_file;
     std::string role_claim;                          // e.g. "groups"
     std::array<std::vector<std::string>, 4> role_values;
     std::vector<std::string> scopes;                 // default: openid profile email
     std::string username_claim;                      // default: preferred_username
+    bool allow_insecure_http = false;                // extension: permit http:// server_url to a non-loopback host
     // SAML
     std::string entity_id;
     std::string metadata_url;
@@ -98,7 +111,7 @@ struct IdentityProvider {
 struct SsoConfig {
     bool configured = false;
     bool enabled = false;
-    SelectionMode selection_mode = SelectionMode::lowest_weight;
+    SelectionMode selection_mode = SelectionMode::email_address;  // CVAT's documented default
     bool enable_pkce = false;
     std::vector<IdentityProvider> identity_providers;
 };
@@ -126,15 +139,30 @@ struct Config {
     LdapConfig ldap;
     HelperSettings helper;
     NssSettings nss;
+    // Problems that do not stop loading, each "PATH:LINE:COL: KEY: message" (keys in sso:
+    // that CVAT does not document, certificate checks turned off, ...). Log them at start.
+    std::vector<std::string> warnings;
 };
 
 struct LoadOptions {
-    // Refuse a file (or *_file secret) that others can read while it holds a secret.
+    // Refuse a config that holds an inline secret (bind_password, client_secret) and is
+    // readable by other users, a config writable by other users, and a *_file secret that is
+    // not a regular file or whose mode goes beyond 0640 (other bits set, or group-writable).
+    // The daemon always leaves this on. Off: `cvat-authctl config check` run on a copy (a
+    // file under review, a ConfigMap dump) whose mode says nothing about the installed one,
+    // and tests.
     bool check_permissions = true;
+    // Open *_file secrets and fill the Secret fields. Off: the paths are checked for form
+    // only (absolute) and the secrets stay empty; for checking files meant for another host.
+    bool read_secret_files = true;
+    // Check that ca_file paths name readable regular files. Off: form only, as above.
+    bool check_files = true;
 };
 
 // Loads and validates `path`. On failure the Error (code config) lists every problem found,
-// one per line, each "PATH:LINE:COL: KEY: message". Never throws.
+// one per line in file order, each "PATH:LINE:COL: KEY: message" (1-based; KEY a dotted path
+// such as sso.identity_providers[1].client_id, list indexes 0-based; a YAML syntax error has
+// KEY "yaml"). A missing key is reported at its parent mapping. Never throws.
 [[nodiscard]] Result<Config> load_config(const std::string& path, const LoadOptions& options = {});
 
 }  // namespace cvat::helper
