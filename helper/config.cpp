@@ -1385,7 +1385,7 @@ Result<Config> Loader::run() {
         }
         explicit_bzero(copy.data(), copy.size());
     } catch (const YAML::Exception& e) {
-        return fail(ErrorCode::config, make(e.mark, "yaml", "syntax error: " + e.msg).text);
+        return fail(ErrorCode::config, make(e.mark, "yaml", "syntax error: " + log_safe(e.msg)).text);
     }
 
     Config config;
@@ -1442,7 +1442,7 @@ Result<Config> load_config(const std::string& path, const LoadOptions& options) 
     } catch (const YAML::Exception& e) {
         return fail(ErrorCode::config, path + ":" + std::to_string(std::max(e.mark.line, 0) + 1) +
                                            ":" + std::to_string(std::max(e.mark.column, 0) + 1) +
-                                           ": yaml: " + e.msg);
+                                           ": yaml: " + log_safe(e.msg));
     } catch (const std::exception& e) {
         return fail(ErrorCode::config, path + ": cannot load: " + e.what());
     } catch (...) {
