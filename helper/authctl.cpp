@@ -56,6 +56,8 @@ std::string socket_path_from(const std::string& given, const std::string& config
     // The config may not be readable by this user; then the packaged default applies.
     helper::LoadOptions opts;
     opts.check_permissions = false;
+    opts.read_secret_files = false;
+    opts.check_files = false;
     if (auto cfg = helper::load_config(config_path_from(config_arg), opts)) return cfg->helper.socket;
     return CVAT_DEFAULT_SOCKET;
 }
