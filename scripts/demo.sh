@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# The README's demo: installs what is missing, builds, starts a private slapd holding an
+# Active-Directory-shaped tree with sample users, starts cvat-authd on CVAT's AD example
+# config, and logs each user in through real PAM (pam_cvat.so via libpam), printing the
+# CVAT role. Stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${BUILD_DIR:-$ROOT/build}
+
+bash scripts/install-deps.sh
+[[ -f "$BUILD/build.ninja" ]] || meson setup "$BUILD" >/dev/null
+ninja -C "$BUILD" >/dev/null
+
+DEMO=$(mktemp -d /tmp/cvat-auth-demo.XXXXXX)
+DAEMON_PID=""
+cleanup() {
+  [[ -n "$DAEMON_PID" ]] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+  bash tests/fixtures/slapd.sh stop "$DEMO/slapd" >/dev/null 2>&1 || true
+  rm -rf "$DEMO"
+}
+trap cleanup EXIT
+
+echo "== starting a private slapd (AD-shaped tree) in $DEMO"
+bash tests/fixtures/slapd.sh start "$DEMO/slapd" ad >/dev/null
+# shellcheck disable=SC1091
+. "$DEMO/slapd/env"
+
+USERS_DN="CN=Users,DC=ad,DC=example,DC=test"
+printf 'Bind-Secret-1\n' >"$DEMO/bind_password"
+chmod 600 "$DEMO/bind_password"
+cat >"$DEMO/auth_config.yml" <<YAML
+# CVAT's Active Directory example (settings.py), as auth_config.yml
+helper:
+  socket: $DEMO/socket
+$( [[ $(id -u) -eq 0 ]] && echo "  user: nobody                 # started as root, serves as nobody" )
+ldap:
+  server_uri: $LDAP_URI                                  # AUTH_LDAP_SERVER_URI
+  referrals: false                                       # ldap.OPT_REFERRALS = 0
+  bind_dn: "CN=cvat_bind,$USERS_DN"                      # AUTH_LDAP_BIND_DN
+  bind_password_file: $DEMO/bind_password                # AUTH_LDAP_BIND_PASSWORD
+  user_search:                                           # AUTH_LDAP_USER_SEARCH
+    base: "$USERS_DN"
+    scope: subtree
+    filter: "(sAMAccountName=%(user)s)"
+  group_search:                                          # AUTH_LDAP_GROUP_SEARCH
+    base: "$USERS_DN"
+    scope: subtree
+    filter: "(objectClass=group)"
+  group_type: nested_active_directory                    # AUTH_LDAP_GROUP_TYPE
+  user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, email: mail}
+  role_groups:                                           # DJANGO_AUTH_LDAP_GROUPS
+    admin: ["CN=CVAT Admins,$USERS_DN"]
+    user: ["CN=CVAT Users,$USERS_DN"]
+    worker: ["CN=CVAT Workers,$USERS_DN"]
+  default_role: user                                     # IAM_DEFAULT_ROLE
+YAML
+chmod 600 "$DEMO/auth_config.yml"
+
+echo "== cvat-authctl config check"
+"$BUILD/helper/cvat-authctl" config check "$DEMO/auth_config.yml"
+
+echo "== starting cvat-authd"
+"$BUILD/helper/cvat-authd" --foreground --config "$DEMO/auth_config.yml" 2>"$DEMO/authd.log" &
+DAEMON_PID=$!
+for _ in $(seq 100); do [[ -S "$DEMO/socket" ]] && break; sleep 0.05; done
+[[ -S "$DEMO/socket" ]] || { cat "$DEMO/authd.log"; exit 1; }
+
+export PAM_CVAT_SO=$BUILD/pam_cvat/pam_cvat.so
+try() {  # USER PASSWORD [MODULE ARGS...]
+  local user=$1 pw=$2; shift 2
+  printf '%s\n' "$pw" | "$BUILD/tests/cvat-pam-try" "$DEMO" "$user" "socket=$DEMO/socket" "$@" || true
+}
+
+echo
+echo "== real PAM logins (pam_start_confdir -> pam_cvat.so -> cvat-authd -> slapd)"
+try alice  'alice-Passw0rd'                     # in CVAT Admins
+try bob    $'b0b-p\xc3\xa4ssw0rd ok'            # in CVAT Users (a non-ASCII password)
+try walter 'walter-Passw0rd'                    # in CVAT Workers
+try dora   'dora-Passw0rd'                      # in CVAT Workers and CVAT Admins: highest wins
+try nestor 'nestor-Passw0rd'                    # admin through three levels of nested groups
+try nina   'nina-Passw0rd'                      # in no role group: default_role user
+try ALICE  'alice-Passw0rd'                     # canonical name comes back from the directory
+try alice  'not-her-password'                   # wrong password
+try dave   'dave-Passw0rd'                      # disabled account (userAccountControl 514)
+try mallory 'whatever'                          # no such user
+try '*'    'alice-Passw0rd'                     # a filter wildcard is escaped, not obeyed
+
+echo
+echo "== an admin-only service (account: pam_cvat.so require_role=admin)"
+try alice  'alice-Passw0rd' require_role=admin
+try walter 'walter-Passw0rd' require_role=admin
+
+echo
+echo "== cvat-authctl explain nestor   (why is Nestor an admin?)"
+"$BUILD/helper/cvat-authctl" --socket "$DEMO/socket" explain nestor
+
+echo
+echo "== cvat-authctl status"
+"$BUILD/helper/cvat-authctl" --socket "$DEMO/socket" status || true
+echo
+echo "demo done; the daemon's log was:"
+sed 's/^/  /' "$DEMO/authd.log" | tail -n 20
