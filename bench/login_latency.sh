@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Measures login latency through pam_cvat against the test slapd (AD-shaped tree, nested
+# groups), one thread, and the raw libldap floor on the same server.
+#   bench/login_latency.sh [N]      (default N=100)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-100}
+BUILD=${BUILD_DIR:-$PWD/build}
+[[ -f "$BUILD/build.ninja" ]] || meson setup "$BUILD" >/dev/null
+ninja -C "$BUILD" >/dev/null
+W=$(mktemp -d /tmp/cvat-bench.XXXXXX)
+PID=""
+trap '[[ -n "$PID" ]] && kill "$PID" 2>/dev/null; bash tests/fixtures/slapd.sh stop "$W/slapd" >/dev/null 2>&1; rm -rf "$W"' EXIT
+bash tests/fixtures/slapd.sh start "$W/slapd" ad >/dev/null
+. "$W/slapd/env"
+U="CN=Users,DC=ad,DC=example,DC=test"
+printf 'Bind-Secret-1\n' >"$W/bind_password"; chmod 600 "$W/bind_password"
+cat >"$W/auth_config.yml" <<YAML
+helper: {socket: $W/socket, log_level: warning}
+ldap:
+  server_uri: $LDAP_URI
+  bind_dn: "CN=cvat_bind,$U"
+  bind_password_file: $W/bind_password
+  user_search: {base: "$U", filter: "(sAMAccountName=%(user)s)"}
+  group_search: {base: "$U", filter: "(objectClass=group)"}
+  group_type: nested_active_directory
+  user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, email: mail}
+  role_groups: {admin: ["CN=CVAT Admins,$U"], user: ["CN=CVAT Users,$U"], worker: ["CN=CVAT Workers,$U"]}
+YAML
+chmod 600 "$W/auth_config.yml"
+"$BUILD/helper/cvat-authd" --foreground --config "$W/auth_config.yml" 2>"$W/authd.log" &
+PID=$!
+for _ in $(seq 100); do [[ -S "$W/socket" ]] && break; sleep 0.05; done
+export PAM_CVAT_SO=$BUILD/pam_cvat/pam_cvat.so
+"$BUILD/bench/cvat-bench-login" "$W" "$W/socket" alice alice-Passw0rd "$LDAP_URI" "CN=cvat_bind,$U" Bind-Secret-1 \
+  "$U" "(sAMAccountName=alice)" "$N"
