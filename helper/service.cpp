@@ -188,7 +188,7 @@ proto::Response Service::explain(const Runtime& rt, const Peer& peer, const prot
     e.status = out.status;
     e.role = out.user.role.role;
     e.lines = std::move(out.trace);
-    if (!out.message.empty()) e.lines.push_back(out.message);
+    if (e.lines.empty() && !out.message.empty()) e.lines.push_back(out.message);
     return e;
 }
 
