@@ -125,6 +125,7 @@ std::vector<std::pair<std::string, std::string>> services() {
         {"cvat-peer-minuid", stack(peer + " minimum_uid=1000")},
         {"cvat-peer-unknown-arg", stack(peer + " debug frobnicate=7 no_such_flag")},
         {"cvat-peer-items", stack(peer, set_items)},
+        {"cvat-peer-authtok", stack(peer + " use_authtok")},
         {"cvat-bad-timeout", stack(peer + " timeout=0")},
         {"cvat-bad-timeout2", stack(peer + " timeout=ten")},
         {"cvat-bad-role", stack(peer + " require_role=superuser")},
@@ -925,6 +926,56 @@ void test_chauthtok(void**) {
     expect_cases(r);
 }
 
+void test_chauthtok_use_authtok_needs_a_token(void**) {
+    // use_authtok: the new password must come from a module above; none did.
+    g_peer->script({respond(verdict(Status::ok, "alice"))});
+    auto r = run_pam("cvat-peer-authtok", "alice", passwords("new-Pw-5", "new-Pw-5"),
+                     {tc(PAMTEST_CHAUTHTOK, PAM_AUTHTOK_ERR)});
+    expect_cases(r);
+    auto got = g_peer->take_received();
+    assert_null(received<proto::PasswordRequest>(got));
+}
+
+// The host's errno survives every entry point, whatever failed inside (here: connect()).
+void test_errno_preserved(void**) {
+    pam_conv conv{record_conv, nullptr};
+    Conversation c;
+    conv.appdata_ptr = &c;
+    pam_handle_t* ph = nullptr;
+    assert_int_equal(pam_start("cvat-absent", "alice", &conv, &ph), PAM_SUCCESS);
+    void* h = dlopen(module_path().c_str(), RTLD_NOW | RTLD_LOCAL);
+    assert_non_null(h);
+    using Entry = int (*)(pam_handle_t*, int, int, const char**);
+    std::string socket = "socket=" + absent_socket();
+    const char* args[] = {socket.c_str(), "method=device"};
+    const char* bad_args[] = {"timeout=-3"};
+    struct Call {
+        const char* symbol;
+        int argc;
+        const char** argv;
+        int expected;
+    };
+    const Call calls[] = {
+        {"pam_sm_authenticate", 2, args, PAM_AUTHINFO_UNAVAIL},
+        {"pam_sm_acct_mgmt", 2, args, PAM_AUTHINFO_UNAVAIL},
+        {"pam_sm_open_session", 2, args, PAM_AUTHINFO_UNAVAIL},
+        {"pam_sm_close_session", 2, args, PAM_SUCCESS},
+        {"pam_sm_setcred", 2, args, PAM_SUCCESS},
+        {"pam_sm_authenticate", 1, bad_args, PAM_SERVICE_ERR},
+    };
+    for (const auto& call : calls) {
+        auto fn = reinterpret_cast<Entry>(dlsym(h, call.symbol));
+        assert_non_null(fn);
+        errno = ENOTRECOVERABLE;
+        int rc = fn(ph, 0, call.argc, call.argv);
+        int after = errno;
+        if (rc != call.expected) fail_msg("%s returned %s", call.symbol, pam_name(rc));
+        if (after != ENOTRECOVERABLE) fail_msg("%s changed errno to %d", call.symbol, after);
+    }
+    dlclose(h);
+    pam_end(ph, PAM_SUCCESS);
+}
+
 // ---- tests: the real cvat-authd over slapd -------------------------------------------------
 
 std::unique_ptr<test::Slapd> g_slapd;
@@ -1149,6 +1200,8 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_bad_arguments_are_service_err),
         cmocka_unit_test(test_socket_from_environment),
         cmocka_unit_test(test_chauthtok),
+        cmocka_unit_test(test_chauthtok_use_authtok_needs_a_token),
+        cmocka_unit_test(test_errno_preserved),
     };
     return cmocka_run_group_tests_name("pam_cvat with hostile and scripted peers", tests, setup_peer,
                                        teardown_peer);
