@@ -113,13 +113,13 @@ void free_transaction_data(pam_handle_t*, void* data, int) {
 
 // Restores errno on scope exit: the host process must not see our syscalls' errors.
 class ErrnoGuard {
-public:
+  public:
     ErrnoGuard() noexcept : saved_(errno) {}
     ~ErrnoGuard() { errno = saved_; }
     ErrnoGuard(const ErrnoGuard&) = delete;
     ErrnoGuard& operator=(const ErrnoGuard&) = delete;
 
-private:
+  private:
     int saved_;
 };
 
@@ -175,63 +175,88 @@ bool parse_number(std::string_view text, std::uint64_t lo, std::uint64_t hi, std
     return true;
 }
 
+// The arguments without a value.
+struct FlagOption {
+    std::string_view name;
+    bool Options::*field;
+};
+constexpr FlagOption kFlagOptions[] = {
+    {"debug", &Options::debug},
+    {"use_first_pass", &Options::use_first_pass},
+    {"try_first_pass", &Options::try_first_pass},
+    {"use_authtok", &Options::use_authtok},
+    {"ignore_unknown_user", &Options::ignore_unknown_user},
+    {"ignore_authinfo_unavail", &Options::ignore_authinfo_unavail},
+    {"no_qr", &Options::no_qr},
+};
+
+enum class Parsed { ok, bad_value, unknown };
+
+// One KEY=VALUE argument.
+Parsed parse_valued_option(std::string_view key, std::string_view value, Options& o) {
+    std::uint64_t n = 0;
+    if (key == "minimum_uid") {
+        if (!parse_number(value, 0, UINT32_MAX, n)) return Parsed::bad_value;
+        o.minimum_uid = static_cast<std::uint32_t>(n);
+    } else if (key == "require_role") {
+        proto::Role r{};
+        if (!proto::parse_role(value, r) || r == proto::Role::none) return Parsed::bad_value;
+        o.require_role = r;
+    } else if (key == "method") {
+        if (value == "password") {
+            o.method = proto::AuthMethod::password;
+        } else if (value == "device") {
+            o.method = proto::AuthMethod::device;
+        } else if (value == "auto") {
+            o.method = proto::AuthMethod::automatic;
+        } else {
+            return Parsed::bad_value;
+        }
+    } else if (key == "idp") {
+        if (value.empty() || value.size() > proto::kMaxShort || has_control(value))
+            return Parsed::bad_value;
+        o.idp = value;
+    } else if (key == "socket") {
+        // sockaddr_un.sun_path holds 107 bytes and the NUL; relative paths depend on the cwd.
+        if (value.empty() || value.front() != '/' || value.size() >= 108 || has_control(value))
+            return Parsed::bad_value;
+        o.socket = value;
+    } else if (key == "timeout") {
+        if (!parse_number(value, 1, kMaxTimeoutS, n)) return Parsed::bad_value;
+        o.timeout_ms = static_cast<int>(n) * 1000;
+    } else {
+        return Parsed::unknown;
+    }
+    return Parsed::ok;
+}
+
 // Module arguments. Unknown ones are logged and ignored; a known one with a bad value makes
 // the whole call PAM_SERVICE_ERR (a broken service file must not half-work).
 bool parse_options(pam_handle_t* pamh, int flags, int argc, const char** argv, Options& o) {
     o.silent = (flags & PAM_SILENT) != 0;
-    bool socket_given = false;
     for (int i = 0; i < argc; ++i) {
         if (argv[i] == nullptr) continue;
         std::string_view arg(argv[i]);
         auto eq = arg.find('=');
-        std::string_view key = arg.substr(0, eq);
-        std::string_view value = eq == std::string_view::npos ? std::string_view() : arg.substr(eq + 1);
-        bool has_value = eq != std::string_view::npos;
-        bool bad = false;
-        std::uint64_t n = 0;
-        if (!has_value && key == "debug") o.debug = true;
-        else if (!has_value && key == "use_first_pass") o.use_first_pass = true;
-        else if (!has_value && key == "try_first_pass") o.try_first_pass = true;
-        else if (!has_value && key == "use_authtok") o.use_authtok = true;
-        else if (!has_value && key == "ignore_unknown_user") o.ignore_unknown_user = true;
-        else if (!has_value && key == "ignore_authinfo_unavail") o.ignore_authinfo_unavail = true;
-        else if (!has_value && key == "no_qr") o.no_qr = true;
-        else if (has_value && key == "minimum_uid") {
-            if (parse_number(value, 0, UINT32_MAX, n)) o.minimum_uid = static_cast<std::uint32_t>(n);
-            else bad = true;
-        } else if (has_value && key == "require_role") {
-            proto::Role r{};
-            if (proto::parse_role(value, r) && r != proto::Role::none) o.require_role = r;
-            else bad = true;
-        } else if (has_value && key == "method") {
-            if (value == "password") o.method = proto::AuthMethod::password;
-            else if (value == "device") o.method = proto::AuthMethod::device;
-            else if (value == "auto") o.method = proto::AuthMethod::automatic;
-            else bad = true;
-        } else if (has_value && key == "idp") {
-            if (!value.empty() && value.size() <= proto::kMaxShort && !has_control(value)) o.idp = value;
-            else bad = true;
-        } else if (has_value && key == "socket") {
-            // sockaddr_un.sun_path is 108 bytes with the NUL; the path must be absolute.
-            if (!value.empty() && value.front() == '/' && value.size() < 108 && !has_control(value)) {
-                o.socket = value;
-                socket_given = true;
-            } else {
-                bad = true;
+        Parsed parsed = Parsed::unknown;
+        if (eq == std::string_view::npos) {
+            for (const auto& flag : kFlagOptions) {
+                if (arg == flag.name) {
+                    o.*flag.field = true;
+                    parsed = Parsed::ok;
+                }
             }
-        } else if (has_value && key == "timeout") {
-            if (parse_number(value, 1, kMaxTimeoutS, n)) o.timeout_ms = static_cast<int>(n) * 1000;
-            else bad = true;
         } else {
-            pam_syslog(pamh, LOG_ERR, "unknown option ignored: %s", log_safe(arg).c_str());
-            continue;
+            parsed = parse_valued_option(arg.substr(0, eq), arg.substr(eq + 1), o);
         }
-        if (bad) {
+        if (parsed == Parsed::unknown) {
+            pam_syslog(pamh, LOG_ERR, "unknown option ignored: %s", log_safe(arg).c_str());
+        } else if (parsed == Parsed::bad_value) {
             pam_syslog(pamh, LOG_ERR, "bad value for option: %s", log_safe(arg).c_str());
             return false;
         }
     }
-    if (!socket_given) {
+    if (o.socket.empty()) {
         const char* env = secure_getenv("CVAT_AUTH_SOCKET");
         o.socket = (env != nullptr && env[0] != '\0') ? env : CVAT_DEFAULT_SOCKET;
     }
@@ -242,20 +267,29 @@ bool parse_options(pam_handle_t* pamh, int flags, int argc, const char** argv, O
 // `unavailable`, so they can never turn into anything better than PAM_AUTHINFO_UNAVAIL.
 int pam_code(Status status, const Options& o, Phase phase) {
     switch (status) {
-        case Status::ok: return PAM_SUCCESS;
-        case Status::auth_err: return PAM_AUTH_ERR;
+        case Status::ok:
+            return PAM_SUCCESS;
+        case Status::auth_err:
+            return PAM_AUTH_ERR;
         case Status::user_unknown:
-        case Status::not_found: return o.ignore_unknown_user ? PAM_IGNORE : PAM_USER_UNKNOWN;
-        case Status::unavailable: return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
-        case Status::acct_expired: return PAM_ACCT_EXPIRED;
-        case Status::perm_denied: return PAM_PERM_DENIED;
-        case Status::new_authtok_reqd: return PAM_NEW_AUTHTOK_REQD;
+        case Status::not_found:
+            return o.ignore_unknown_user ? PAM_IGNORE : PAM_USER_UNKNOWN;
+        case Status::unavailable:
+            return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
+        case Status::acct_expired:
+            return PAM_ACCT_EXPIRED;
+        case Status::perm_denied:
+            return PAM_PERM_DENIED;
+        case Status::new_authtok_reqd:
+            return PAM_NEW_AUTHTOK_REQD;
         case Status::bad_request:
-        case Status::internal: return PAM_SYSTEM_ERR;
+        case Status::internal:
+            return PAM_SYSTEM_ERR;
         case Status::not_supported:
             if (phase == Phase::password) return PAM_AUTHTOK_ERR;
             return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
-        case Status::authtok_err: return PAM_AUTHTOK_ERR;
+        case Status::authtok_err:
+            return PAM_AUTHTOK_ERR;
     }
     return PAM_SYSTEM_ERR;  // a value the decoder let through by mistake: still a failure
 }
@@ -347,7 +381,7 @@ int get_user(pam_handle_t* pamh, std::string& out) {
 
 // A connection to cvat-authd; every wait is bounded by the `timeout=` option.
 class DaemonLink {
-public:
+  public:
     DaemonLink(pam_handle_t* pamh, const Options& o) : pamh_(pamh), o_(o) {}
 
     bool connect() {
@@ -372,7 +406,7 @@ public:
         return std::move(*r);
     }
 
-private:
+  private:
     void report(const Error& e) {
         pam_syslog(pamh_, LOG_ERR, "cvat-authd at %s: %s: %s", log_safe(o_.socket).c_str(),
                    error_code_name(e.code), log_safe(e.detail).c_str());
@@ -416,7 +450,9 @@ void show_verdict_message(pam_handle_t* pamh, const Options& o, const proto::Ver
     show(pamh, o, style, v.message);
 }
 
-const char* rhost_for_log(const std::string& rhost) { return rhost.empty() ? "-" : rhost.c_str(); }
+const char* rhost_for_log(const std::string& rhost) {
+    return rhost.empty() ? "-" : rhost.c_str();
+}
 
 // ---- authenticate ----------------------------------------------------------------------
 
@@ -491,7 +527,8 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
             return PAM_AUTH_ERR;
         }
         if (req.password.empty() && o.method == proto::AuthMethod::password) {
-            pam_syslog(pamh, LOG_NOTICE, "empty password for user %s refused", log_safe(user).c_str());
+            pam_syslog(pamh, LOG_NOTICE, "empty password for user %s refused",
+                       log_safe(user).c_str());
             return PAM_AUTH_ERR;
         }
     }
@@ -537,7 +574,7 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
         data->user = user;
         rc = pam_set_data(pamh, kDataKey, data.get(), free_transaction_data);
         if (rc != PAM_SUCCESS) return rc;
-        data.release();
+        (void)data.release();  // libpam owns it now; free_transaction_data frees it
         pam_syslog(pamh, LOG_NOTICE, "password of user %s has expired; rhost=%s",
                    log_safe(user).c_str(), rhost_for_log(req.rhost));
         return PAM_SUCCESS;
@@ -568,9 +605,10 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     data->attributes = std::move(verdict->attributes);
     rc = pam_set_data(pamh, kDataKey, data.get(), free_transaction_data);
     if (rc != PAM_SUCCESS) return rc;
-    data.release();
-    pam_syslog(pamh, LOG_INFO, "authenticated user %s role=%s rhost=%s", log_safe(canonical).c_str(),
-               proto::role_name(verdict->role), rhost_for_log(req.rhost));
+    (void)data.release();  // libpam owns it now; free_transaction_data frees it
+    pam_syslog(pamh, LOG_INFO, "authenticated user %s role=%s rhost=%s",
+               log_safe(canonical).c_str(), proto::role_name(verdict->role),
+               rhost_for_log(req.rhost));
     return PAM_SUCCESS;
 }
 
@@ -605,8 +643,8 @@ int acct_mgmt(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     show_verdict_message(pamh, o, *verdict, rc);
     if (rc != PAM_SUCCESS) {
         if (rc != PAM_IGNORE)
-            pam_syslog(pamh, LOG_NOTICE, "account check failed; user=%s: %s", log_safe(user).c_str(),
-                       proto::status_name(verdict->status));
+            pam_syslog(pamh, LOG_NOTICE, "account check failed; user=%s: %s",
+                       log_safe(user).c_str(), proto::status_name(verdict->status));
         return rc;
     }
     // The daemon enforces require_role; checking its answer here too costs nothing.
@@ -746,35 +784,43 @@ int guarded(pam_handle_t* pamh, Body&& body) noexcept {
 }  // namespace
 }  // namespace cvat::pam
 
+// <security/pam_modules.h> declares these without noexcept, so the definitions cannot add it;
+// guarded() is the noexcept boundary: nothing thrown inside reaches libpam.
 extern "C" {
 
-PAM_EXTERN __attribute__((visibility("default"))) int
-pam_sm_authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) noexcept {
-    return cvat::pam::guarded(pamh, [&] { return cvat::pam::authenticate(pamh, flags, argc, argv); });
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_authenticate(pam_handle_t* pamh,
+                                                                          int flags, int argc,
+                                                                          const char** argv) {
+    return cvat::pam::guarded(pamh,
+                              [&] { return cvat::pam::authenticate(pamh, flags, argc, argv); });
 }
 
-PAM_EXTERN __attribute__((visibility("default"))) int
-pam_sm_setcred(pam_handle_t*, int, int, const char**) noexcept {
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_setcred(pam_handle_t*, int, int,
+                                                                     const char**) {
     return PAM_SUCCESS;
 }
 
-PAM_EXTERN __attribute__((visibility("default"))) int
-pam_sm_acct_mgmt(pam_handle_t* pamh, int flags, int argc, const char** argv) noexcept {
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_acct_mgmt(pam_handle_t* pamh,
+                                                                       int flags, int argc,
+                                                                       const char** argv) {
     return cvat::pam::guarded(pamh, [&] { return cvat::pam::acct_mgmt(pamh, flags, argc, argv); });
 }
 
-PAM_EXTERN __attribute__((visibility("default"))) int
-pam_sm_open_session(pam_handle_t* pamh, int flags, int argc, const char** argv) noexcept {
-    return cvat::pam::guarded(pamh, [&] { return cvat::pam::open_session(pamh, flags, argc, argv); });
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_open_session(pam_handle_t* pamh,
+                                                                          int flags, int argc,
+                                                                          const char** argv) {
+    return cvat::pam::guarded(pamh,
+                              [&] { return cvat::pam::open_session(pamh, flags, argc, argv); });
 }
 
-PAM_EXTERN __attribute__((visibility("default"))) int
-pam_sm_close_session(pam_handle_t*, int, int, const char**) noexcept {
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_close_session(pam_handle_t*, int, int,
+                                                                           const char**) {
     return PAM_SUCCESS;
 }
 
-PAM_EXTERN __attribute__((visibility("default"))) int
-pam_sm_chauthtok(pam_handle_t* pamh, int flags, int argc, const char** argv) noexcept {
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_chauthtok(pam_handle_t* pamh,
+                                                                       int flags, int argc,
+                                                                       const char** argv) {
     return cvat::pam::guarded(pamh, [&] { return cvat::pam::chauthtok(pamh, flags, argc, argv); });
 }
 

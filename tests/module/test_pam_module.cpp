@@ -67,11 +67,21 @@ using proto::Status;
 
 std::string g_dir;  // the test directory, made by the first stage of main()
 
-std::string peer_socket() { return g_dir + "/peer.sock"; }
-std::string absent_socket() { return g_dir + "/absent.sock"; }
-std::string daemon_dir() { return g_dir + "/authd"; }
-std::string slapd_dir() { return g_dir + "/slapd"; }
-std::string module_path() { return test::env_or("PAM_CVAT_SO", ""); }
+std::string peer_socket() {
+    return g_dir + "/peer.sock";
+}
+std::string absent_socket() {
+    return g_dir + "/absent.sock";
+}
+std::string daemon_dir() {
+    return g_dir + "/authd";
+}
+std::string slapd_dir() {
+    return g_dir + "/slapd";
+}
+std::string module_path() {
+    return test::env_or("PAM_CVAT_SO", "");
+}
 std::string wrapper_module(const char* name) {
     return std::string(PAM_WRAPPER_MODULES) + "/" + name;
 }
@@ -96,7 +106,8 @@ std::string stack(const std::string& args, const std::string& auth_before = "",
     std::string so = module_path();
     std::string out = auth_before;
     for (const char* type : {"auth", "account", "session", "password"}) {
-        out += std::string(type) + " [success=1 ignore=ignore default=die] " + so + " " + args + "\n";
+        out +=
+            std::string(type) + " [success=1 ignore=ignore default=die] " + so + " " + args + "\n";
         out += std::string(type) + " " + kSentinel;
         // A jump sets no result in libpam: this gives pam_cvat's PAM_SUCCESS back.
         out += std::string(type) + " required pam_permit.so\n";
@@ -150,35 +161,59 @@ double now_s() {
 
 const char* pam_name(int rc) {
     switch (rc) {
-        case PAM_SUCCESS: return "PAM_SUCCESS";
-        case PAM_AUTH_ERR: return "PAM_AUTH_ERR";
-        case PAM_USER_UNKNOWN: return "PAM_USER_UNKNOWN";
-        case PAM_AUTHINFO_UNAVAIL: return "PAM_AUTHINFO_UNAVAIL";
-        case PAM_IGNORE: return "PAM_IGNORE";
-        case PAM_MODULE_UNKNOWN: return "PAM_IGNORE (seen as the sentinel's PAM_MODULE_UNKNOWN)";
-        case PAM_ACCT_EXPIRED: return "PAM_ACCT_EXPIRED";
-        case PAM_PERM_DENIED: return "PAM_PERM_DENIED";
-        case PAM_NEW_AUTHTOK_REQD: return "PAM_NEW_AUTHTOK_REQD";
-        case PAM_SYSTEM_ERR: return "PAM_SYSTEM_ERR";
-        case PAM_SERVICE_ERR: return "PAM_SERVICE_ERR";
-        case PAM_AUTHTOK_ERR: return "PAM_AUTHTOK_ERR";
-        case PAM_CONV_ERR: return "PAM_CONV_ERR";
-        case PAM_BUF_ERR: return "PAM_BUF_ERR";
-        case PAM_TRY_AGAIN: return "PAM_TRY_AGAIN";
-        case PAM_AUTHTOK_RECOVERY_ERR: return "PAM_AUTHTOK_RECOVERY_ERR";
-        default: return "PAM_(other)";
+        case PAM_SUCCESS:
+            return "PAM_SUCCESS";
+        case PAM_AUTH_ERR:
+            return "PAM_AUTH_ERR";
+        case PAM_USER_UNKNOWN:
+            return "PAM_USER_UNKNOWN";
+        case PAM_AUTHINFO_UNAVAIL:
+            return "PAM_AUTHINFO_UNAVAIL";
+        case PAM_IGNORE:
+            return "PAM_IGNORE";
+        case PAM_MODULE_UNKNOWN:
+            return "PAM_IGNORE (seen as the sentinel's PAM_MODULE_UNKNOWN)";
+        case PAM_ACCT_EXPIRED:
+            return "PAM_ACCT_EXPIRED";
+        case PAM_PERM_DENIED:
+            return "PAM_PERM_DENIED";
+        case PAM_NEW_AUTHTOK_REQD:
+            return "PAM_NEW_AUTHTOK_REQD";
+        case PAM_SYSTEM_ERR:
+            return "PAM_SYSTEM_ERR";
+        case PAM_SERVICE_ERR:
+            return "PAM_SERVICE_ERR";
+        case PAM_AUTHTOK_ERR:
+            return "PAM_AUTHTOK_ERR";
+        case PAM_CONV_ERR:
+            return "PAM_CONV_ERR";
+        case PAM_BUF_ERR:
+            return "PAM_BUF_ERR";
+        case PAM_TRY_AGAIN:
+            return "PAM_TRY_AGAIN";
+        case PAM_AUTHTOK_RECOVERY_ERR:
+            return "PAM_AUTHTOK_RECOVERY_ERR";
+        default:
+            return "PAM_(other)";
     }
 }
 
 const char* op_name(pamtest_ops op) {
     switch (op) {
-        case PAMTEST_AUTHENTICATE: return "authenticate";
-        case PAMTEST_SETCRED: return "setcred";
-        case PAMTEST_ACCOUNT: return "acct_mgmt";
-        case PAMTEST_OPEN_SESSION: return "open_session";
-        case PAMTEST_CLOSE_SESSION: return "close_session";
-        case PAMTEST_CHAUTHTOK: return "chauthtok";
-        default: return "other";
+        case PAMTEST_AUTHENTICATE:
+            return "authenticate";
+        case PAMTEST_SETCRED:
+            return "setcred";
+        case PAMTEST_ACCOUNT:
+            return "acct_mgmt";
+        case PAMTEST_OPEN_SESSION:
+            return "open_session";
+        case PAMTEST_CLOSE_SESSION:
+            return "close_session";
+        case PAMTEST_CHAUTHTOK:
+            return "chauthtok";
+        default:
+            return "other";
     }
 }
 
@@ -187,14 +222,22 @@ const char* op_name(pamtest_ops op) {
 // What the peer does with one received request.
 struct Step {
     enum Kind { respond, raw, hang, hang_up } kind = respond;
-    proto::Response response;   // respond
-    std::string bytes;          // raw: written as they are, then the connection is closed
+    proto::Response response;  // respond
+    std::string bytes;         // raw: written as they are, then the connection is closed
 };
 
-Step respond(proto::Response r) { return Step{Step::respond, std::move(r), {}}; }
-Step raw(std::string bytes) { return Step{Step::raw, {}, std::move(bytes)}; }
-Step hang() { return Step{Step::hang, {}, {}}; }
-Step hang_up() { return Step{Step::hang_up, {}, {}}; }
+Step respond(proto::Response r) {
+    return Step{Step::respond, std::move(r), {}};
+}
+Step raw(std::string bytes) {
+    return Step{Step::raw, {}, std::move(bytes)};
+}
+Step hang() {
+    return Step{Step::hang, {}, {}};
+}
+Step hang_up() {
+    return Step{Step::hang_up, {}, {}};
+}
 
 proto::Verdict verdict(Status s, std::string user = "", Role role = Role::none,
                        std::vector<proto::Attribute> attrs = {}, std::string message = "") {
@@ -217,14 +260,15 @@ proto::Prompt prompt(proto::PromptStyle style, std::string text) {
 // A Unix socket server in a thread. Per connection: read a request, record it, play the next
 // queued step; repeat while steps say `respond`. No queued step: hang up.
 class ScriptedPeer {
-public:
+  public:
     explicit ScriptedPeer(std::string path) : path_(std::move(path)) {
         ::unlink(path_.c_str());
         listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_un addr{};
         addr.sun_family = AF_UNIX;
         std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
-        if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        if (listen_fd_ < 0 ||
+            ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
             ::listen(listen_fd_, 16) != 0 || ::pipe2(stop_, O_CLOEXEC) != 0) {
             std::printf("Bail out! scripted peer on %s: %s\n", path_.c_str(), std::strerror(errno));
             std::exit(1);
@@ -260,7 +304,7 @@ public:
         return std::move(received_);
     }
 
-private:
+  private:
     std::optional<Step> next_step() {
         std::lock_guard lock(mu_);
         if (steps_.empty()) return std::nullopt;
@@ -282,7 +326,8 @@ private:
             switch (step->kind) {
                 case Step::respond: {
                     auto frame = proto::encode_response(step->response);
-                    if (!frame || !proto::send_frame(fd, *frame, proto::Deadline::after_ms(5000))) return;
+                    if (!frame || !proto::send_frame(fd, *frame, proto::Deadline::after_ms(5000)))
+                        return;
                     break;
                 }
                 case Step::raw:
@@ -354,7 +399,8 @@ struct Conversation {
 // Answers both prompt styles from `answers` in order; out of answers is PAM_CONV_ERR.
 int record_conv(int n, const pam_message** msg, pam_response** resp, void* data) {
     auto* conv = static_cast<Conversation*>(data);
-    auto* out = static_cast<pam_response*>(std::calloc(static_cast<std::size_t>(n), sizeof(pam_response)));
+    auto* out =
+        static_cast<pam_response*>(std::calloc(static_cast<std::size_t>(n), sizeof(pam_response)));
     if (out == nullptr) return PAM_BUF_ERR;
     for (int i = 0; i < n; ++i) {
         conv->seen.emplace_back(msg[i]->msg_style, msg[i]->msg != nullptr ? msg[i]->msg : "");
@@ -396,7 +442,8 @@ Run run_pam(const char* service, const char* user, std::vector<std::string> answ
     r.cases.push_back(tc(PAMTEST_GETENVLIST, 0));
     r.cases.push_back(tc(PAMTEST_KEEPHANDLE, 0));
     double start = now_s();
-    r.err = _pamtest_conv(service, user, record_conv, &r.conv, r.cases.data(), r.cases.size(), nullptr);
+    r.err =
+        _pamtest_conv(service, user, record_conv, &r.conv, r.cases.data(), r.cases.size(), nullptr);
     r.seconds = now_s() - start;
     const auto& keep = r.cases.back();
     if (r.err == PAMTEST_ERR_OK && keep.case_out.ph != nullptr) {
@@ -427,7 +474,8 @@ void expect_cases(const Run& r) {
             break;
         }
     }
-    for (const auto& s : r.conv.seen) print_error("  conversation [%d] %s\n", s.first, s.second.c_str());
+    for (const auto& s : r.conv.seen)
+        print_error("  conversation [%d] %s\n", s.first, s.second.c_str());
     fail_msg("libpamtest: %s", pamtest_strerror(r.err));
 }
 
@@ -448,19 +496,21 @@ const T* received(const std::vector<proto::Request>& all, std::size_t i = 0) {
 void test_dlopen_entry_points(void**) {
     void* h = dlopen(module_path().c_str(), RTLD_NOW | RTLD_LOCAL);
     if (h == nullptr) fail_msg("dlopen: %s", dlerror());
-    for (const char* sym : {"pam_sm_authenticate", "pam_sm_setcred", "pam_sm_acct_mgmt", "pam_sm_open_session",
-                            "pam_sm_close_session", "pam_sm_chauthtok"}) {
+    for (const char* sym : {"pam_sm_authenticate", "pam_sm_setcred", "pam_sm_acct_mgmt",
+                            "pam_sm_open_session", "pam_sm_close_session", "pam_sm_chauthtok"}) {
         if (dlsym(h, sym) == nullptr) fail_msg("dlsym %s: %s", sym, dlerror());
     }
     // Internal code is hidden: nothing of common/ may leak into the host's namespace.
-    assert_null(dlsym(h, "_ZN4cvat5proto9call_implEv"));
+    assert_null(dlsym(h, "_ZN4cvat5proto12frame_lengthESt4spanIKhLm4EE"));  // proto::frame_length
+    assert_null(dlsym(h, "_ZN4cvat8log_safeB5cxx11ESt17basic_string_viewIcSt11char_traitsIcEE"));
     dlclose(h);
 }
 
 // ---- tests: unreachable and hostile peers -------------------------------------------------
 
 void test_no_daemon_is_authinfo_unavail(void**) {
-    auto r = run_pam("cvat-absent", "alice", {"secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
+    auto r = run_pam("cvat-absent", "alice", {"secret"},
+                     {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
     expect_cases(r);
     assert_true(r.conv.showed(PAM_PROMPT_ECHO_OFF, "Password"));
     r = run_pam("cvat-absent", "alice", {}, {tc(PAMTEST_ACCOUNT, PAM_AUTHINFO_UNAVAIL)});
@@ -470,7 +520,8 @@ void test_no_daemon_is_authinfo_unavail(void**) {
 }
 
 void test_no_daemon_ignored_on_request(void**) {
-    auto r = run_pam("cvat-absent-ignore", "alice", {"secret"}, {tc(PAMTEST_AUTHENTICATE, kIgnored)});
+    auto r =
+        run_pam("cvat-absent-ignore", "alice", {"secret"}, {tc(PAMTEST_AUTHENTICATE, kIgnored)});
     expect_cases(r);
     r = run_pam("cvat-absent-ignore", "alice", {}, {tc(PAMTEST_ACCOUNT, kIgnored)});
     expect_cases(r);
@@ -478,7 +529,8 @@ void test_no_daemon_ignored_on_request(void**) {
 
 void test_silent_peer_times_out(void**) {
     g_peer->script({hang()});
-    auto r = run_pam("cvat-peer-t1", "alice", {"secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
+    auto r = run_pam("cvat-peer-t1", "alice", {"secret"},
+                     {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
     expect_cases(r);
     assert_int_equal(g_peer->connections(), 1);
     if (r.seconds < 0.9 || r.seconds >= 3.0) fail_msg("took %.2f s with timeout=1", r.seconds);
@@ -499,7 +551,8 @@ void test_garbage_answers_are_unavail(void**) {
     };
     for (const auto& [what, bytes] : answers) {
         g_peer->script({raw(bytes)});
-        auto r = run_pam("cvat-peer", "alice", {"secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
+        auto r = run_pam("cvat-peer", "alice", {"secret"},
+                         {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
         if (r.err != PAMTEST_ERR_OK) print_error("peer answer: %s\n", what);
         expect_cases(r);
         // Refused at once (timeout=2): never waits for the bytes an absurd length promises.
@@ -509,7 +562,8 @@ void test_garbage_answers_are_unavail(void**) {
 
 void test_peer_hangs_up(void**) {
     g_peer->script({hang_up()});
-    auto r = run_pam("cvat-peer", "alice", {"secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
+    auto r =
+        run_pam("cvat-peer", "alice", {"secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
     expect_cases(r);
     assert_int_equal(g_peer->connections(), 1);
 }
@@ -519,7 +573,8 @@ void test_wrong_message_type_is_unavail(void**) {
     wrong.status = Status::ok;
     wrong.name = "alice";
     g_peer->script({respond(wrong)});
-    auto r = run_pam("cvat-peer", "alice", {"secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
+    auto r =
+        run_pam("cvat-peer", "alice", {"secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
     expect_cases(r);
     // A Prompt is no answer to an account request either.
     g_peer->script({respond(prompt(proto::PromptStyle::info, "hi"))});
@@ -531,11 +586,14 @@ void test_wrong_message_type_is_unavail(void**) {
 
 void test_bad_user_names_never_reach_daemon(void**) {
     const std::vector<std::string> names = {
-        "al\nice", "al\tice", "\x1b[31malice", "alice\x7f", "alice\r", std::string(proto::kMaxName + 1, 'a'), "",
+        "al\nice",   "al\tice", "\x1b[31malice",
+        "alice\x7f", "alice\r", std::string(proto::kMaxName + 1, 'a'),
+        "",
     };
     for (const auto& name : names) {
         g_peer->script({respond(verdict(Status::ok, "alice", Role::admin))});
-        auto r = run_pam("cvat-peer", name.c_str(), {"secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_USER_UNKNOWN)});
+        auto r = run_pam("cvat-peer", name.c_str(), {"secret"},
+                         {tc(PAMTEST_AUTHENTICATE, PAM_USER_UNKNOWN)});
         expect_cases(r);
         assert_int_equal(g_peer->connections(), 0);
         assert_int_equal(r.conv.count(PAM_PROMPT_ECHO_OFF), 0);  // not even asked for a password
@@ -546,7 +604,8 @@ void test_bad_user_names_never_reach_daemon(void**) {
     // The longest allowed name does go through.
     g_peer->script({respond(verdict(Status::user_unknown))});
     std::string longest(proto::kMaxName, 'a');
-    auto r = run_pam("cvat-peer", longest.c_str(), {"secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_USER_UNKNOWN)});
+    auto r = run_pam("cvat-peer", longest.c_str(), {"secret"},
+                     {tc(PAMTEST_AUTHENTICATE, PAM_USER_UNKNOWN)});
     expect_cases(r);
     assert_int_equal(g_peer->connections(), 1);
 }
@@ -575,7 +634,8 @@ void test_use_first_pass_takes_stored_token(void**) {
 
 void test_try_first_pass_falls_back_to_prompt(void**) {
     g_peer->script({respond(verdict(Status::ok, "alice", Role::user))});
-    auto r = run_pam("cvat-peer-tfp", "alice", {"typed-Secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    auto r = run_pam("cvat-peer-tfp", "alice", {"typed-Secret"},
+                     {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
     expect_cases(r);
     assert_int_equal(r.conv.count(PAM_PROMPT_ECHO_OFF), 1);
     assert_true(r.conv.showed(PAM_PROMPT_ECHO_OFF, "Password: "));
@@ -643,7 +703,8 @@ void test_request_fields(void**) {
     got = g_peer->take_received();
     auth = received<proto::AuthRequest>(got);
     assert_non_null(auth);
-    assert_int_equal(static_cast<int>(auth->method), static_cast<int>(proto::AuthMethod::automatic));
+    assert_int_equal(static_cast<int>(auth->method),
+                     static_cast<int>(proto::AuthMethod::automatic));
     assert_string_equal(auth->idp.c_str(), "company-oidc");
     assert_int_equal(auth->flags, static_cast<unsigned>(proto::flag_ascii_only));  // no tty
 }
@@ -673,14 +734,16 @@ void test_status_to_pam_code(void**) {
             int want = ignore ? m.ignored : m.plain;
             g_peer->script({respond(verdict(m.status, "alice", Role::admin))});
             auto r = run_pam(service, "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, want)});
-            if (r.err != PAMTEST_ERR_OK) print_error("auth, status %s, %s\n", proto::status_name(m.status), service);
+            if (r.err != PAMTEST_ERR_OK)
+                print_error("auth, status %s, %s\n", proto::status_name(m.status), service);
             expect_cases(r);
             // Nothing of a failed verdict reaches the environment.
             assert_true(r.env.count("CVAT_ROLE") == 0);
 
             g_peer->script({respond(verdict(m.status, "alice", Role::admin))});
             r = run_pam(service, "alice", {}, {tc(PAMTEST_ACCOUNT, want)});
-            if (r.err != PAMTEST_ERR_OK) print_error("account, status %s, %s\n", proto::status_name(m.status), service);
+            if (r.err != PAMTEST_ERR_OK)
+                print_error("account, status %s, %s\n", proto::status_name(m.status), service);
             expect_cases(r);
         }
     }
@@ -718,7 +781,8 @@ void test_success_sets_canonical_user_and_env(void**) {
 }
 
 void test_only_present_attributes_exported(void**) {
-    g_peer->script({respond(verdict(Status::ok, "bob", Role::user, {{"email", "bob@example.test"}}))});
+    g_peer->script(
+        {respond(verdict(Status::ok, "bob", Role::user, {{"email", "bob@example.test"}}))});
     auto r = run_pam("cvat-peer", "bob", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
     expect_cases(r);
     assert_string_equal(r.pam_user.c_str(), "bob");
@@ -737,7 +801,8 @@ void test_malformed_canonical_name_fails(void**) {
 }
 
 void test_verdict_message_shown(void**) {
-    g_peer->script({respond(verdict(Status::perm_denied, "alice", Role::none, {}, "Your account is locked."))});
+    g_peer->script({respond(
+        verdict(Status::perm_denied, "alice", Role::none, {}, "Your account is locked."))});
     auto r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_PERM_DENIED)});
     expect_cases(r);
     assert_true(r.conv.showed(PAM_ERROR_MSG, "Your account is locked."));
@@ -747,8 +812,10 @@ void test_verdict_message_shown(void**) {
     expect_cases(r);
     assert_true(r.conv.showed(PAM_ERROR_MSG, "bad?[2Jpassword"));
     // PAM_SILENT: nothing shown.
-    g_peer->script({respond(verdict(Status::perm_denied, "alice", Role::none, {}, "Your account is locked."))});
-    r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_PERM_DENIED, PAM_SILENT)});
+    g_peer->script({respond(
+        verdict(Status::perm_denied, "alice", Role::none, {}, "Your account is locked."))});
+    r = run_pam("cvat-peer", "alice", {"pw"},
+                {tc(PAMTEST_AUTHENTICATE, PAM_PERM_DENIED, PAM_SILENT)});
     expect_cases(r);
     assert_int_equal(r.conv.count(PAM_ERROR_MSG), 0);
     // Ignored results stay quiet too.
@@ -759,10 +826,12 @@ void test_verdict_message_shown(void**) {
 }
 
 void test_expired_password_reported_by_account(void**) {
-    g_peer->script({respond(verdict(Status::new_authtok_reqd, "alice", Role::none, {}, "Password expired.")),
-                    respond(verdict(Status::ok, "alice", Role::user))});
-    auto r = run_pam("cvat-peer", "alice", {"pw"},
-                     {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_NEW_AUTHTOK_REQD)});
+    g_peer->script(
+        {respond(verdict(Status::new_authtok_reqd, "alice", Role::none, {}, "Password expired.")),
+         respond(verdict(Status::ok, "alice", Role::user))});
+    auto r =
+        run_pam("cvat-peer", "alice", {"pw"},
+                {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_NEW_AUTHTOK_REQD)});
     expect_cases(r);
     assert_true(r.conv.showed(PAM_TEXT_INFO, "Password expired."));
     assert_true(r.env.count("CVAT_ROLE") == 0);  // nothing exported for an expired password
@@ -778,7 +847,8 @@ void test_daemon_prompts_are_relayed(void**) {
         respond(prompt(proto::PromptStyle::error, "Slow down")),
         respond(verdict(Status::ok, "alice", Role::admin, {{"idp", "company-oidc"}})),
     });
-    auto r = run_pam("cvat-peer-device", "alice", {"", "123456"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    auto r = run_pam("cvat-peer-device", "alice", {"", "123456"},
+                     {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
     expect_cases(r);
     // method=device asks for no password; every prompt reached the user in order.
     assert_int_equal(r.conv.seen.size(), 4u);
@@ -808,7 +878,8 @@ void test_daemon_prompts_are_relayed(void**) {
 
 void test_endless_prompts_are_cut(void**) {
     g_peer->script({respond(prompt(proto::PromptStyle::info, "again"))}, true);
-    auto r = run_pam("cvat-peer-device", "alice", {}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
+    auto r =
+        run_pam("cvat-peer-device", "alice", {}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
     expect_cases(r);
     assert_true(r.conv.seen.size() <= 40u);
 }
@@ -835,13 +906,16 @@ void test_require_role_checked_locally_too(void**) {
     assert_non_null(acct);
     assert_int_equal(static_cast<int>(acct->require_role), static_cast<int>(Role::admin));
 
-    g_peer->script({respond(verdict(Status::ok, "ada", Role::admin)), respond(verdict(Status::ok, "ada", Role::admin))});
-    r = run_pam("cvat-peer-admin", "ada", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_SUCCESS)});
+    g_peer->script({respond(verdict(Status::ok, "ada", Role::admin)),
+                    respond(verdict(Status::ok, "ada", Role::admin))});
+    r = run_pam("cvat-peer-admin", "ada", {"pw"},
+                {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_SUCCESS)});
     expect_cases(r);
 }
 
 void test_session_without_auth_asks_daemon(void**) {
-    g_peer->script({respond(verdict(Status::ok, "walter", Role::worker, {{"email", "w@example.test"}}))});
+    g_peer->script(
+        {respond(verdict(Status::ok, "walter", Role::worker, {{"email", "w@example.test"}}))});
     auto r = run_pam("cvat-peer", "walter", {}, {tc(PAMTEST_OPEN_SESSION, PAM_SUCCESS)});
     expect_cases(r);
     assert_string_equal(r.env["CVAT_ROLE"].c_str(), "worker");
@@ -862,14 +936,15 @@ void test_minimum_uid(void**) {
     expect_cases(r);
     // A name unknown to NSS is the daemon's to judge.
     g_peer->script({respond(verdict(Status::ok, "cvat-nss-unknown", Role::user))});
-    r = run_pam("cvat-peer-minuid", "cvat-nss-unknown", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    r = run_pam("cvat-peer-minuid", "cvat-nss-unknown", {"pw"},
+                {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
     expect_cases(r);
     assert_int_equal(g_peer->connections(), 1);
 }
 
 void test_bad_arguments_are_service_err(void**) {
-    for (const char* service : {"cvat-bad-timeout", "cvat-bad-timeout2", "cvat-bad-role", "cvat-bad-method",
-                                "cvat-bad-uid", "cvat-bad-socket"}) {
+    for (const char* service : {"cvat-bad-timeout", "cvat-bad-timeout2", "cvat-bad-role",
+                                "cvat-bad-method", "cvat-bad-uid", "cvat-bad-socket"}) {
         g_peer->script({respond(verdict(Status::ok, "alice", Role::admin))});
         auto r = run_pam(service, "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SERVICE_ERR)});
         if (r.err != PAMTEST_ERR_OK) print_error("service %s\n", service);
@@ -878,7 +953,8 @@ void test_bad_arguments_are_service_err(void**) {
     }
     // Unknown arguments are logged and ignored.
     g_peer->script({respond(verdict(Status::ok, "alice", Role::admin))});
-    auto r = run_pam("cvat-peer-unknown-arg", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    auto r =
+        run_pam("cvat-peer-unknown-arg", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
     expect_cases(r);
 }
 
@@ -901,7 +977,8 @@ void test_chauthtok(void**) {
     // The daemon cannot change passwords yet: the change fails, it is never reported done.
     // (The preliminary pass only connects, so the peer's first step answers the update.)
     g_peer->script({respond(verdict(Status::not_supported))});
-    auto r = run_pam("cvat-peer", "alice", passwords("new-Pw-1", "new-Pw-1"), {tc(PAMTEST_CHAUTHTOK, PAM_AUTHTOK_ERR)});
+    auto r = run_pam("cvat-peer", "alice", passwords("new-Pw-1", "new-Pw-1"),
+                     {tc(PAMTEST_CHAUTHTOK, PAM_AUTHTOK_ERR)});
     expect_cases(r);
     assert_int_equal(r.conv.count(PAM_ERROR_MSG), 1);
     assert_int_equal(g_peer->connections(), 2);
@@ -910,19 +987,23 @@ void test_chauthtok(void**) {
     assert_non_null(pw);
     assert_string_equal(pw->user.c_str(), "alice");
     assert_string_equal(std::string(pw->new_password.view()).c_str(), "new-Pw-1");
-    if (::getuid() != 0) assert_string_equal(std::string(pw->old_password.view()).c_str(), "old-pw");
+    if (::getuid() != 0)
+        assert_string_equal(std::string(pw->old_password.view()).c_str(), "old-pw");
 
     g_peer->script({respond(verdict(Status::ok, "alice"))});
-    r = run_pam("cvat-peer", "alice", passwords("new-Pw-2", "new-Pw-2"), {tc(PAMTEST_CHAUTHTOK, PAM_SUCCESS)});
+    r = run_pam("cvat-peer", "alice", passwords("new-Pw-2", "new-Pw-2"),
+                {tc(PAMTEST_CHAUTHTOK, PAM_SUCCESS)});
     expect_cases(r);
     // Mistyped confirmation: libpam's PAM_TRY_AGAIN, nothing sent.
     g_peer->script({respond(verdict(Status::ok, "alice"))});
-    r = run_pam("cvat-peer", "alice", passwords("new-Pw-3", "other"), {tc(PAMTEST_CHAUTHTOK, PAM_TRY_AGAIN)});
+    r = run_pam("cvat-peer", "alice", passwords("new-Pw-3", "other"),
+                {tc(PAMTEST_CHAUTHTOK, PAM_TRY_AGAIN)});
     expect_cases(r);
     got = g_peer->take_received();
     assert_null(received<proto::PasswordRequest>(got));
     // No daemon: the preliminary check stops it before the new password is typed.
-    r = run_pam("cvat-absent", "alice", passwords("new-Pw-4", "new-Pw-4"), {tc(PAMTEST_CHAUTHTOK, PAM_AUTHINFO_UNAVAIL)});
+    r = run_pam("cvat-absent", "alice", passwords("new-Pw-4", "new-Pw-4"),
+                {tc(PAMTEST_CHAUTHTOK, PAM_AUTHINFO_UNAVAIL)});
     expect_cases(r);
 }
 
@@ -987,19 +1068,36 @@ std::string ad_config(const test::Slapd& slapd) {
     return "helper:\n"
            "  socket: @SOCKET@\n"
            "  log_level: debug\n"
-           "  cache_dir: " + daemon_dir() + "/cache\n"
+           "  cache_dir: " +
+           daemon_dir() +
+           "/cache\n"
            "ldap:\n"
-           "  server_uri: [" + slapd.uri() + "]\n"
-           "  bind_dn: \"CN=cvat_bind," + users + "\"\n"
+           "  server_uri: [" +
+           slapd.uri() +
+           "]\n"
+           "  bind_dn: \"CN=cvat_bind," +
+           users +
+           "\"\n"
            "  bind_password: Bind-Secret-1\n"
-           "  user_search: {base: \"" + users + "\", scope: subtree, filter: \"(sAMAccountName=%(user)s)\"}\n"
-           "  group_search: {base: \"" + users + "\", scope: subtree, filter: \"(objectClass=group)\"}\n"
+           "  user_search: {base: \"" +
+           users +
+           "\", scope: subtree, filter: \"(sAMAccountName=%(user)s)\"}\n"
+           "  group_search: {base: \"" +
+           users +
+           "\", scope: subtree, filter: \"(objectClass=group)\"}\n"
            "  group_type: nested_active_directory\n"
-           "  user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, email: mail}\n"
+           "  user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, "
+           "email: mail}\n"
            "  role_groups:\n"
-           "    admin: [\"CN=CVAT Admins," + users + "\"]\n"
-           "    user: [\"CN=CVAT Users," + users + "\"]\n"
-           "    worker: [\"CN=CVAT Workers," + users + "\"]\n"
+           "    admin: [\"CN=CVAT Admins," +
+           users +
+           "\"]\n"
+           "    user: [\"CN=CVAT Users," +
+           users +
+           "\"]\n"
+           "    worker: [\"CN=CVAT Workers," +
+           users +
+           "\"]\n"
            "  default_role: none\n";
 }
 
@@ -1020,16 +1118,18 @@ bool have_program(const std::string& name) {
 std::string daemon_missing() {
     std::string authd = test::env_or("CVAT_AUTHD", "");
     std::string script = test::env_or("CVAT_FIXTURES", "") + "/slapd.sh";
-    if (authd.empty() || ::access(authd.c_str(), X_OK) != 0) return "cvat-authd is not built (CVAT_AUTHD)";
+    if (authd.empty() || ::access(authd.c_str(), X_OK) != 0)
+        return "cvat-authd is not built (CVAT_AUTHD)";
     if (::access(script.c_str(), R_OK) != 0) return script + " is missing";
     if (!have_program("slapd")) return "slapd is not installed";
     return {};
 }
 
 void test_daemon_login_canonical_name_and_env(void**) {
-    auto r = run_pam("cvat-daemon", "ALICE", {"alice-Passw0rd"},
-                     {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_SUCCESS),
-                      tc(PAMTEST_OPEN_SESSION, PAM_SUCCESS), tc(PAMTEST_CLOSE_SESSION, PAM_SUCCESS)});
+    auto r =
+        run_pam("cvat-daemon", "ALICE", {"alice-Passw0rd"},
+                {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_SUCCESS),
+                 tc(PAMTEST_OPEN_SESSION, PAM_SUCCESS), tc(PAMTEST_CLOSE_SESSION, PAM_SUCCESS)});
     expect_cases(r);
     assert_string_equal(r.pam_user.c_str(), "alice");
     assert_string_equal(r.env["CVAT_ROLE"].c_str(), "admin");
@@ -1040,15 +1140,18 @@ void test_daemon_login_canonical_name_and_env(void**) {
 }
 
 void test_daemon_wrong_password(void**) {
-    auto r = run_pam("cvat-daemon", "alice", {"alice-wrong"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTH_ERR)});
+    auto r =
+        run_pam("cvat-daemon", "alice", {"alice-wrong"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTH_ERR)});
     expect_cases(r);
     assert_true(r.env.count("CVAT_ROLE") == 0);
 }
 
 void test_daemon_unknown_user(void**) {
-    auto r = run_pam("cvat-daemon", "nobody-here", {"whatever-pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_USER_UNKNOWN)});
+    auto r = run_pam("cvat-daemon", "nobody-here", {"whatever-pw"},
+                     {tc(PAMTEST_AUTHENTICATE, PAM_USER_UNKNOWN)});
     expect_cases(r);
-    r = run_pam("cvat-daemon-ignore", "nobody-here", {"whatever-pw"}, {tc(PAMTEST_AUTHENTICATE, kIgnored)});
+    r = run_pam("cvat-daemon-ignore", "nobody-here", {"whatever-pw"},
+                {tc(PAMTEST_AUTHENTICATE, kIgnored)});
     expect_cases(r);
 }
 
@@ -1070,7 +1173,8 @@ void test_daemon_session_exports_env(void**) {
 }
 
 void test_daemon_try_first_pass(void**) {
-    auto r = run_pam("cvat-daemon-tfp", "bob", {"b0b-p\xc3\xa4ssw0rd ok"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    auto r = run_pam("cvat-daemon-tfp", "bob", {"b0b-p\xc3\xa4ssw0rd ok"},
+                     {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
     expect_cases(r);
     assert_true(r.conv.showed(PAM_PROMPT_ECHO_OFF, "Password: "));
     assert_string_equal(r.env["CVAT_ROLE"].c_str(), "user");
@@ -1103,7 +1207,8 @@ int prepare_and_reexec(char** argv) {
     }
     g_dir = buf.data();
     std::filesystem::create_directories(g_dir + "/pam.d");
-    for (const auto& [name, text] : services()) test::write_file(g_dir + "/pam.d/" + name, text, 0644);
+    for (const auto& [name, text] : services())
+        test::write_file(g_dir + "/pam.d/" + name, text, 0644);
 
     std::string preload = test::env_or("PAM_WRAPPER_LIB", "libpam_wrapper.so");
     std::string old = test::env_or("LD_PRELOAD", "");
@@ -1162,9 +1267,11 @@ int main(int argc, char** argv) {
             cmocka_unit_test(test_daemon_session_exports_env),
             cmocka_unit_test(test_daemon_try_first_pass),
         };
-        int failed = cmocka_run_group_tests_name("pam_cvat with cvat-authd", tests, nullptr, nullptr);
+        int failed =
+            cmocka_run_group_tests_name("pam_cvat with cvat-authd", tests, nullptr, nullptr);
         if (failed != 0)
-            std::fprintf(stderr, "cvat-authd log:\n%s\n", test::read_file(g_daemon->log_path()).c_str());
+            std::fprintf(stderr, "cvat-authd log:\n%s\n",
+                         test::read_file(g_daemon->log_path()).c_str());
         g_daemon.reset();
         g_slapd.reset();
         return failed;
@@ -1203,6 +1310,6 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_chauthtok_use_authtok_needs_a_token),
         cmocka_unit_test(test_errno_preserved),
     };
-    return cmocka_run_group_tests_name("pam_cvat with hostile and scripted peers", tests, setup_peer,
-                                       teardown_peer);
+    return cmocka_run_group_tests_name("pam_cvat with hostile and scripted peers", tests,
+                                       setup_peer, teardown_peer);
 }

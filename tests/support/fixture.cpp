@@ -56,8 +56,10 @@ void on_exit_cleanup() {
             pid_t pid = slot.load();
             if (pid <= 0) continue;
             ::waitpid(pid, nullptr, WNOHANG);  // reap our own children; others are not ours
-            if (::kill(pid, 0) == 0) alive = true;
-            else slot.store(0);
+            if (::kill(pid, 0) == 0)
+                alive = true;
+            else
+                slot.store(0);
         }
         if (!alive) return;
         ::usleep(10 * 1000);
@@ -132,7 +134,9 @@ double now_s() {
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-bool is_executable(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
+bool is_executable(const std::string& path) {
+    return ::access(path.c_str(), X_OK) == 0;
+}
 
 void make_dirs(const std::string& dir) {
     std::error_code ec;
@@ -189,7 +193,8 @@ int run_program(const std::vector<std::string>& argv, const std::vector<std::str
         ::usleep(20 * 1000);
     }
     untrack(pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status)
+                             : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 // True once `path` accepts a Unix stream connection.
@@ -317,7 +322,9 @@ std::string read_file(const std::string& path) {
 // ---- Slapd -----------------------------------------------------------------------------------
 
 namespace {
-std::string slapd_script() { return env_or("CVAT_FIXTURES", "tests/fixtures") + "/slapd.sh"; }
+std::string slapd_script() {
+    return env_or("CVAT_FIXTURES", "tests/fixtures") + "/slapd.sh";
+}
 
 std::vector<std::string> script_argv(const std::string& script) {
     // Run it with the interpreter its first line names only if it is not executable itself.
@@ -326,7 +333,8 @@ std::vector<std::string> script_argv(const std::string& script) {
 }
 }  // namespace
 
-Slapd::Slapd(const std::string& dir, const std::string& tree, bool tls) : dir_(dir), tree_(tree), tls_(tls) {
+Slapd::Slapd(const std::string& dir, const std::string& tree, bool tls)
+    : dir_(dir), tree_(tree), tls_(tls) {
     require_program("slapd");
     std::string script = slapd_script();
     if (::access(script.c_str(), R_OK) != 0) skip_all(script + " is missing");
@@ -338,12 +346,17 @@ Slapd::Slapd(const std::string& dir, const std::string& tree, bool tls) : dir_(d
     if (rc != 0) fatal("slapd.sh start " + tree_ + " failed (status " + std::to_string(rc) + ")");
     running_ = true;
     if (pid_t pid = static_cast<pid_t>(std::atoi(get("SLAPD_PID").c_str())); pid > 0) track(pid);
-    if (uri().empty() || base().empty()) fatal("slapd.sh wrote no LDAP_URI/LDAP_BASE to " + dir_ + "/env");
+    if (uri().empty() || base().empty())
+        fatal("slapd.sh wrote no LDAP_URI/LDAP_BASE to " + dir_ + "/env");
 }
 
-Slapd::~Slapd() { stop(); }
+Slapd::~Slapd() {
+    stop();
+}
 
-std::string Slapd::get(const std::string& key) const { return env_file_value(dir_ + "/env", key); }
+std::string Slapd::get(const std::string& key) const {
+    return env_file_value(dir_ + "/env", key);
+}
 
 void Slapd::stop() {
     if (!running_) return;
@@ -381,16 +394,21 @@ void Slapd::restart() {
 namespace {
 std::string with_socket(std::string yaml, const std::string& socket) {
     const std::string marker = "@SOCKET@";
-    for (auto at = yaml.find(marker); at != std::string::npos; at = yaml.find(marker, at + socket.size()))
+    for (auto at = yaml.find(marker); at != std::string::npos;
+         at = yaml.find(marker, at + socket.size()))
         yaml.replace(at, marker.size(), socket);
     return yaml;
 }
 }  // namespace
 
 Daemon::Daemon(const std::string& dir, const std::string& config_yaml)
-    : dir_(dir), config_(dir + "/auth_config.yml"), socket_(dir + "/socket"), log_(dir + "/authd.log") {
+    : dir_(dir),
+      config_(dir + "/auth_config.yml"),
+      socket_(dir + "/socket"),
+      log_(dir + "/authd.log") {
     std::string authd = env_or("CVAT_AUTHD", "");
-    if (authd.empty() || !is_executable(authd)) skip_all("CVAT_AUTHD is not set to a built cvat-authd");
+    if (authd.empty() || !is_executable(authd))
+        skip_all("CVAT_AUTHD is not set to a built cvat-authd");
     make_dirs(dir_);
     write_file(config_, with_socket(config_yaml, socket_), 0600);
     ::unlink(socket_.c_str());
@@ -419,11 +437,14 @@ Daemon::Daemon(const std::string& dir, const std::string& config_yaml)
         if (::waitpid(pid_, &status, WNOHANG) == pid_) {
             untrack(pid_);
             pid_ = -1;
-            std::fprintf(stderr, "--- %s\n%s\n---\n", log_.c_str(), tail(read_file(log_), 4000).c_str());
-            fatal("cvat-authd exited during start-up (status " + std::to_string(status) + "), log in " + log_);
+            std::fprintf(stderr, "--- %s\n%s\n---\n", log_.c_str(),
+                         tail(read_file(log_), 4000).c_str());
+            fatal("cvat-authd exited during start-up (status " + std::to_string(status) +
+                  "), log in " + log_);
         }
         if (now_s() > until) {
-            std::fprintf(stderr, "--- %s\n%s\n---\n", log_.c_str(), tail(read_file(log_), 4000).c_str());
+            std::fprintf(stderr, "--- %s\n%s\n---\n", log_.c_str(),
+                         tail(read_file(log_), 4000).c_str());
             stop();
             fatal("cvat-authd socket " + socket_ + " did not accept within 10 s");
         }
@@ -431,7 +452,9 @@ Daemon::Daemon(const std::string& dir, const std::string& config_yaml)
     }
 }
 
-Daemon::~Daemon() { stop(); }
+Daemon::~Daemon() {
+    stop();
+}
 
 void Daemon::reload(const std::string& config_yaml) {
     if (pid_ <= 0) fatal("reload of a cvat-authd that is not running");

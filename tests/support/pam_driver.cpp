@@ -28,7 +28,8 @@ struct Script {
 int scripted_conv(int num_msg, const pam_message** msg, pam_response** resp, void* appdata) {
     auto* script = static_cast<Script*>(appdata);
     if (num_msg <= 0 || msg == nullptr || resp == nullptr || script == nullptr) return PAM_CONV_ERR;
-    auto* out = static_cast<pam_response*>(std::calloc(static_cast<std::size_t>(num_msg), sizeof(pam_response)));
+    auto* out = static_cast<pam_response*>(
+        std::calloc(static_cast<std::size_t>(num_msg), sizeof(pam_response)));
     if (out == nullptr) return PAM_BUF_ERR;
     for (int i = 0; i < num_msg; ++i) {
         const char* text = msg[i]->msg != nullptr ? msg[i]->msg : "";
@@ -72,8 +73,9 @@ PamOutcome pam_login(const PamCall& call) {
     pam_conv conv{scripted_conv, &script};
     pam_handle_t* pamh = nullptr;
     double started = now_s();
-    int rc = pam_start_confdir(call.service.c_str(), call.user.empty() ? nullptr : call.user.c_str(),
-                               &conv, call.confdir.c_str(), &pamh);
+    int rc =
+        pam_start_confdir(call.service.c_str(), call.user.empty() ? nullptr : call.user.c_str(),
+                          &conv, call.confdir.c_str(), &pamh);
     if (rc != PAM_SUCCESS) {
         out.authenticate = rc;
         out.seconds = now_s() - started;
