@@ -1,1 +1,1201 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
+// The LDAP backend (DESIGN.md §4-§5): search-then-bind over two connection pools with
+// failover across the URI list.
+//
+// - The service pool holds connections bound as bind_dn (or anonymous); every search runs
+//   there. The user pool holds connections on which user passwords are bound; a connection
+//   is rebound for the next user, so a login costs one bind, not a TCP+TLS handshake.
+// - Opening a connection (TCP, TLS or StartTLS, service bind) must finish within
+//   connect_timeout_ms per server: a server that accepts TCP and then says nothing counts as
+//   down. Operations wait at most timeout_ms. A server that failed is skipped for
+//   kServerRetryAfter, so a dead first server costs one timeout, not one per request.
+// - A connection that fails is discarded; a reused one that fails is replaced once with a
+//   fresh connection (idle connections die when servers restart or drop idle clients).
+// - Every socket read and write of a connection is bounded by the deadline of the step it
+//   belongs to (IoGuard below), including the TLS handshake that libldap 2.5 does blocking.
+#include "ldap_backend.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <utility>
+
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "ldap_conn.hpp"
+#include "ldap_text.hpp"
+#include "log.hpp"
+
+namespace cvat::helper {
+
+namespace {
+
+using namespace ldapraii;
+using proto::Role;
+using proto::Status;
+using Clock = std::chrono::steady_clock;
+using Ms = std::chrono::milliseconds;
+
+// A server that failed is tried again after this long; until then the others go first.
+constexpr auto kServerRetryAfter = std::chrono::seconds(30);
+// AD closes connections idle for 15 minutes (MaxConnIdleTime 900 s): reopen before that.
+constexpr auto kMaxIdle = std::chrono::minutes(10);
+// Below AD's MaxPageSize (1000), so paged group searches never hit the server's limit.
+constexpr int kPageSize = 500;
+// The user search asks for 2 entries: one is the user, two means the filter is ambiguous.
+constexpr int kUserSizeLimit = 2;
+// member=... clauses per nested-group query: keeps filters well under AD's 10 MB limit.
+constexpr std::size_t kMembersPerQuery = 64;
+// Longest user name looked up (LOGIN_NAME_MAX, the protocol's cap).
+constexpr std::size_t kMaxUserName = proto::kMaxName;
+// AD ACCOUNTDISABLE flag of userAccountControl (MS-ADTS 2.2.16).
+constexpr long long kUacAccountDisable = 0x2;
+
+// Appended to TLS handshake failures: libldap's GnuTLS back end rarely says why.
+constexpr const char* kTlsHint = "; check tls.ca_file and that the server certificate names the host of the URI";
+
+// A failure on the way: the status it maps to and words for the user/admin.
+struct Failure {
+    Status status;
+    std::string message;
+};
+template <typename T>
+using Outcome = tl::expected<T, Failure>;
+tl::unexpected<Failure> failure(Status s, std::string message) {
+    return tl::unexpected<Failure>(Failure{s, std::move(message)});
+}
+
+// An LDAP operation's error: libldap result code and words.
+struct OpError {
+    int rc = LDAP_OTHER;
+    std::string text;
+};
+template <typename T>
+using OpResult = tl::expected<T, OpError>;
+tl::unexpected<OpError> op_error(int rc, std::string text) {
+    return tl::unexpected<OpError>(OpError{rc, std::move(text)});
+}
+
+// Result codes after which the connection (or its server) is not to be used again: the
+// caller fails over to a fresh connection on the next server.
+bool is_connection_fault(int rc) noexcept {
+    switch (rc) {
+    case LDAP_SERVER_DOWN:
+    case LDAP_TIMEOUT:
+    case LDAP_CONNECT_ERROR:
+    case LDAP_LOCAL_ERROR:
+    case LDAP_ENCODING_ERROR:
+    case LDAP_DECODING_ERROR:
+    case LDAP_UNAVAILABLE:
+    case LDAP_BUSY:
+    case LDAP_TIMELIMIT_EXCEEDED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+// "Can't contact LDAP server" plus the diagnostic message of the handle, if any.
+std::string describe(LDAP* ld, int rc, const char* diag = nullptr) {
+    std::string text = ldap_err2string(rc);
+    LdapString own_diag;
+    if (diag == nullptr && ld != nullptr) {
+        char* d = nullptr;
+        if (ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &d) == LDAP_OPT_SUCCESS) own_diag.reset(d);
+        diag = own_diag.get();
+    }
+    if (diag != nullptr && *diag != '\0')
+        text += *diag == '(' ? " " + log_safe(diag) : " (" + log_safe(diag) + ")";
+    return text;
+}
+
+timeval to_timeval(Ms ms) {
+    if (ms.count() < 1) ms = Ms(1);
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
+    return tv;
+}
+
+Ms remaining(Clock::time_point deadline) {
+    return std::chrono::duration_cast<Ms>(deadline - Clock::now());
+}
+
+bool ascii_iequal(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) ==
+                      std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+std::string lower(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+int ldap_scope(Scope s) noexcept {
+    switch (s) {
+    case Scope::base: return LDAP_SCOPE_BASE;
+    case Scope::onelevel: return LDAP_SCOPE_ONELEVEL;
+    case Scope::subtree: return LDAP_SCOPE_SUBTREE;
+    }
+    return LDAP_SCOPE_SUBTREE;
+}
+
+const char* scope_name(Scope s) noexcept {
+    switch (s) {
+    case Scope::base: return "base";
+    case Scope::onelevel: return "onelevel";
+    case Scope::subtree: return "subtree";
+    }
+    return "subtree";
+}
+
+// group_search.filter as a filter component: "(objectClass=group)"; bare "a=b" gets parens.
+std::string group_filter_part(const std::string& filter) {
+    if (filter.empty()) return "(objectClass=*)";
+    if (filter.front() == '(') return filter;
+    return "(" + filter + ")";
+}
+
+// One directory entry: DN and the requested attributes (names lower-cased).
+struct Entry {
+    std::string dn;
+    std::map<std::string, std::vector<std::string>> attrs;
+    const std::vector<std::string>* values(const std::string& name) const {
+        auto it = attrs.find(lower(name));
+        return it == attrs.end() ? nullptr : &it->second;
+    }
+    std::string first(const std::string& name) const {
+        const auto* v = values(name);
+        return (v == nullptr || v->empty()) ? std::string() : v->front();
+    }
+};
+
+// What one server URI says about itself.
+struct ServerInfo {
+    std::string uri;
+    bool tls = false;        // ldaps://, or ldap:// with start_tls
+    bool start_tls = false;  // StartTLS on this server
+    bool local = false;      // loopback host or ldapi://: passwords never leave the machine
+    std::string parse_error;
+};
+
+bool is_loopback_host(const std::string& host) {
+    if (host.empty() || ascii_iequal(host, "localhost")) return true;  // empty: libldap's default, localhost
+    in_addr a4{};
+    if (inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    in6_addr a6{};
+    std::string h = host;
+    if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+    if (inet_pton(AF_INET6, h.c_str(), &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+ServerInfo describe_server(const std::string& uri, bool start_tls) {
+    ServerInfo s;
+    s.uri = uri;
+    LDAPURLDesc* raw = nullptr;
+    if (ldap_url_parse(uri.c_str(), &raw) != LDAP_URL_SUCCESS || raw == nullptr) {
+        s.parse_error = "not an LDAP URI";
+        return s;
+    }
+    UrlPtr url(raw);
+    std::string scheme = lower(url->lud_scheme != nullptr ? url->lud_scheme : "ldap");
+    std::string host = url->lud_host != nullptr ? url->lud_host : "";
+    if (scheme == "ldapi") {
+        s.local = true;
+    } else if (scheme == "ldaps") {
+        s.tls = true;
+        s.local = is_loopback_host(host);
+    } else if (scheme == "ldap") {
+        s.start_tls = start_tls;
+        s.tls = start_tls;
+        s.local = is_loopback_host(host);
+    } else {
+        s.parse_error = "unknown scheme " + scheme;
+    }
+    return s;
+}
+
+// AD reports why a bind failed in the diagnostic text: "... AcceptSecurityContext error,
+// data 52e, v4563" (MS-ADTS; the codes SSSD and pam_ldap map the same way).
+Status ad_bind_status(const std::string& diag, std::string& why) {
+    auto pos = diag.find("data ");
+    if (pos == std::string::npos) return Status::auth_err;
+    std::string code;
+    for (std::size_t i = pos + 5; i < diag.size() && std::isxdigit(static_cast<unsigned char>(diag[i])); ++i)
+        code.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(diag[i]))));
+    if (code == "530" || code == "531") { why = "logon not permitted now or from here"; return Status::perm_denied; }
+    if (code == "532") { why = "password expired"; return Status::new_authtok_reqd; }
+    if (code == "773") { why = "password must be changed"; return Status::new_authtok_reqd; }
+    if (code == "533") { why = "account disabled"; return Status::perm_denied; }
+    if (code == "701") { why = "account expired"; return Status::acct_expired; }
+    if (code == "775") { why = "account locked"; return Status::perm_denied; }
+    return Status::auth_err;
+}
+
+// --- connections and pools ---------------------------------------------------------------
+
+// Deadlines for a connection's socket I/O. libldap 2.5 as Debian builds it (without
+// LDAP_USE_NON_BLOCKING_TLS) does the TLS handshake with blocking reads and no timeout, so a
+// server that accepts TCP and never answers would hang an ldaps:// connect or a StartTLS
+// forever. A Sockbuf I/O layer of our own, pushed from the connect callback under the TLS
+// layer, waits with poll() until the deadline and then fails the read with ETIMEDOUT; it also
+// writes with MSG_NOSIGNAL, so a server that went away cannot SIGPIPE the daemon.
+struct IoGuard {
+    ldap_conncb cb{};
+    Clock::time_point deadline = Clock::time_point::max();  // max: no deadline
+    bool tcp_connected = false;  // the connect callback ran: TCP is up, TLS may have failed
+
+    void until(Clock::time_point t) { deadline = t; }
+};
+
+// Waits until `fd` is ready for `events` or the guard's deadline passes (errno ETIMEDOUT).
+bool guard_wait(const IoGuard* g, int fd, short events) {
+    if (g == nullptr || g->deadline == Clock::time_point::max()) return true;
+    for (;;) {
+        auto left = std::chrono::duration_cast<Ms>(g->deadline - Clock::now()).count();
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return false;
+        }
+        pollfd p{fd, events, 0};
+        int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
+        if (r > 0) return true;
+        if (r < 0 && errno != EINTR) return false;
+    }
+}
+
+int sb_fd(Sockbuf_IO_Desc* d) {
+    ber_socket_t fd = -1;
+    ber_sockbuf_ctrl(d->sbiod_sb, LBER_SB_OPT_GET_FD, &fd);
+    return fd;
+}
+
+extern "C" int guard_setup(Sockbuf_IO_Desc* d, void* arg) {
+    d->sbiod_pvt = arg;
+    return 0;
+}
+extern "C" int guard_ctrl(Sockbuf_IO_Desc* d, int opt, void* arg) { return LBER_SBIOD_CTRL_NEXT(d, opt, arg); }
+extern "C" ber_slen_t guard_read(Sockbuf_IO_Desc* d, void* buf, ber_len_t len) {
+    if (!guard_wait(static_cast<const IoGuard*>(d->sbiod_pvt), sb_fd(d), POLLIN)) return -1;
+    return LBER_SBIOD_READ_NEXT(d, buf, len);
+}
+extern "C" ber_slen_t guard_write(Sockbuf_IO_Desc* d, void* buf, ber_len_t len) {
+    int fd = sb_fd(d);
+    if (!guard_wait(static_cast<const IoGuard*>(d->sbiod_pvt), fd, POLLOUT)) return -1;
+    return ::send(fd, buf, len, MSG_NOSIGNAL);
+}
+Sockbuf_IO kGuardIo = {guard_setup, nullptr, guard_ctrl, guard_read, guard_write, nullptr};
+
+// LDAP_OPT_CONNECT_CB: runs right after the TCP connect, before libldap adds the TLS layer.
+extern "C" int guard_conn_add(LDAP*, Sockbuf* sb, LDAPURLDesc*, sockaddr*, ldap_conncb* ctx) {
+    static_cast<IoGuard*>(ctx->lc_arg)->tcp_connected = true;
+    return ber_sockbuf_add_io(sb, &kGuardIo, LBER_SBIOD_LEVEL_TRANSPORT, ctx->lc_arg) == 0 ? 0 : -1;
+}
+extern "C" void guard_conn_del(LDAP*, Sockbuf*, ldap_conncb*) {}
+
+// Holds a deadline on a connection's I/O for one scope.
+class GuardScope {
+public:
+    GuardScope(IoGuard& g, Clock::time_point t) : g_(g), saved_(g.deadline) { g_.until(std::min(t, saved_)); }
+    ~GuardScope() { g_.until(saved_); }
+    GuardScope(const GuardScope&) = delete;
+    GuardScope& operator=(const GuardScope&) = delete;
+
+private:
+    IoGuard& g_;
+    Clock::time_point saved_;
+};
+
+struct Conn {
+    std::unique_ptr<IoGuard> guard;  // declared before `ld`: outlives the handle that points to it
+    LdapPtr ld;
+    std::size_t server = 0;     // index into the server list
+    Clock::time_point idle_since;
+    bool reused = false;        // came from the pool (may have died while idle)
+};
+using ConnPtr = std::unique_ptr<Conn>;
+
+// A fixed number of slots; a slot is idle (a ready connection) or leased.
+class Pool {
+public:
+    Pool(const char* name, unsigned capacity) : name_(name), capacity_(std::max(1u, capacity)) {}
+
+    // Waits until `deadline` for a slot. On success the slot is leased: `conn` is a ready
+    // connection, or null when the caller must open one.
+    bool acquire(Clock::time_point deadline, ConnPtr& conn) {
+        std::vector<ConnPtr> stale;
+        {
+            std::unique_lock lock(m_);
+            if (!cv_.wait_until(lock, deadline, [&] { return !idle_.empty() || leased_ + idle_.size() < capacity_; }))
+                return false;
+            auto now = Clock::now();
+            while (!idle_.empty() && now - idle_.front()->idle_since > kMaxIdle) {
+                stale.push_back(std::move(idle_.front()));
+                idle_.erase(idle_.begin());
+            }
+            ++leased_;
+            if (!idle_.empty()) {
+                conn = std::move(idle_.back());  // the most recently used: likely still alive
+                idle_.pop_back();
+                conn->reused = true;
+            }
+        }
+        return true;  // `stale` closes here, outside the lock
+    }
+
+    // Ends a lease: a connection goes back to the idle list, null frees the slot.
+    void release(ConnPtr conn) {
+        {
+            std::lock_guard lock(m_);
+            --leased_;
+            if (conn) {
+                conn->idle_since = Clock::now();
+                idle_.push_back(std::move(conn));
+            }
+        }
+        cv_.notify_one();
+    }
+
+    const char* name() const { return name_; }
+
+private:
+    const char* name_;
+    unsigned capacity_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::vector<ConnPtr> idle_;  // oldest first
+    unsigned leased_ = 0;
+};
+
+// One leased slot; returns it on destruction. A connection marked broken is closed.
+class Lease {
+public:
+    // `conn` came from pool.acquire() (null: the slot is leased, no connection yet).
+    Lease(Pool& pool, ConnPtr conn) : pool_(&pool), conn_(std::move(conn)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { pool_->release(broken_ ? nullptr : std::move(conn_)); }
+    ConnPtr& conn() { return conn_; }
+    void set(ConnPtr c) {
+        conn_ = std::move(c);
+        broken_ = false;
+    }
+    void discard() {
+        conn_.reset();
+        broken_ = true;
+    }
+
+private:
+    Pool* pool_;
+    ConnPtr conn_;
+    bool broken_ = false;
+};
+
+enum class Purpose { service, user_bind, probe };
+
+// The steps of one request, for `cvat-authctl explain` (null: not collected).
+class Trace {
+public:
+    explicit Trace(std::vector<std::string>* out) : out_(out) {}
+    bool on() const { return out_ != nullptr; }
+    template <typename... Parts>
+    void add(const Parts&... parts) {
+        if (out_ != nullptr) out_->push_back((std::string() + ... + std::string(parts)));
+    }
+
+private:
+    std::vector<std::string>* out_;
+};
+
+class LdapBackendImpl final : public LdapBackend {
+public:
+    explicit LdapBackendImpl(LdapConfig config)
+        : cfg_(std::move(config)),
+          service_pool_("service", cfg_.pool_size),
+          user_pool_("user-bind", cfg_.pool_size) {
+        for (const std::string& uri : cfg_.server_uri) servers_.push_back(describe_server(uri, cfg_.start_tls));
+        down_until_.assign(servers_.size(), Clock::time_point{});
+        fill_default_attr("user_name", "uid");
+        fill_default_attr("email", "mail");
+        fill_default_attr("first_name", "givenName");
+        fill_default_attr("last_name", "sn");
+    }
+
+    LdapOutcome authenticate(std::string_view user, const Secret& password) override {
+        return guarded([&](LdapOutcome& out) { resolve(user, &password, out, Trace(nullptr)); });
+    }
+    LdapOutcome lookup(std::string_view user) override {
+        return guarded([&](LdapOutcome& out) { resolve(user, nullptr, out, Trace(nullptr)); });
+    }
+    LdapOutcome explain(std::string_view user) override {
+        return guarded([&](LdapOutcome& out) { resolve(user, nullptr, out, Trace(&out.trace)); });
+    }
+    std::vector<proto::BackendState> probe() override;
+
+    Result<void> validate() const {
+        if (servers_.empty()) return fail(ErrorCode::config, "ldap.server_uri: no server");
+        for (const ServerInfo& s : servers_)
+            if (!s.parse_error.empty())
+                return fail(ErrorCode::config, "ldap.server_uri: " + log_safe(s.uri) + ": " + s.parse_error);
+        if (auto f = expand_user_filter(cfg_.user_search.filter, "x"); !f)
+            return fail(ErrorCode::config, "ldap.user_search.filter: " + f.error().detail);
+        return {};
+    }
+
+private:
+    void fill_default_attr(const char* key, const char* attr) {
+        auto it = cfg_.user_attr_map.find(key);
+        if (it == cfg_.user_attr_map.end() || it->second.empty()) cfg_.user_attr_map[key] = attr;
+    }
+    const std::string& attr_for(const char* key) const { return cfg_.user_attr_map.at(key); }
+
+    template <typename Fn>
+    LdapOutcome guarded(Fn&& fn) noexcept {
+        LdapOutcome out;
+        try {
+            fn(out);
+        } catch (const std::exception& e) {
+            out = LdapOutcome{};
+            out.status = Status::internal;
+            out.message = "internal error in the LDAP backend";
+            log::error("ldap: internal error: ", log_safe(e.what()));
+        } catch (...) {
+            out = LdapOutcome{};
+            out.status = Status::internal;
+            out.message = "internal error in the LDAP backend";
+            log::error("ldap: internal error");
+        }
+        return out;
+    }
+
+    Ms connect_timeout() const { return Ms(std::max(1, cfg_.connect_timeout_ms)); }
+    Ms op_timeout() const { return Ms(std::max(1, cfg_.timeout_ms)); }
+
+    // Servers to try, best first: those not recently failed in config order, then the rest.
+    std::vector<std::size_t> server_order() {
+        std::vector<std::size_t> up, down;
+        auto now = Clock::now();
+        std::lock_guard lock(servers_m_);
+        for (std::size_t i = 0; i < servers_.size(); ++i) (down_until_[i] > now ? down : up).push_back(i);
+        up.insert(up.end(), down.begin(), down.end());
+        return up;
+    }
+    void mark_down(std::size_t i, const std::string& why) {
+        bool was_up;
+        {
+            std::lock_guard lock(servers_m_);
+            was_up = down_until_[i] <= Clock::now();
+            down_until_[i] = Clock::now() + kServerRetryAfter;
+        }
+        if (was_up) log::warning("ldap: server ", log_safe(servers_[i].uri), " failed: ", why);
+    }
+    void mark_up(std::size_t i) {
+        bool was_down;
+        {
+            std::lock_guard lock(servers_m_);
+            was_down = down_until_[i] != Clock::time_point{};
+            down_until_[i] = Clock::time_point{};
+        }
+        if (was_down) log::info("ldap: server ", log_safe(servers_[i].uri), " answers again");
+    }
+
+    // Connects to server `i`: handle options, TCP (+TLS), StartTLS, service bind; all within
+    // connect_timeout_ms. `fatal` is set when the failure is the config's, not the server's.
+    Outcome<ConnPtr> open_server(std::size_t i, bool& fatal);
+    // Connects to the first server that answers (failover).
+    Outcome<ConnPtr> open_any(Purpose purpose);
+
+    // Simple bind with a deadline. The password is passed by pointer, never copied.
+    OpResult<void> bind(Conn& conn, const std::string& dn, const char* pw, std::size_t pw_len,
+                        Clock::time_point deadline, std::string* diag_out = nullptr);
+    // Search with a deadline, paged when `paged`, stopping after `max_entries`.
+    OpResult<std::vector<Entry>> search(Conn& conn, const std::string& base, Scope scope,
+                                        const std::string& filter, const std::vector<std::string>& attrs,
+                                        int size_limit, std::size_t max_entries, bool paged,
+                                        bool* truncated);
+
+    // Runs `op` (OpResult<T>(Conn&)) on a connection of `pool`, failing over to a fresh
+    // connection on connection faults; other errors become map(error).
+    template <typename T, typename Op, typename Map>
+    Outcome<T> with_connection(Pool& pool, Purpose purpose, Op&& op, Map&& map);
+
+    // Group DNs matching `filter` under group_search.base (paged, attribute-less, at most
+    // `max`). A missing base gives none, with a warning.
+    Outcome<std::vector<std::string>> group_dns(const std::string& filter, std::size_t max, bool& truncated,
+                                                Trace& trace);
+
+    void resolve(std::string_view name, const Secret* password, LdapOutcome& out, Trace trace);
+    Outcome<void> collect_groups(const Entry& entry, LdapUser& user, Trace& trace);
+    Outcome<void> nested_walk(const std::string& user_dn, std::vector<std::string>& groups, Trace& trace);
+    void explain_role(const RoleDecision& d, Trace& trace) const;
+
+    LdapConfig cfg_;
+    std::vector<ServerInfo> servers_;
+    Pool service_pool_;
+    Pool user_pool_;
+    std::mutex servers_m_;
+    std::vector<Clock::time_point> down_until_;  // guarded by servers_m_
+};
+
+Outcome<ConnPtr> LdapBackendImpl::open_server(std::size_t i, bool& fatal) {
+    fatal = false;
+    const ServerInfo& s = servers_[i];
+    const auto deadline = Clock::now() + connect_timeout();
+    LDAP* raw = nullptr;
+    int rc = ldap_initialize(&raw, s.uri.c_str());
+    if (rc != LDAP_SUCCESS || raw == nullptr) {
+        fatal = true;
+        return failure(Status::internal, "bad URI: " + describe(nullptr, rc));
+    }
+    auto conn = std::make_unique<Conn>();
+    conn->guard = std::make_unique<IoGuard>();
+    conn->ld.reset(raw);
+    conn->server = i;
+    LDAP* ld = raw;
+    conn->guard->cb.lc_add = guard_conn_add;
+    conn->guard->cb.lc_del = guard_conn_del;
+    conn->guard->cb.lc_arg = conn->guard.get();
+    if (ldap_set_option(ld, LDAP_OPT_CONNECT_CB, &conn->guard->cb) != LDAP_OPT_SUCCESS) {
+        fatal = true;
+        return failure(Status::internal, "cannot set the connect callback");
+    }
+
+    auto set = [&](int option, const void* value, const char* what) -> bool {
+        if (ldap_set_option(ld, option, value) == LDAP_OPT_SUCCESS) return true;
+        log::error("ldap: cannot set ", what, " on a connection to ", log_safe(s.uri));
+        return false;
+    };
+    const int version = LDAP_VERSION3;
+    const timeval net_tv = to_timeval(connect_timeout());
+    const timeval op_tv = to_timeval(op_timeout());
+    const int time_limit = static_cast<int>((op_timeout().count() + 999) / 1000);
+    bool ok = set(LDAP_OPT_PROTOCOL_VERSION, &version, "protocol version") &&
+              set(LDAP_OPT_NETWORK_TIMEOUT, &net_tv, "network timeout") &&
+              set(LDAP_OPT_TIMEOUT, &op_tv, "operation timeout") &&
+              set(LDAP_OPT_TIMELIMIT, &time_limit, "time limit") &&
+              set(LDAP_OPT_REFERRALS, cfg_.referrals ? LDAP_OPT_ON : LDAP_OPT_OFF, "referrals") &&
+              set(LDAP_OPT_RESTART, LDAP_OPT_ON, "restart");
+    if (ok && s.tls) {
+        const int require = cfg_.tls.require_cert ? LDAP_OPT_X_TLS_DEMAND : LDAP_OPT_X_TLS_NEVER;
+        const int min_proto = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2;
+        ok = set(LDAP_OPT_X_TLS_REQUIRE_CERT, &require, "TLS certificate check") &&
+             set(LDAP_OPT_X_TLS_PROTOCOL_MIN, &min_proto, "TLS minimum version") &&
+             (cfg_.tls.ca_file.empty() || set(LDAP_OPT_X_TLS_CACERTFILE, cfg_.tls.ca_file.c_str(), "TLS CA file"));
+        // Per-handle TLS options take effect only in a context of their own.
+        const int is_server = 0;
+        if (ok && ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &is_server) != LDAP_OPT_SUCCESS) {
+            fatal = true;
+            return failure(Status::unavailable,
+                           "TLS setup failed (ca_file " + log_safe(cfg_.tls.ca_file) + " unreadable?)");
+        }
+    }
+    if (!ok) {
+        fatal = true;
+        return failure(Status::internal, "cannot set connection options");
+    }
+
+    // TCP connect (bounded by the network timeout) and, for ldaps://, the TLS handshake
+    // (bounded by the I/O guard): everything up to the end of the service bind shares one
+    // deadline.
+    GuardScope io(*conn->guard, deadline);
+    rc = ldap_connect(ld);
+    if (rc != LDAP_SUCCESS) {
+        if (Clock::now() >= deadline) return failure(Status::unavailable, "no answer within connect_timeout_ms");
+        if (conn->guard->tcp_connected && s.tls)
+            return failure(Status::unavailable, "TLS handshake failed: " + describe(ld, rc) + kTlsHint);
+        return failure(Status::unavailable, describe(ld, rc));
+    }
+
+    if (s.start_tls) {
+        int msgid = -1;
+        rc = ldap_start_tls(ld, nullptr, nullptr, &msgid);
+        if (rc != LDAP_SUCCESS) return failure(Status::unavailable, "StartTLS: " + describe(ld, rc));
+        timeval tv = to_timeval(remaining(deadline));
+        LDAPMessage* res_raw = nullptr;
+        rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res_raw);
+        MessagePtr res(res_raw);
+        if (rc == 0) return failure(Status::unavailable, "StartTLS: no answer within connect_timeout_ms");
+        if (rc < 0) {
+            int err = LDAP_SERVER_DOWN;
+            ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
+            return failure(Status::unavailable, "StartTLS: " + describe(ld, err));
+        }
+        int err = LDAP_OTHER;
+        char* diag_raw = nullptr;
+        rc = ldap_parse_result(ld, res.get(), &err, nullptr, &diag_raw, nullptr, nullptr, 0);
+        LdapString diag(diag_raw);
+        if (rc != LDAP_SUCCESS) return failure(Status::unavailable, "StartTLS: " + describe(ld, rc));
+        if (err != LDAP_SUCCESS) {
+            fatal = !is_connection_fault(err);  // e.g. the server has no certificate: config
+            return failure(Status::unavailable, "StartTLS refused: " + describe(ld, err, diag.get()));
+        }
+        rc = ldap_install_tls(ld);
+        if (rc != LDAP_SUCCESS) {
+            if (Clock::now() >= deadline)
+                return failure(Status::unavailable, "StartTLS: no answer within connect_timeout_ms");
+            return failure(Status::unavailable, "StartTLS handshake failed: " + describe(ld, rc) + kTlsHint);
+        }
+    }
+
+    // The service bind proves the server answers; on user-bind connections it is replaced
+    // by the user's bind.
+    auto bound = bind(*conn, cfg_.bind_dn, cfg_.bind_password.c_str(), cfg_.bind_password.size(), deadline);
+    if (!bound) {
+        const OpError& e = bound.error();
+        if (is_connection_fault(e.rc)) {
+            if (e.rc == LDAP_TIMEOUT) return failure(Status::unavailable, "no answer within connect_timeout_ms");
+            return failure(Status::unavailable, e.text);
+        }
+        fatal = true;
+        std::string who = cfg_.bind_dn.empty() ? std::string("anonymous") : "as " + log_safe(cfg_.bind_dn);
+        if (e.rc == LDAP_INVALID_CREDENTIALS)
+            return failure(Status::unavailable, "service bind " + who + " failed: invalid credentials");
+        return failure(Status::unavailable, "service bind " + who + " failed: " + e.text);
+    }
+    conn->idle_since = Clock::now();
+    return conn;
+}
+
+Outcome<ConnPtr> LdapBackendImpl::open_any(Purpose purpose) {
+    std::string errors;
+    for (std::size_t i : server_order()) {
+        const ServerInfo& s = servers_[i];
+        if (!errors.empty()) errors += "; ";
+        // Belt and braces with the config loader: a password goes over plain LDAP only to
+        // this machine, or when the config allows it.
+        if (purpose == Purpose::user_bind && !s.tls && !s.local && !cfg_.allow_cleartext_password) {
+            errors += s.uri + ": refusing to send a password in clear text (use ldaps:// or start_tls)";
+            continue;
+        }
+        bool fatal = false;
+        auto conn = open_server(i, fatal);
+        if (conn) {
+            mark_up(i);
+            return conn;
+        }
+        if (fatal) {
+            log::error("ldap: ", log_safe(s.uri), ": ", conn.error().message);
+            return failure(conn.error().status, conn.error().message);
+        }
+        mark_down(i, conn.error().message);
+        errors += s.uri + ": " + conn.error().message;
+    }
+    return failure(Status::unavailable, "directory unreachable: " + log_safe(errors));
+}
+
+OpResult<void> LdapBackendImpl::bind(Conn& conn, const std::string& dn, const char* pw, std::size_t pw_len,
+                                     Clock::time_point deadline, std::string* diag_out) {
+    LDAP* ld = conn.ld.get();
+    GuardScope io(*conn.guard, deadline);
+    berval cred{};
+    cred.bv_len = pw_len;
+    cred.bv_val = const_cast<char*>(pw);  // libldap takes a non-const berval; it only reads
+    int msgid = -1;
+    int rc = ldap_sasl_bind(ld, dn.c_str(), LDAP_SASL_SIMPLE, &cred, nullptr, nullptr, &msgid);
+    if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
+    timeval tv = to_timeval(remaining(deadline));
+    LDAPMessage* res_raw = nullptr;
+    rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res_raw);
+    MessagePtr res(res_raw);
+    if (rc == 0) {
+        ldap_abandon_ext(ld, msgid, nullptr, nullptr);
+        return op_error(LDAP_TIMEOUT, "no answer to the bind in time");
+    }
+    if (rc < 0) {
+        int err = LDAP_SERVER_DOWN;
+        ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
+        return op_error(is_connection_fault(err) ? err : LDAP_SERVER_DOWN, describe(ld, err));
+    }
+    int err = LDAP_OTHER;
+    char* diag_raw = nullptr;
+    rc = ldap_parse_result(ld, res.get(), &err, nullptr, &diag_raw, nullptr, nullptr, 0);
+    LdapString diag(diag_raw);
+    if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
+    if (diag_out != nullptr && diag) *diag_out = diag.get();
+    if (err != LDAP_SUCCESS) return op_error(err, describe(ld, err, diag.get()));
+    return {};
+}
+
+OpResult<std::vector<Entry>> LdapBackendImpl::search(Conn& conn, const std::string& base, Scope scope,
+                                                     const std::string& filter,
+                                                     const std::vector<std::string>& attrs, int size_limit,
+                                                     std::size_t max_entries, bool paged, bool* truncated) {
+    LDAP* ld = conn.ld.get();
+    std::vector<char*> attr_ptrs;
+    for (const std::string& a : attrs) attr_ptrs.push_back(const_cast<char*>(a.c_str()));
+    attr_ptrs.push_back(nullptr);
+
+    std::vector<Entry> entries;
+    berval cookie{};
+    struct CookieGuard {
+        berval& c;
+        ~CookieGuard() { BervalContentFree{}(&c); }
+    } cookie_guard{cookie};
+    if (truncated != nullptr) *truncated = false;
+
+    for (;;) {
+        ControlPtr page;
+        if (paged) {
+            LDAPControl* c = nullptr;
+            int rc = ldap_create_page_control(ld, kPageSize, cookie.bv_val != nullptr ? &cookie : nullptr, 0, &c);
+            if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
+            page.reset(c);
+        }
+        LDAPControl* server_ctrls[2] = {page.get(), nullptr};
+        timeval tv = to_timeval(op_timeout());
+        GuardScope io(*conn.guard, Clock::now() + op_timeout());
+        LDAPMessage* res_raw = nullptr;
+        int rc = ldap_search_ext_s(ld, base.c_str(), ldap_scope(scope), filter.c_str(), attr_ptrs.data(), 0,
+                                   paged ? server_ctrls : nullptr, nullptr, &tv, size_limit, &res_raw);
+        MessagePtr res(res_raw);
+        if (!res) return op_error(rc == LDAP_SUCCESS ? LDAP_OTHER : rc, describe(ld, rc));
+
+        for (LDAPMessage* e = ldap_first_entry(ld, res.get()); e != nullptr; e = ldap_next_entry(ld, e)) {
+            if (entries.size() >= max_entries) {
+                if (truncated != nullptr) *truncated = true;
+                break;
+            }
+            Entry entry;
+            LdapString dn(ldap_get_dn(ld, e));
+            if (!dn) continue;
+            entry.dn = dn.get();
+            BerElement* ber_raw = nullptr;
+            LdapString a(ldap_first_attribute(ld, e, &ber_raw));
+            BerPtr ber(ber_raw);
+            for (; a; a.reset(ldap_next_attribute(ld, e, ber.get()))) {
+                ValuesPtr vals(ldap_get_values_len(ld, e, a.get()));
+                auto& out = entry.attrs[lower(a.get())];
+                for (berval** v = vals.get(); v != nullptr && *v != nullptr; ++v)
+                    out.emplace_back((*v)->bv_val, (*v)->bv_len);
+            }
+            entries.push_back(std::move(entry));
+        }
+
+        int err = LDAP_OTHER;
+        char* diag_raw = nullptr;
+        LDAPControl** ctrls_raw = nullptr;
+        int prc = ldap_parse_result(ld, res.get(), &err, nullptr, &diag_raw, nullptr, &ctrls_raw, 0);
+        LdapString diag(diag_raw);
+        ControlsPtr ctrls(ctrls_raw);
+        if (prc != LDAP_SUCCESS) return op_error(prc, describe(ld, prc));
+        if (err == LDAP_SIZELIMIT_EXCEEDED) {
+            if (truncated != nullptr) *truncated = true;
+            return entries;
+        }
+        if (err != LDAP_SUCCESS) return op_error(err, describe(ld, err, diag.get()));
+        if (truncated != nullptr && *truncated) return entries;
+        if (!paged) return entries;
+        LDAPControl* pr = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, ctrls.get(), nullptr);
+        if (pr == nullptr) return entries;  // the server ignored paging: all results are here
+        BervalContentFree{}(&cookie);
+        cookie = berval{};
+        ber_int_t estimate = 0;
+        if (ldap_parse_pageresponse_control(ld, pr, &estimate, &cookie) != LDAP_SUCCESS)
+            return op_error(LDAP_DECODING_ERROR, "bad paged-results control from the server");
+        if (cookie.bv_val == nullptr || cookie.bv_len == 0) return entries;
+    }
+}
+
+template <typename T, typename Op, typename Map>
+Outcome<T> LdapBackendImpl::with_connection(Pool& pool, Purpose purpose, Op&& op, Map&& map) {
+    // Wait for a busy pool only as long as one operation may take.
+    ConnPtr first;
+    if (!pool.acquire(Clock::now() + op_timeout(), first)) {
+        log::warning("ldap: all ", std::to_string(std::max(1u, cfg_.pool_size)), " ", pool.name(),
+                     " connections stayed busy for ", std::to_string(op_timeout().count()), " ms");
+        return failure(Status::unavailable, "directory busy: no free LDAP connection");
+    }
+    Lease lease(pool, std::move(first));
+    // A fresh connection per server at most, plus one retry for a stale pooled one.
+    const std::size_t max_attempts = servers_.size() + 1;
+    for (std::size_t attempt = 0; attempt < max_attempts; ++attempt) {
+        if (!lease.conn()) {
+            auto fresh = open_any(purpose);
+            if (!fresh) return tl::unexpected<Failure>(fresh.error());
+            lease.set(std::move(*fresh));
+        }
+        Conn& conn = *lease.conn();
+        OpResult<T> r = op(conn);
+        if (r) return std::move(*r);
+        const OpError e = r.error();
+        if (!is_connection_fault(e.rc)) return tl::unexpected<Failure>(map(e));
+        const std::size_t server = conn.server;
+        const bool was_reused = conn.reused;
+        lease.discard();
+        if (was_reused)
+            log::info("ldap: pooled connection to ", log_safe(servers_[server].uri), " failed (", e.text,
+                      "); reconnecting");
+        else
+            mark_down(server, e.text);
+    }
+    return failure(Status::unavailable, "directory unreachable: every server failed during the operation");
+}
+
+Failure map_bind_error(const OpError& e, const std::string& diag) {
+    switch (e.rc) {
+    case LDAP_INVALID_CREDENTIALS: {
+        std::string why;
+        Status s = ad_bind_status(diag, why);
+        return Failure{s, s == Status::auth_err ? std::string("invalid credentials") : why};
+    }
+    case LDAP_INAPPROPRIATE_AUTH:
+    case LDAP_UNWILLING_TO_PERFORM:
+        return Failure{Status::auth_err, "the directory refused the bind: " + e.text};
+    case LDAP_CONFIDENTIALITY_REQUIRED:
+    case LDAP_STRONG_AUTH_REQUIRED:
+        return Failure{Status::unavailable, "the directory requires a protected connection: " + e.text};
+    default:
+        return Failure{Status::unavailable, "bind failed: " + e.text};
+    }
+}
+
+// Key for the visited set of the group walk: the normalised DN (raw, lower-cased, if the
+// server sent something unparsable).
+std::string dn_key(const std::string& dn) {
+    auto n = normalize_dn(dn);
+    return n ? *n : lower(dn);
+}
+
+bool acceptable_name(std::string_view v) {
+    if (v.empty() || v.size() > kMaxUserName) return false;
+    return std::none_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+Outcome<std::vector<std::string>> LdapBackendImpl::group_dns(const std::string& filter, std::size_t max,
+                                                             bool& truncated, Trace& trace) {
+    bool missing = false;
+    static const std::vector<std::string> kNoAttrs = {"1.1"};  // RFC 4511 §4.5.1.8: no attributes
+    auto r = with_connection<std::vector<Entry>>(
+        service_pool_, Purpose::service,
+        [&](Conn& c) -> OpResult<std::vector<Entry>> {
+            auto found = search(c, cfg_.group_search.base, cfg_.group_search.scope, filter, kNoAttrs, 0,
+                                max, true, &truncated);
+            if (!found && (found.error().rc == LDAP_NO_SUCH_OBJECT || found.error().rc == LDAP_REFERRAL)) {
+                missing = true;
+                return std::vector<Entry>{};
+            }
+            return found;
+        },
+        [&](const OpError& e) { return Failure{Status::unavailable, "group search failed: " + e.text}; });
+    if (!r) return tl::unexpected<Failure>(r.error());
+    if (missing) {
+        log::warning("ldap: group_search.base ", log_safe(cfg_.group_search.base),
+                     " does not exist or is not visible to the bind DN");
+        trace.add("group_search.base \"", cfg_.group_search.base, "\" does not exist (or is not visible)");
+    }
+    std::vector<std::string> dns;
+    dns.reserve(r->size());
+    for (Entry& e : *r) dns.push_back(std::move(e.dn));
+    return dns;
+}
+
+Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vector<std::string>& groups,
+                                           Trace& trace) {
+    const std::string gf = group_filter_part(cfg_.group_search.filter);
+    std::set<std::string> seen{dn_key(user_dn)};
+    std::vector<std::string> frontier{user_dn};
+    for (unsigned level = 0; !frontier.empty(); ++level) {
+        if (level > cfg_.max_nesting) {
+            log::warning("ldap: groups of ", log_safe(user_dn), " nest deeper than max_nesting ",
+                         std::to_string(cfg_.max_nesting), "; deeper groups ignored");
+            trace.add("stopped: groups nest deeper than max_nesting ", std::to_string(cfg_.max_nesting));
+            break;
+        }
+        std::vector<std::string> next;
+        // explain asks per parent so it can say which group led where; a login asks in batches.
+        const std::size_t batch = trace.on() ? 1 : kMembersPerQuery;
+        for (std::size_t from = 0; from < frontier.size(); from += batch) {
+            const std::size_t to = std::min(frontier.size(), from + batch);
+            std::string members;
+            for (std::size_t i = from; i < to; ++i) members += "(member=" + escape_filter_value(frontier[i]) + ")";
+            if (to - from > 1) members = "(|" + members + ")";
+            bool truncated = false;
+            auto found = group_dns("(&" + gf + members + ")", cfg_.max_groups, truncated, trace);
+            if (!found) return tl::unexpected<Failure>(found.error());
+            for (std::string& g : *found) {
+                if (!seen.insert(dn_key(g)).second) {
+                    if (trace.on() && level > 0)
+                        trace.add("group ", g, " seen before (cycle or diamond): not followed again");
+                    continue;
+                }
+                if (level == 0)
+                    trace.add("group: ", g, " (direct member)");
+                else
+                    trace.add("group: ", g, " (nesting level ", std::to_string(level), ", via ", frontier[from], ")");
+                groups.push_back(g);
+                next.push_back(std::move(g));
+                if (groups.size() >= cfg_.max_groups) {
+                    log::warning("ldap: ", log_safe(user_dn), " is in more than max_groups ",
+                                 std::to_string(cfg_.max_groups), " groups; the rest are ignored");
+                    trace.add("stopped: max_groups ", std::to_string(cfg_.max_groups), " reached");
+                    return {};
+                }
+            }
+        }
+        frontier = std::move(next);
+    }
+    return {};
+}
+
+Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user, Trace& trace) {
+    const std::string gf = group_filter_part(cfg_.group_search.filter);
+    trace.add("group_type ", group_type_name(cfg_.group_type), ": group_search base \"", cfg_.group_search.base,
+              "\" scope ", scope_name(cfg_.group_search.scope), " filter ", gf);
+    std::string filter;
+    switch (cfg_.group_type) {
+    case GroupType::member_of: {
+        const auto* vals = entry.values("memberOf");
+        if (vals == nullptr) return {};
+        for (const std::string& g : *vals) {
+            if (user.groups.size() >= cfg_.max_groups) {
+                trace.add("stopped: max_groups ", std::to_string(cfg_.max_groups), " reached");
+                break;
+            }
+            trace.add("group: ", g, " (memberOf of the user entry)");
+            user.groups.push_back(g);
+        }
+        return {};
+    }
+    case GroupType::nested_active_directory:
+    case GroupType::nested_group_of_names:
+        return nested_walk(user.dn, user.groups, trace);
+    case GroupType::active_directory:
+    case GroupType::group_of_names:
+        filter = "(&" + gf + "(member=" + escape_filter_value(user.dn) + "))";
+        break;
+    case GroupType::posix_group: {
+        // django-auth-ldap's PosixGroupType: memberUid is the uid attribute, or the user's
+        // primary gidNumber names the group.
+        std::string uid = entry.first("uid");
+        if (uid.empty()) uid = user.username;
+        std::string gid = entry.first("gidNumber");
+        filter = "(&" + gf + "(|(memberUid=" + escape_filter_value(uid) + ")";
+        if (!gid.empty()) filter += "(gidNumber=" + escape_filter_value(gid) + ")";
+        filter += "))";
+        break;
+    }
+    }
+    bool truncated = false;
+    auto found = group_dns(filter, cfg_.max_groups, truncated, trace);
+    if (!found) return tl::unexpected<Failure>(found.error());
+    for (std::string& g : *found) {
+        trace.add("group: ", g, " (direct member)");
+        user.groups.push_back(std::move(g));
+    }
+    if (truncated) {
+        log::warning("ldap: ", log_safe(user.dn), " is in more than max_groups ", std::to_string(cfg_.max_groups),
+                     " groups; the rest are ignored");
+        trace.add("stopped: max_groups ", std::to_string(cfg_.max_groups), " reached");
+    }
+    return {};
+}
+
+void LdapBackendImpl::explain_role(const RoleDecision& d, Trace& trace) const {
+    if (!trace.on()) return;
+    std::string matched;
+    for (const RoleMatch& m : d.matches) {
+        const std::string key = dn_key(m.group);
+        std::string configured = m.group;
+        for (const std::string& c : cfg_.role_groups[static_cast<std::size_t>(m.role)])
+            if (auto n = normalize_dn(c); n && *n == key) configured = c;
+        trace.add("role_groups.", proto::role_name(m.role), ": \"", configured, "\" matches group ", m.group);
+        if (!matched.empty()) matched += ", ";
+        matched += proto::role_name(m.role);
+    }
+    if (!d.from_default)
+        trace.add("role: ", proto::role_name(d.role), " (highest of the matched roles: ", matched, ")");
+    else if (d.role != Role::none)
+        trace.add("role: ", proto::role_name(d.role), " (no role group matched; default_role ",
+                  proto::role_name(d.role), " applied)");
+    else
+        trace.add("role: none (no role group matched and default_role is none: refused)");
+}
+
+void LdapBackendImpl::resolve(std::string_view name, const Secret* password, LdapOutcome& out, Trace trace) {
+    auto finish = [&](Status s, std::string message) {
+        out.status = s;
+        out.message = std::move(message);
+        if (s != Status::ok) trace.add("result: ", proto::status_name(s), ": ", out.message);
+    };
+    // Local checks first: nothing here needs the directory.
+    if (name.empty()) return finish(Status::user_unknown, "empty user name");
+    if (name.size() > kMaxUserName) return finish(Status::user_unknown, "user name too long");
+    if (name.find('\0') != std::string_view::npos) return finish(Status::user_unknown, "user name contains NUL");
+    // An empty password makes a simple bind anonymous and "successful" (RFC 4513 §5.1.2).
+    if (password != nullptr && password->empty()) return finish(Status::auth_err, "empty password refused");
+
+    auto filter = expand_user_filter(cfg_.user_search.filter, name);
+    if (!filter) return finish(Status::internal, "ldap.user_search.filter: " + filter.error().detail);
+
+    std::vector<std::string> attrs = {"userAccountControl", "memberOf", "uid", "gidNumber"};
+    for (const auto& [key, attr] : cfg_.user_attr_map)
+        if (std::none_of(attrs.begin(), attrs.end(), [&](const std::string& a) { return ascii_iequal(a, attr); }))
+            attrs.push_back(attr);
+
+    trace.add("user search: base \"", cfg_.user_search.base, "\" scope ", scope_name(cfg_.user_search.scope),
+              " filter ", *filter);
+    std::string server;
+    bool missing_base = false, ambiguous = false;
+    auto found = with_connection<std::vector<Entry>>(
+        service_pool_, Purpose::service,
+        [&](Conn& c) -> OpResult<std::vector<Entry>> {
+            server = servers_[c.server].uri;
+            auto r = search(c, cfg_.user_search.base, cfg_.user_search.scope, *filter, attrs,
+                            kUserSizeLimit, kUserSizeLimit, false, &ambiguous);
+            if (!r && (r.error().rc == LDAP_NO_SUCH_OBJECT || r.error().rc == LDAP_REFERRAL)) {
+                missing_base = true;
+                return std::vector<Entry>{};
+            }
+            return r;
+        },
+        [&](const OpError& e) { return Failure{Status::unavailable, "user search failed: " + e.text}; });
+    if (!found) return finish(found.error().status, found.error().message);
+    trace.add("server: ", server);
+
+    if (missing_base) {
+        log::warning("ldap: user_search.base ", log_safe(cfg_.user_search.base),
+                     " does not exist or is not visible to the bind DN");
+        trace.add("user_search.base does not exist (or is not visible to the bind DN)");
+    }
+    if (ambiguous || found->size() > 1) {
+        log::warning("ldap: user filter matched several entries for ", log_safe(name),
+                     ": refused as ambiguous (fix ldap.user_search.filter)");
+        trace.add("several entries matched: ambiguous");
+        return finish(Status::user_unknown, "ambiguous user name: several directory entries match");
+    }
+    if (found->empty()) {
+        trace.add("no entry matched filter ", *filter, " under base \"", cfg_.user_search.base, "\"");
+        return finish(Status::user_unknown, "unknown user");
+    }
+    const Entry& entry = found->front();
+    if (entry.dn.empty()) return finish(Status::internal, "the directory returned an entry without a DN");
+
+    LdapUser& user = out.user;
+    user.dn = entry.dn;
+    trace.add("user DN: ", user.dn);
+    const std::string& name_attr = attr_for("user_name");
+    if (const auto* vals = entry.values(name_attr)) {
+        for (const std::string& v : *vals)
+            if (ascii_iequal(v, name)) user.username = v;
+        if (user.username.empty() && !vals->empty()) user.username = vals->front();
+    }
+    if (!acceptable_name(user.username)) {
+        if (!user.username.empty())
+            log::warning("ldap: ", log_safe(user.dn), ": unusable ", name_attr, " value; keeping the login name");
+        user.username = std::string(name);
+    }
+    trace.add("user name: ", user.username, " (", name_attr, ")");
+    user.email = entry.first(attr_for("email"));
+    user.first_name = entry.first(attr_for("first_name"));
+    user.last_name = entry.first(attr_for("last_name"));
+
+    if (std::string uac = entry.first("userAccountControl"); !uac.empty()) {
+        long long flags = 0;
+        auto [p, ec] = std::from_chars(uac.data(), uac.data() + uac.size(), flags);
+        if (ec != std::errc() || p != uac.data() + uac.size()) {
+            // An unreadable flag word cannot prove the account enabled.
+            log::warning("ldap: ", log_safe(user.dn), ": unreadable userAccountControl; treated as disabled");
+            flags = kUacAccountDisable;
+        }
+        user.disabled = (flags & kUacAccountDisable) != 0;
+        trace.add("userAccountControl: ", uac, user.disabled ? " (ACCOUNTDISABLE set)" : " (enabled)");
+    }
+
+    if (password != nullptr) {
+        std::string diag;
+        auto bound = with_connection<bool>(
+            user_pool_, Purpose::user_bind,
+            [&](Conn& c) -> OpResult<bool> {
+                diag.clear();
+                auto r = bind(c, user.dn, password->c_str(), password->size(),
+                              Clock::now() + op_timeout(), &diag);
+                if (!r) return tl::unexpected<OpError>(r.error());
+                return true;
+            },
+            [&](const OpError& e) { return map_bind_error(e, diag); });
+        if (!bound) {
+            log::debug("ldap: bind as ", log_safe(user.dn), " refused: ", bound.error().message);
+            user = LdapUser{};  // nothing about the account for someone who could not bind
+            return finish(bound.error().status, bound.error().message);
+        }
+    }
+    // Only now, with the password proven (or for an account check), may the answer depend on
+    // the disabled flag: before the bind it would tell strangers which accounts exist.
+    if (user.disabled) return finish(Status::perm_denied, "account disabled");
+
+    if (auto g = collect_groups(entry, user, trace); !g) return finish(g.error().status, g.error().message);
+    user.role = resolve_role(user.groups, cfg_.role_groups, cfg_.default_role);
+    explain_role(user.role, trace);
+    if (user.role.role == Role::none)
+        return finish(Status::perm_denied, "no CVAT role: user is in no role group and default_role is none");
+    finish(Status::ok, "");
+}
+
+std::vector<proto::BackendState> LdapBackendImpl::probe() {
+    std::vector<proto::BackendState> states;
+    try {
+        for (std::size_t i = 0; i < servers_.size(); ++i) {
+            const ServerInfo& s = servers_[i];
+            proto::BackendState st;
+            st.name = "ldap " + s.uri;
+            if (!s.parse_error.empty()) {
+                st.detail = s.parse_error;
+                states.push_back(std::move(st));
+                continue;
+            }
+            const auto t0 = Clock::now();
+            bool fatal = false;
+            auto conn = open_server(i, fatal);
+            const auto ms = std::chrono::duration_cast<Ms>(Clock::now() - t0).count();
+            if (conn) {
+                mark_up(i);
+                st.up = true;
+                st.detail = std::string(s.tls ? (s.start_tls ? "StartTLS" : "TLS") : "plain") + ", bound " +
+                            (cfg_.bind_dn.empty() ? std::string("anonymously") : "as " + log_safe(cfg_.bind_dn)) +
+                            ", " + std::to_string(ms) + " ms";
+            } else {
+                if (!fatal) mark_down(i, conn.error().message);
+                st.detail = conn.error().message;
+            }
+            states.push_back(std::move(st));
+        }
+        if (servers_.empty()) states.push_back(proto::BackendState{"ldap", false, "no server configured"});
+    } catch (const std::exception& e) {
+        log::error("ldap: probe failed: ", log_safe(e.what()));
+    } catch (...) {
+        log::error("ldap: probe failed");
+    }
+    return states;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LdapBackend>> LdapBackend::create(LdapConfig config) {
+    try {
+        // libldap reads ldap.conf and initialises its globals on first use; do it here, before
+        // worker threads race to it.
+        int version = 0;
+        ldap_get_option(nullptr, LDAP_OPT_PROTOCOL_VERSION, &version);
+        auto backend = std::make_unique<LdapBackendImpl>(std::move(config));
+        if (auto v = backend->validate(); !v) return tl::unexpected<Error>(v.error());
+        return std::unique_ptr<LdapBackend>(std::move(backend));
+    } catch (const std::exception& e) {
+        return fail(ErrorCode::internal, std::string("LDAP backend: ") + e.what());
+    }
+}
+
+}  // namespace cvat::helper
