@@ -1214,6 +1214,15 @@ int prepare_and_reexec(char** argv) {
     std::string old = test::env_or("LD_PRELOAD", "");
     if (!old.empty()) preload = old + ":" + preload;  // a sanitizer runtime must stay first
     setenv("LD_PRELOAD", preload.c_str(), 1);
+    if (dlsym(RTLD_DEFAULT, "__asan_init") != nullptr) {
+        // A sanitizer build: ASan is linked in, not preloaded, so it cannot come first in the
+        // list; pam_wrapper's RTLD_DEEPBIND would also bypass its interceptors.
+        std::string asan = test::env_or("ASAN_OPTIONS", "");
+        setenv("ASAN_OPTIONS",
+               (asan.empty() ? "" : asan + ":").append("verify_asan_link_order=0").c_str(), 1);
+        setenv("PAM_WRAPPER_DISABLE_DEEPBIND", "1", 1);
+        setenv("UID_WRAPPER_DISABLE_DEEPBIND", "1", 1);  // the name pam_wrapper 1.1.4 reads
+    }
     setenv("PAM_WRAPPER", "1", 1);
     setenv("PAM_WRAPPER_SERVICE_DIR", (g_dir + "/pam.d").c_str(), 1);
     setenv("CVAT_PAM_TEST_DIR", g_dir.c_str(), 1);
