@@ -137,6 +137,7 @@ std::vector<std::pair<std::string, std::string>> services() {
         {"cvat-peer-unknown-arg", stack(peer + " debug frobnicate=7 no_such_flag")},
         {"cvat-peer-items", stack(peer, set_items)},
         {"cvat-peer-authtok", stack(peer + " use_authtok")},
+        {"cvat-peer-debug", stack(peer + " debug")},
         {"cvat-bad-timeout", stack(peer + " timeout=0")},
         {"cvat-bad-timeout2", stack(peer + " timeout=ten")},
         {"cvat-bad-role", stack(peer + " require_role=superuser")},
@@ -1057,6 +1058,30 @@ void test_errno_preserved(void**) {
     pam_end(ph, PAM_SUCCESS);
 }
 
+// With `debug` the request is logged, through a form that leaves the password out.
+void test_debug_log_has_no_password(void**) {
+    const std::string log_path = g_dir + "/debug.log";
+    std::fflush(stderr);
+    int saved = ::dup(2);
+    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(saved >= 0 && log >= 0);
+    ::dup2(log, 2);
+    ::close(log);
+    g_peer->script({respond(prompt(proto::PromptStyle::echo_off, "OTP: ")),
+                    respond(verdict(Status::auth_err, "", Role::none, {}, "wrong"))});
+    auto r = run_pam("cvat-peer-debug", "alice", {"Marker-Pw-91c2e", "Marker-Otp-4411"},
+                     {tc(PAMTEST_AUTHENTICATE, PAM_AUTH_ERR)});
+    std::fflush(stderr);
+    ::dup2(saved, 2);
+    ::close(saved);
+    expect_cases(r);
+    std::string text = test::read_file(log_path);
+    if (text.find("request: auth user=alice") == std::string::npos)
+        fail_msg("no debug line for the request in:\n%s", text.c_str());
+    assert_true(text.find("Marker-Pw-91c2e") == std::string::npos);
+    assert_true(text.find("Marker-Otp-4411") == std::string::npos);
+}
+
 // ---- tests: the real cvat-authd over slapd -------------------------------------------------
 
 std::unique_ptr<test::Slapd> g_slapd;
@@ -1223,6 +1248,8 @@ int prepare_and_reexec(char** argv) {
         setenv("PAM_WRAPPER_DISABLE_DEEPBIND", "1", 1);
         setenv("UID_WRAPPER_DISABLE_DEEPBIND", "1", 1);  // the name pam_wrapper 1.1.4 reads
     }
+    // pam_syslog() lines up to LOG_DEBUG reach stderr (level 3, trace, would print items).
+    setenv("PAM_WRAPPER_DEBUGLEVEL", "2", 1);
     setenv("PAM_WRAPPER", "1", 1);
     setenv("PAM_WRAPPER_SERVICE_DIR", (g_dir + "/pam.d").c_str(), 1);
     setenv("CVAT_PAM_TEST_DIR", g_dir.c_str(), 1);
@@ -1318,6 +1345,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_chauthtok),
         cmocka_unit_test(test_chauthtok_use_authtok_needs_a_token),
         cmocka_unit_test(test_errno_preserved),
+        cmocka_unit_test(test_debug_log_has_no_password),
     };
     return cmocka_run_group_tests_name("pam_cvat with hostile and scripted peers", tests,
                                        setup_peer, teardown_peer);
