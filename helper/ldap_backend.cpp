@@ -1029,7 +1029,7 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     auto finish = [&](Status s, std::string message) {
         out.status = s;
         out.message = std::move(message);
-        if (s != Status::ok) trace.add("result: ", proto::status_name(s), ": ", out.message);
+        if (s != Status::ok) trace.add("stopped: ", out.message);
     };
     // Local checks first: nothing here needs the directory.
     if (name.empty()) return finish(Status::user_unknown, "empty user name");
