@@ -477,7 +477,7 @@ std::optional<Map> Loader::open_map(const YAML::Node& n, const std::string& path
     }
     Map m{n, path, {}};
     for (auto it = n.begin(); it != n.end(); ++it) {
-        const YAML::Node& key = it->first;
+        const YAML::Node key = it->first;  // a copy: it-> yields a temporary proxy
         const std::string kpath = path.empty() ? "" : path + ".";
         if (!key.IsScalar()) {
             error(key, path.empty() ? "(top level)" : path,

@@ -444,8 +444,11 @@ TransactionData* transaction_data(pam_handle_t* pamh) {
 }
 
 // The daemon's words for the user, shown on failure (unless silent or the result is ignored).
+// A wrong password and an unknown user look the same from outside, as with pam_unix: saying
+// which would tell a remote client (sshd shows these texts) which accounts exist.
 void show_verdict_message(pam_handle_t* pamh, const Options& o, const proto::Verdict& v, int code) {
     if (v.status == Status::ok || code == PAM_IGNORE || v.message.empty()) return;
+    if (v.status == Status::auth_err || v.status == Status::user_unknown) return;
     int style = v.status == Status::new_authtok_reqd ? PAM_TEXT_INFO : PAM_ERROR_MSG;
     show(pamh, o, style, v.message);
 }

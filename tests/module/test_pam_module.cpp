@@ -808,10 +808,19 @@ void test_verdict_message_shown(void**) {
     expect_cases(r);
     assert_true(r.conv.showed(PAM_ERROR_MSG, "Your account is locked."));
     // Terminal escapes from the daemon do not reach the user's terminal.
-    g_peer->script({respond(verdict(Status::auth_err, "", Role::none, {}, "bad\x1b[2Jpassword"))});
+    g_peer->script({respond(verdict(Status::unavailable, "", Role::none, {}, "bad\x1b[2Jdirectory"))});
+    r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
+    expect_cases(r);
+    assert_true(r.conv.showed(PAM_ERROR_MSG, "bad?[2Jdirectory"));
+    // A wrong password and an unknown user are not told apart on the user's screen.
+    g_peer->script({respond(verdict(Status::auth_err, "", Role::none, {}, "invalid credentials"))});
     r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTH_ERR)});
     expect_cases(r);
-    assert_true(r.conv.showed(PAM_ERROR_MSG, "bad?[2Jpassword"));
+    assert_int_equal(r.conv.count(PAM_ERROR_MSG), 0);
+    g_peer->script({respond(verdict(Status::user_unknown, "", Role::none, {}, "unknown user"))});
+    r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_USER_UNKNOWN)});
+    expect_cases(r);
+    assert_int_equal(r.conv.count(PAM_ERROR_MSG), 0);
     // PAM_SILENT: nothing shown.
     g_peer->script({respond(
         verdict(Status::perm_denied, "alice", Role::none, {}, "Your account is locked."))});
