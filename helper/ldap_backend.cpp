@@ -535,12 +535,16 @@ private:
 
     // Group DNs matching `filter` under group_search.base (paged, attribute-less, at most
     // `max`). A missing base gives none, with a warning.
-    Outcome<std::vector<std::string>> group_dns(const std::string& filter, std::size_t max, bool& truncated,
-                                                Trace& trace);
+    // `incomplete` gets the reason when the result was cut (max, or the server's size limit).
+    Outcome<std::vector<std::string>> group_dns(const std::string& filter, std::size_t max,
+                                                std::string& incomplete, Trace& trace);
 
     void resolve(std::string_view name, const Secret* password, LdapOutcome& out, Trace trace);
-    Outcome<void> collect_groups(const Entry& entry, LdapUser& user, Trace& trace);
-    Outcome<void> nested_walk(const std::string& user_dn, std::vector<std::string>& groups, Trace& trace);
+    // The user's groups per group_type. `incomplete` gets a reason when the walk stopped
+    // early (max_groups, max_nesting, the server's size limit); it stays empty otherwise.
+    Outcome<void> collect_groups(const Entry& entry, LdapUser& user, std::string& incomplete, Trace& trace);
+    Outcome<void> nested_walk(const std::string& user_dn, std::vector<std::string>& groups,
+                              std::string& incomplete, Trace& trace);
     void explain_role(const RoleDecision& d, Trace& trace) const;
 
     LdapConfig cfg_;
@@ -876,8 +880,9 @@ bool acceptable_name(std::string_view v) {
 }
 
 Outcome<std::vector<std::string>> LdapBackendImpl::group_dns(const std::string& filter, std::size_t max,
-                                                             bool& truncated, Trace& trace) {
+                                                             std::string& incomplete, Trace& trace) {
     bool missing = false;
+    bool truncated = false;
     static const std::vector<std::string> kNoAttrs = {"1.1"};  // RFC 4511 §4.5.1.8: no attributes
     auto r = with_connection<std::vector<Entry>>(
         service_pool_, Purpose::service,
@@ -897,6 +902,10 @@ Outcome<std::vector<std::string>> LdapBackendImpl::group_dns(const std::string& 
                      " does not exist or is not visible to the bind DN");
         trace.add("group_search.base \"", cfg_.group_search.base, "\" does not exist (or is not visible)");
     }
+    if (truncated && incomplete.empty())
+        incomplete = r->size() >= max ? "more than max_groups " + std::to_string(max) + " groups"
+                                      : "the directory's size limit cut a group search after " +
+                                            std::to_string(r->size()) + " entries";
     std::vector<std::string> dns;
     dns.reserve(r->size());
     for (Entry& e : *r) dns.push_back(std::move(e.dn));
@@ -904,16 +913,14 @@ Outcome<std::vector<std::string>> LdapBackendImpl::group_dns(const std::string& 
 }
 
 Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vector<std::string>& groups,
-                                           Trace& trace) {
+                                           std::string& incomplete, Trace& trace) {
     const std::string gf = group_filter_part(cfg_.group_search.filter);
     std::set<std::string> seen{dn_key(user_dn)};
     std::vector<std::string> frontier{user_dn};
     for (unsigned level = 0; !frontier.empty(); ++level) {
         if (level > cfg_.max_nesting) {
-            log::warning("ldap: groups of ", log_safe(user_dn), " nest deeper than max_nesting ",
-                         std::to_string(cfg_.max_nesting), "; deeper groups ignored");
-            trace.add("stopped: groups nest deeper than max_nesting ", std::to_string(cfg_.max_nesting));
-            break;
+            incomplete = "groups nest deeper than max_nesting " + std::to_string(cfg_.max_nesting);
+            return {};
         }
         std::vector<std::string> next;
         // explain asks per parent so it can say which group led where; a login asks in batches.
@@ -923,8 +930,7 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
             std::string members;
             for (std::size_t i = from; i < to; ++i) members += "(member=" + escape_filter_value(frontier[i]) + ")";
             if (to - from > 1) members = "(|" + members + ")";
-            bool truncated = false;
-            auto found = group_dns("(&" + gf + members + ")", cfg_.max_groups, truncated, trace);
+            auto found = group_dns("(&" + gf + members + ")", cfg_.max_groups, incomplete, trace);
             if (!found) return tl::unexpected<Failure>(found.error());
             for (std::string& g : *found) {
                 if (!seen.insert(dn_key(g)).second) {
@@ -939,9 +945,7 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
                 groups.push_back(g);
                 next.push_back(std::move(g));
                 if (groups.size() >= cfg_.max_groups) {
-                    log::warning("ldap: ", log_safe(user_dn), " is in more than max_groups ",
-                                 std::to_string(cfg_.max_groups), " groups; the rest are ignored");
-                    trace.add("stopped: max_groups ", std::to_string(cfg_.max_groups), " reached");
+                    incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
                     return {};
                 }
             }
@@ -951,7 +955,8 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
     return {};
 }
 
-Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user, Trace& trace) {
+Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user, std::string& incomplete,
+                                              Trace& trace) {
     const std::string gf = group_filter_part(cfg_.group_search.filter);
     trace.add("group_type ", group_type_name(cfg_.group_type), ": group_search base \"", cfg_.group_search.base,
               "\" scope ", scope_name(cfg_.group_search.scope), " filter ", gf);
@@ -962,7 +967,7 @@ Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user
         if (vals == nullptr) return {};
         for (const std::string& g : *vals) {
             if (user.groups.size() >= cfg_.max_groups) {
-                trace.add("stopped: max_groups ", std::to_string(cfg_.max_groups), " reached");
+                incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
                 break;
             }
             trace.add("group: ", g, " (memberOf of the user entry)");
@@ -972,7 +977,7 @@ Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user
     }
     case GroupType::nested_active_directory:
     case GroupType::nested_group_of_names:
-        return nested_walk(user.dn, user.groups, trace);
+        return nested_walk(user.dn, user.groups, incomplete, trace);
     case GroupType::active_directory:
     case GroupType::group_of_names:
         filter = "(&" + gf + "(member=" + escape_filter_value(user.dn) + "))";
@@ -989,17 +994,11 @@ Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user
         break;
     }
     }
-    bool truncated = false;
-    auto found = group_dns(filter, cfg_.max_groups, truncated, trace);
+    auto found = group_dns(filter, cfg_.max_groups, incomplete, trace);
     if (!found) return tl::unexpected<Failure>(found.error());
     for (std::string& g : *found) {
         trace.add("group: ", g, " (direct member)");
         user.groups.push_back(std::move(g));
-    }
-    if (truncated) {
-        log::warning("ldap: ", log_safe(user.dn), " is in more than max_groups ", std::to_string(cfg_.max_groups),
-                     " groups; the rest are ignored");
-        trace.add("stopped: max_groups ", std::to_string(cfg_.max_groups), " reached");
     }
     return {};
 }
@@ -1018,9 +1017,11 @@ void LdapBackendImpl::explain_role(const RoleDecision& d, Trace& trace) const {
     }
     if (!d.from_default)
         trace.add("role: ", proto::role_name(d.role), " (highest of the matched roles: ", matched, ")");
-    else if (d.role != Role::none)
+    else if (d.role != Role::none && d.role == cfg_.default_role)
         trace.add("role: ", proto::role_name(d.role), " (no role group matched; default_role ",
                   proto::role_name(d.role), " applied)");
+    else if (d.role != Role::none)
+        trace.add("role: ", proto::role_name(d.role), " (no role group matched in an incomplete group list)");
     else
         trace.add("role: none (no role group matched and default_role is none: refused)");
 }
@@ -1137,8 +1138,22 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     // the disabled flag: before the bind it would tell strangers which accounts exist.
     if (user.disabled) return finish(Status::perm_denied, "account disabled");
 
-    if (auto g = collect_groups(entry, user, trace); !g) return finish(g.error().status, g.error().message);
+    std::string incomplete;
+    if (auto g = collect_groups(entry, user, incomplete, trace); !g)
+        return finish(g.error().status, g.error().message);
     user.role = resolve_role(user.groups, cfg_.role_groups, cfg_.default_role);
+    if (!incomplete.empty()) {
+        log::warning("ldap: group list of ", log_safe(user.dn), " is incomplete: ", incomplete);
+        trace.add("group list incomplete: ", incomplete);
+        // A group not seen may hold any role. Matched roles stand (the true role is at least
+        // that), but default_role would be a guess: a missed worker group must not turn into
+        // default_role user. The lowest role is what the user has at least.
+        if (user.role.from_default && user.role.role > Role::worker) {
+            user.role.role = Role::worker;
+            trace.add("default_role ", proto::role_name(cfg_.default_role),
+                      " not applied to an incomplete group list: role worker, the lowest");
+        }
+    }
     explain_role(user.role, trace);
     if (user.role.role == Role::none)
         return finish(Status::perm_denied, "no CVAT role: user is in no role group and default_role is none");

@@ -422,6 +422,92 @@ void ad_bad_service_password(void**) {
     assert_true(contains(read_file(l.daemon->log_path()), "failed: invalid credentials"));
 }
 
+// A filter that matches two entries is ambiguous: refused as unknown, as django-auth-ldap does.
+void ad_ambiguous_filter(void**) {
+    LdapSpec spec;
+    Login l = start("adplain", spec);
+    // Swap the user filter for one that also matches every disabled account.
+    std::string dir = fresh_dir("adambig");
+    std::string yaml = config(dir, spec);
+    const std::string from = "filter: \"(sAMAccountName=%(user)s)\"";
+    yaml.replace(yaml.find(from), from.size(),
+                 "filter: \"(&(objectClass=user)(|(sAMAccountName=%(user)s)(userAccountControl=514)))\"");
+    Login ambiguous;
+    ambiguous.dir = dir;
+    ambiguous.daemon = std::make_unique<Daemon>(dir, yaml);
+    auto o = ambiguous("alice", "alice-Passw0rd");  // alice and dave match
+    expect_pam("ambiguous filter", o.authenticate, PAM_USER_UNKNOWN);
+    assert_true(contains(read_file(ambiguous.daemon->log_path()), "ambiguous"));
+    // The same filter with a name that matches only dave's entry is not ambiguous.
+    o = ambiguous("dave", "dave-Passw0rd");
+    expect_pam("one match (disabled)", o.authenticate, PAM_PERM_DENIED);
+    // And the plain filter still logs alice in.
+    expect_role(l, "alice", "alice-Passw0rd", "alice", "admin");
+}
+
+// max_nesting bounds the walk: nestor's admin group is two levels above his direct group. A
+// walk cut short never hands out default_role (a group not seen might be a worker group):
+// without a matched role the user is a worker.
+void ad_max_nesting(void**) {
+    LdapSpec spec;
+    spec.extra = "  max_nesting: 1\n";
+    Login l = start("adnest1", spec);
+    expect_role(l, "nestor", "nestor-Passw0rd", "nestor", "worker");
+    expect_role(l, "alice", "alice-Passw0rd", "alice", "admin");  // direct: unaffected
+    expect_role(l, "nina", "nina-Passw0rd", "nina", "user");      // complete walk: default_role
+    assert_true(contains(read_file(l.daemon->log_path()), "incomplete: groups nest deeper than max_nesting 1"));
+    spec.extra = "  max_nesting: 2\n";
+    Login l2 = start("adnest2", spec);
+    expect_role(l2, "nestor", "nestor-Passw0rd", "nestor", "admin");
+    expect_role(l2, "cyril", "cyril-Passw0rd", "cyril", "worker");
+}
+
+// Users in 1200 groups: more than one answer may hold (slapd, like AD, sends at most 500 per
+// search and only paging gets the rest). bob's Bulk 1199 is a member of CVAT Admins: paged
+// searches and batched nested queries must find it. nina is in all the others, none of which
+// leads to a role group.
+void many_groups(void**) {
+    require_program("ldapmodify");
+    Slapd bulk(g->tmp.path() + "/bulk", "ad", true);
+    std::string ldif;
+    const std::string u = std::string(",CN=Users,") + kAdBase;
+    for (int i = 0; i < 1200; ++i) {
+        char name[32];
+        std::snprintf(name, sizeof(name), "Bulk %04d", i);
+        ldif += "dn: CN=" + std::string(name) + u + "\nobjectClass: group\ncn: " + name + "\nmember: CN=Bob User" + u +
+                (i < 1199 ? "\nmember: CN=Nina Nogroup" + u : std::string()) + "\n\n";
+    }
+    ldif += "dn: CN=CVAT Admins" + u + "\nchangetype: modify\nadd: member\nmember: CN=Bulk 1199" + u + "\n\n";
+    std::string file = g->tmp.path() + "/bulk.ldif";
+    write_file(file, ldif, 0600);
+    std::string cmd = "ldapmodify -a -x -H " + bulk.uri() + " -D " + bulk.get("LDAP_ADMIN_DN") + " -w " +
+                      bulk.get("LDAP_ADMIN_PW") + " -f " + file + " >/dev/null";
+    if (std::system(cmd.c_str()) != 0) fail_msg("ldapmodify of 1200 groups failed");
+
+    for (const char* type : {"nested_active_directory", "active_directory"}) {
+        LdapSpec spec;
+        spec.uris = bulk.ldaps_uri();
+        spec.ca_file = bulk.ca_file();
+        spec.group_type = type;
+        Login l = start("bulk", spec);
+        bool nested = std::string(type) == "nested_active_directory";
+        // nested: admin through Bulk 1199; flat: bob's own CVAT Users among 1202 groups
+        expect_role(l, "bob", "b0b-p\xc3\xa4ssw0rd ok", "bob", nested ? "admin" : "user");
+        expect_role(l, "nina", "nina-Passw0rd", "nina", "user");  // complete list: default_role
+        assert_false(contains(read_file(l.daemon->log_path()), "incomplete"));
+    }
+    // max_groups cuts the list: bob keeps the role he was seen to have (user, not admin);
+    // nina, with no role seen, gets the lowest role instead of default_role.
+    LdapSpec spec;
+    spec.uris = bulk.ldaps_uri();
+    spec.ca_file = bulk.ca_file();
+    spec.extra = "  max_groups: 1000\n";
+    Login capped = start("bulkcap", spec);
+    expect_role(capped, "bob", "b0b-p\xc3\xa4ssw0rd ok", "bob", "user");
+    expect_role(capped, "nina", "nina-Passw0rd", "nina", "worker");
+    assert_true(contains(read_file(capped.daemon->log_path()), "incomplete: more than max_groups 1000 groups"));
+}
+
 // --- transport: TLS, failover, outage --------------------------------------------------------
 
 void tls_modes(void**) {
@@ -640,6 +726,9 @@ int main() {
         cmocka_unit_test(ad_default_role_none),
         cmocka_unit_test(ad_require_role),
         cmocka_unit_test(ad_bad_service_password),
+        cmocka_unit_test(ad_ambiguous_filter),
+        cmocka_unit_test(ad_max_nesting),
+        cmocka_unit_test(many_groups),
         cmocka_unit_test(tls_modes),
         cmocka_unit_test(failover),
         cmocka_unit_test(outage_and_recovery),
