@@ -1043,9 +1043,11 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     if (!filter) return finish(Status::internal, "ldap.user_search.filter: " + filter.error().detail);
 
     std::vector<std::string> attrs = {"userAccountControl", "memberOf", "uid", "gidNumber"};
-    for (const auto& [key, attr] : cfg_.user_attr_map)
+    for (const auto& kv : cfg_.user_attr_map) {
+        const std::string& attr = kv.second;
         if (std::none_of(attrs.begin(), attrs.end(), [&](const std::string& a) { return ascii_iequal(a, attr); }))
             attrs.push_back(attr);
+    }
 
     trace.add("user search: base \"", cfg_.user_search.base, "\" scope ", scope_name(cfg_.user_search.scope),
               " filter ", *filter);
