@@ -99,6 +99,16 @@ Run run(const std::string& cmd) {
 
 bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
+// A raw client of the daemon's socket, for what PAM would never send.
+int connect_raw(const std::string& path) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    assert_int_equal(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    return fd;
+}
+
 int setup(void**) {
     g_world = new World;
     g_world->slapd = std::make_unique<Slapd>(g_world->tmp.path() + "/slapd", "ad");
@@ -197,12 +207,7 @@ void drops_to_helper_user(void**) {
 void many_clients_at_once(void**) {
     std::string dir = subdir("load");
     Daemon d(dir, ad_config(dir));
-    // The silent client: connects, never writes.
-    int idle = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, d.socket().c_str(), sizeof(addr.sun_path) - 1);
-    assert_int_equal(connect(idle, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    int idle = connect_raw(d.socket());  // the silent client: connects, never writes
 
     struct Case {
         const char* user;
@@ -256,11 +261,7 @@ void peer_logged_password_never(void**) {
 void oversize_frame_refused(void**) {
     std::string dir = subdir("frame");
     Daemon d(dir, ad_config(dir));
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, d.socket().c_str(), sizeof(addr.sun_path) - 1);
-    assert_int_equal(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    int fd = connect_raw(d.socket());
     unsigned char header[4] = {0x10, 0, 0, 0};  // 256 MiB
     assert_int_equal(send(fd, header, 4, MSG_NOSIGNAL), 4);
     char buf[512];
