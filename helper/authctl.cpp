@@ -2,6 +2,7 @@
 // cvat-authctl: the admin's tool. `config check` reads the file itself; every other command
 // goes the real path through cvat-authd.
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -210,6 +211,7 @@ int status(const std::string& socket) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    signal(SIGPIPE, SIG_IGN);  // a daemon that goes away is reported, not fatal
     std::string socket, config;
     std::vector<std::string> args;
     for (int i = 1; i < argc; ++i) {

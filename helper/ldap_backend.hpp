@@ -36,8 +36,8 @@ struct LdapOutcome {
 
 class LdapBackend {
 public:
-    // Builds the pools; opens no connection yet (the first request does). `config` is copied
-    // except the bind password, which is moved in.
+    // Builds the pools; opens no connection yet (the first request does). Takes the section
+    // whole, bind password included: from then on the backend is the secret's only holder.
     [[nodiscard]] static Result<std::unique_ptr<LdapBackend>> create(LdapConfig config);
     virtual ~LdapBackend() = default;
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // cvat-authd: loads auth_config.yml, binds the socket, drops to its own user, serves.
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -98,6 +99,9 @@ void daemonize() {
 int main(int argc, char** argv) {
     protect_memory();
     umask(077);
+    // A directory server or client that hangs up mid-write is an error to report, not a
+    // reason to die (libldap writes without MSG_NOSIGNAL).
+    signal(SIGPIPE, SIG_IGN);
 
     std::string config_path;
     bool foreground = false;
