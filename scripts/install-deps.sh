@@ -8,6 +8,8 @@ PACKAGES=(
   libpam0g-dev libldap-dev libyaml-cpp-dev libssl-dev libexpected-dev
   libcmocka-dev libpamtest0-dev libpam-wrapper libnss-wrapper
   slapd ldap-utils libsasl2-modules
+  nlohmann-json3-dev libcurl4-openssl-dev libqrencode-dev
+  glewlwyd curl jq
 )
 
 missing=()
@@ -26,6 +28,6 @@ fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# The packaged slapd service is never used: tests start their own on loopback ports.
+# The packaged slapd and glewlwyd services are never used: tests start their own on loopback.
 $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 echo "install-deps: done"
