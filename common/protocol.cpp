@@ -184,6 +184,7 @@ void put(Writer& w, const AuthRequest& m) {
     w.put_u8(static_cast<std::uint8_t>(m.method));
     w.put_str(m.idp, kMaxShort, "idp");
     w.put_u32(m.flags);
+    w.put_u32(m.timeout_ms);
 }
 void put(Writer& w, const ConvReply& m) { w.put_str(m.answer.view(), kMaxSecret, "answer"); }
 void put(Writer& w, const AccountRequest& m) {
@@ -311,6 +312,7 @@ AuthRequest get_auth(Reader& r) {
     m.method = r.enumeration<AuthMethod>(kAuthMethodMax, "method");
     m.idp = r.str(kMaxShort, "idp");
     m.flags = r.u32();
+    m.timeout_ms = r.u32();
     return m;
 }
 AccountRequest get_account(Reader& r) {
@@ -522,6 +524,16 @@ bool parse_role(std::string_view text, Role& out) noexcept {
     return false;
 }
 
+const char* method_name(AuthMethod m) noexcept {
+    switch (m) {
+        case AuthMethod::password: return "password";
+        case AuthMethod::device: return "device";
+        case AuthMethod::automatic: return "auto";
+        case AuthMethod::token: return "token";
+    }
+    return "?";
+}
+
 const char* request_name(const Request& msg) noexcept {
     static constexpr const char* names[] = {"auth",      "conv",     "account",   "session",
                                             "password",  "getpwnam", "getpwuid",  "getgrnam",
@@ -538,7 +550,7 @@ std::string describe_request(const Request& msg) {
             if constexpr (std::is_same_v<T, AuthRequest>) {
                 out += " user=" + log_safe(m.user) + " service=" + log_safe(m.service) +
                        " rhost=" + log_safe(m.rhost) + " tty=" + log_safe(m.tty) +
-                       " method=" + std::to_string(static_cast<int>(m.method)) +
+                       " method=" + method_name(m.method) +
                        (m.idp.empty() ? "" : " idp=" + log_safe(m.idp)) +
                        (m.password.empty() ? " password=<empty>" : " password=<given>");
             } else if constexpr (std::is_same_v<T, AccountRequest>) {

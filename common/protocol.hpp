@@ -26,8 +26,11 @@
 //                                       service:str(kMaxShort) rhost:str(kMaxShort)
 //                                       tty:str(kMaxShort) method:u8(AuthMethod)
 //                                       idp:str(kMaxShort) flags:u32(AuthFlags)
+//                                       timeout_ms:u32
 //       A password (or, for method=token or a password that is a JWT, a bearer token) login.
-//       method=device starts the RFC 8628 flow; the answer is then a Prompt.
+//       method=device starts the RFC 8628 flow; the answer is then a Prompt. timeout_ms is how
+//       long the client waits for each answer: the daemon answers every step within it
+//       (0: the daemon's default).
 //   ConvReply        2   client→daemon  answer:secret(kMaxSecret)
 //       The user's answer to the last Prompt (empty for "press Enter").
 //   AccountRequest   3   client→daemon  user:str service:str rhost:str tty:str
@@ -161,6 +164,7 @@ struct AuthRequest {
     AuthMethod method = AuthMethod::password;
     std::string idp;
     std::uint32_t flags = 0;
+    std::uint32_t timeout_ms = 0;
 };
 struct ConvReply {
     Secret answer;
@@ -270,6 +274,8 @@ using Response = std::variant<Verdict, Prompt, PasswdReply, GroupReply, GroupsRe
 
 // Read the length word of a frame header and check it against the cap.
 [[nodiscard]] Result<std::uint32_t> frame_length(std::span<const std::uint8_t, kHeaderSize> header);
+
+const char* method_name(AuthMethod m) noexcept;  // "password", "device", "auto", "token"
 
 // The request's name for logs ("auth", "account", ...). Requests are logged through
 // describe_request(), which leaves every credential out.

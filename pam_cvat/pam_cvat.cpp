@@ -516,6 +516,7 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     req.tty = item_string(pamh, PAM_TTY, proto::kMaxShort);
     req.method = o.method;
     req.idp = o.idp;
+    req.timeout_ms = static_cast<std::uint32_t>(o.timeout_ms);
     if (o.no_qr) req.flags |= proto::flag_no_qr;
     // sshd passes keyboard-interactive text through an ASCII-only path (DESIGN.md §2).
     if (req.service == "sshd" || req.tty.rfind("ssh", 0) == 0 || req.tty.empty())

@@ -36,6 +36,7 @@ AuthRequest sample_auth() {
     a.method = AuthMethod::automatic;
     a.idp = "company-oidc";
     a.flags = flag_no_qr | flag_ascii_only;
+    a.timeout_ms = 15000;
     return a;
 }
 
@@ -56,6 +57,7 @@ void auth_round_trip(void**) {
     assert_int_equal(static_cast<int>(a.method), static_cast<int>(AuthMethod::automatic));
     assert_string_equal(a.idp.c_str(), "company-oidc");
     assert_int_equal(a.flags, flag_no_qr | flag_ascii_only);
+    assert_int_equal(a.timeout_ms, 15000);
 }
 
 void every_request_round_trips(void**) {
@@ -220,6 +222,7 @@ void describe_leaves_secrets_out(void**) {
     std::string d = describe_request(sample_auth());
     assert_null(strstr(d.c_str(), "s3cret"));
     assert_non_null(strstr(d.c_str(), "user=alice"));
+    assert_non_null(strstr(d.c_str(), "method=auto"));
     AuthRequest hostile = sample_auth();
     hostile.user = "evil\nuser=root";
     d = describe_request(std::move(hostile));
