@@ -71,7 +71,7 @@ constexpr Sv kSsoKeys[] = {"enabled", "selection_mode", "enable_pkce", "identity
 constexpr Sv kIdpCommonKeys[] = {"id", "name", "protocol", "email_domain", "weight"};
 constexpr Sv kOidcKeys[] = {"server_url", "client_id", "client_secret", "token_auth_method",
                             "client_secret_file", "ca_file", "role_claim", "role_values",
-                            "scopes", "username_claim", "allow_insecure_http"};
+                            "scopes", "username_claim", "allow_insecure_http", "default_role"};
 constexpr Sv kSamlKeys[] = {"entity_id", "metadata_url", "x509_cert", "sso_url",
                             "attribute_mapping"};
 constexpr Sv kSamlAttributes[] = {"uid", "username", "email", "first_name", "last_name",
@@ -1184,6 +1184,16 @@ void Loader::load_idp(const YAML::Node& n, std::size_t index, IdentityProvider& 
                           quoted(join(idp.scopes, " ")));
         }
         read_string(*m, "username_claim", idp.username_claim);
+        read_enum<proto::Role>(*m, "default_role",
+                               {{"admin", proto::Role::admin}, {"user", proto::Role::user},
+                                {"worker", proto::Role::worker}, {"none", proto::Role::none}},
+                               "one of admin, user, worker, none", idp.default_role);
+        bool any_role_value = false;
+        for (const auto& v : idp.role_values) any_role_value = any_role_value || !v.empty();
+        if (!any_role_value && idp.default_role == proto::Role::none && m->has("default_role"))
+            warning(m->find("default_role")->value, m->key("default_role"),
+                    "default_role is none and no role_values are given: every user of this "
+                    "identity provider will be refused");
     } else {
         if (!read_string(*m, "entity_id", idp.entity_id) && !m->has("entity_id"))
             missing(*m, "entity_id", "the IdP's entity ID, as in its SAML configuration");

@@ -99,6 +99,9 @@ struct IdentityProvider {
     std::array<std::vector<std::string>, 4> role_values;
     std::vector<std::string> scopes;                 // default: openid profile email
     std::string username_claim;                      // default: preferred_username
+    // CVAT's IAM_DEFAULT_ROLE for this IdP: the role of a user whose role_claim matched none
+    // of role_values (or who has no role_claim). none: such users are refused.
+    proto::Role default_role = proto::Role::user;
     bool allow_insecure_http = false;                // extension: permit http:// server_url to a non-loopback host
     // SAML
     std::string entity_id;

@@ -432,6 +432,25 @@ void oidc_checks(void**) {
     expect_line(d, "11:15", "sso.identity_providers[0].scopes: expected the scopes to include openid");
 }
 
+// default_role per OIDC identity provider (extension): user unless given; none warns without role_values.
+void oidc_default_role(void**) {
+    Config c = load_ok(std::string(kSsoHead) + kOidc);
+    assert_int_equal(static_cast<int>(c.sso.identity_providers[0].default_role), static_cast<int>(Role::user));
+    c = load_ok(std::string(kSsoHead) + kOidc + "      default_role: worker\n");
+    assert_int_equal(static_cast<int>(c.sso.identity_providers[0].default_role), static_cast<int>(Role::worker));
+    c = load_ok(std::string(kSsoHead) + kOidc + "      default_role: none\n");
+    assert_int_equal(static_cast<int>(c.sso.identity_providers[0].default_role), static_cast<int>(Role::none));
+    expect_warning(c, "11:21", "sso.identity_providers[0].default_role: default_role is none and no role_values are given");
+    c = load_ok(std::string(kSsoHead) + kOidc +
+                "      default_role: none\n"
+                "      role_claim: groups\n"
+                "      role_values: {admin: [cvat-admins]}\n");
+    assert_int_equal(static_cast<int>(c.sso.identity_providers[0].default_role), static_cast<int>(Role::none));
+    for (const auto& w : c.warnings) assert_null(std::strstr(w.c_str(), "default_role"));
+    std::string d = load_error(std::string(kSsoHead) + kOidc + "      default_role: root\n");
+    expect_line(d, "11:21", "sso.identity_providers[0].default_role: expected one of admin, user, worker, none, found 'root'");
+}
+
 void several_errors_reported(void**) {
     std::string d = load_error(
         "ldap:\n"
@@ -672,6 +691,7 @@ int main() {
         cmocka_unit_test(email_domain_under_email_address),
         cmocka_unit_test(sso_unknown_keys_warn),
         cmocka_unit_test(oidc_checks),
+        cmocka_unit_test(oidc_default_role),
         cmocka_unit_test(several_errors_reported),
         cmocka_unit_test(misc_structure),
         cmocka_unit_test(minimal_ldap_defaults),
