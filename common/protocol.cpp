@@ -193,11 +193,13 @@ void put(Writer& w, const AccountRequest& m) {
     w.put_str(m.rhost, kMaxShort, "rhost");
     w.put_str(m.tty, kMaxShort, "tty");
     w.put_u8(static_cast<std::uint8_t>(m.require_role));
+    w.put_str(m.idp, kMaxShort, "idp");
 }
 void put(Writer& w, const SessionRequest& m) {
     w.put_str(m.user, kMaxName, "user");
     w.put_str(m.service, kMaxShort, "service");
     w.put_u8(m.open ? 1 : 0);
+    w.put_str(m.idp, kMaxShort, "idp");
 }
 void put(Writer& w, const PasswordRequest& m) {
     w.put_str(m.user, kMaxName, "user");
@@ -322,6 +324,7 @@ AccountRequest get_account(Reader& r) {
     m.rhost = r.str(kMaxShort, "rhost");
     m.tty = r.str(kMaxShort, "tty");
     m.require_role = r.enumeration<Role>(kRoleMax, "require_role");
+    m.idp = r.str(kMaxShort, "idp");
     return m;
 }
 SessionRequest get_session(Reader& r) {
@@ -329,6 +332,7 @@ SessionRequest get_session(Reader& r) {
     m.user = r.str(kMaxName, "user");
     m.service = r.str(kMaxShort, "service");
     m.open = r.boolean("open");
+    m.idp = r.str(kMaxShort, "idp");
     return m;
 }
 PasswordRequest get_password(Reader& r) {

@@ -34,9 +34,11 @@
 //   ConvReply        2   client→daemon  answer:secret(kMaxSecret)
 //       The user's answer to the last Prompt (empty for "press Enter").
 //   AccountRequest   3   client→daemon  user:str service:str rhost:str tty:str
-//                                       require_role:u8(Role; none = no requirement)
+//                                       require_role:u8(Role; none = no requirement) idp:str
 //       pam_sm_acct_mgmt: the user must exist, be enabled, and hold require_role or higher.
-//   SessionRequest   4   client→daemon  user:str service:str open:u8(0|1)
+//       idp: the backend that authenticated the user in this transaction (the Verdict's
+//       `idp` attribute), else the module's idp= argument, else empty (the daemon routes).
+//   SessionRequest   4   client→daemon  user:str service:str open:u8(0|1) idp:str
 //       pam_sm_open_session/close_session: answered with a Verdict carrying the attributes.
 //   PasswordRequest  5   client→daemon  user:str service:str old:secret new:secret
 //       pam_sm_chauthtok (LDAP Password Modify, RFC 3062).
@@ -175,11 +177,13 @@ struct AccountRequest {
     std::string rhost;
     std::string tty;
     Role require_role = Role::none;
+    std::string idp;
 };
 struct SessionRequest {
     std::string user;
     std::string service;
     bool open = true;
+    std::string idp;
 };
 struct PasswordRequest {
     std::string user;

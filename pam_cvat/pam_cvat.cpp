@@ -618,6 +618,15 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
 
 // ---- account --------------------------------------------------------------------------
 
+// The backend that authenticated `user` in this transaction, else the idp= argument: the
+// daemon then checks the account where the login happened (an OIDC "alice" is not LDAP's).
+std::string backend_of(pam_handle_t* pamh, const Options& o, const std::string& user) {
+    if (const auto* data = transaction_data(pamh); data != nullptr && data->user == user)
+        for (const auto& [key, value] : data->attributes)
+            if (key == "idp") return value;
+    return o.idp;
+}
+
 int acct_mgmt(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     Options o;
     if (!parse_options(pamh, flags, argc, argv, o)) return PAM_SERVICE_ERR;
@@ -633,6 +642,7 @@ int acct_mgmt(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     req.rhost = item_string(pamh, PAM_RHOST, proto::kMaxShort);
     req.tty = item_string(pamh, PAM_TTY, proto::kMaxShort);
     req.require_role = o.require_role;
+    req.idp = backend_of(pamh, o, user);
 
     DaemonLink link(pamh, o);
     if (!link.connect()) return pam_code(Status::unavailable, o, Phase::account);
@@ -686,6 +696,7 @@ int open_session(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     req.user = user;
     req.service = item_string(pamh, PAM_SERVICE, proto::kMaxShort);
     req.open = true;
+    req.idp = backend_of(pamh, o, user);
     DaemonLink link(pamh, o);
     if (!link.connect()) return pam_code(Status::unavailable, o, Phase::session);
     auto response = link.call(request);

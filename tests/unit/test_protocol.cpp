@@ -64,8 +64,8 @@ void every_request_round_trips(void**) {
     std::vector<Request> all;
     all.emplace_back(sample_auth());
     all.emplace_back(ConvReply{Secret("")});
-    all.emplace_back(AccountRequest{"bob", "nginx", "::1", "", Role::admin});
-    all.emplace_back(SessionRequest{"bob", "sshd", false});
+    all.emplace_back(AccountRequest{"bob", "nginx", "::1", "", Role::admin, "company-oidc"});
+    all.emplace_back(SessionRequest{"bob", "sshd", false, "ldap"});
     all.emplace_back(PasswordRequest{"bob", "passwd", Secret("old"), Secret("new")});
     all.emplace_back(PasswdByName{"bob"});
     all.emplace_back(PasswdByUid{200001});
@@ -87,6 +87,7 @@ void every_request_round_trips(void**) {
     }
     auto acct = decode_request(body_of(*encode_request(all[2])));
     assert_int_equal(static_cast<int>(std::get<AccountRequest>(*acct).require_role), static_cast<int>(Role::admin));
+    assert_string_equal(std::get<AccountRequest>(*acct).idp.c_str(), "company-oidc");
 }
 
 void every_response_round_trips(void**) {
@@ -204,9 +205,9 @@ void wrong_version_unknown_type_bad_enum(void**) {
     auto resp = encode_response(Prompt{PromptStyle::info, "x"});
     assert_false(decode_request(body_of(*resp)).has_value());
 
-    AccountRequest acct{"bob", "s", "", "", Role::user};
+    AccountRequest acct{"bob", "s", "", "", Role::user, ""};
     frame = encode_request(acct);
-    frame->back() = 9;  // require_role out of range
+    (*frame)[frame->size() - 5] = 9;  // require_role out of range (before the empty idp)
     r = decode_request(body_of(*frame));
     assert_false(r.has_value());
     assert_non_null(strstr(r.error().detail.c_str(), "out of range"));
