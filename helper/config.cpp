@@ -64,7 +64,7 @@ constexpr Sv kSearchKeys[] = {"base", "scope", "filter"};
 constexpr Sv kAttrMapKeys[] = {"user_name", "first_name", "last_name", "email"};
 constexpr Sv kRoleKeys[] = {"admin", "user", "worker"};
 constexpr Sv kHelperKeys[] = {"socket", "user", "log_level", "workers", "max_connections",
-                              "client_timeout", "cache_dir"};
+                              "client_timeout", "cache_dir", "default_backend"};
 constexpr Sv kNssKeys[] = {"id_min", "id_max", "home", "shell"};
 constexpr Sv kSsoKeys[] = {"enabled", "selection_mode", "enable_pkce", "identity_providers"};
 // Per-IdP keys: CVAT's (docs "SSO configuration"), then this project's extensions.
@@ -1329,6 +1329,12 @@ void Loader::load_helper(const Map& top, HelperSettings& h) {
     read_int_as(*m, "max_connections", 1, 65536, h.max_connections);
     read_seconds(*m, "client_timeout", 0.1, 600, h.client_timeout_ms);
     read_abs_path(*m, "cache_dir", h.cache_dir);
+    if (const auto* e = m->find("default_backend")) {
+        const std::string v = e->value.IsScalar() ? e->value.Scalar() : std::string();
+        if (v == "ldap") h.default_backend = DefaultBackend::ldap;
+        else if (v == "sso") h.default_backend = DefaultBackend::sso;
+        else error(e->value, m->key("default_backend"), "expected ldap or sso, found " + describe(e->value));
+    }
 }
 
 void Loader::load_nss(const Map& top, NssSettings& nss) {

@@ -119,6 +119,10 @@ struct SsoConfig {
     std::vector<IdentityProvider> identity_providers;
 };
 
+// Where a user name goes that no rule of the sso: section claims (a bare "alice", or a domain
+// no IdP's email_domain matches): `automatic` is ldap when there is an ldap: section, else sso.
+enum class DefaultBackend { automatic, ldap, sso };
+
 struct HelperSettings {
     std::string socket = CVAT_DEFAULT_SOCKET;
     std::string user;                  // drop to this user after binding the socket (when root)
@@ -127,6 +131,7 @@ struct HelperSettings {
     unsigned max_connections = 1024;   // open client connections, all peers together
     int client_timeout_ms = 10000;     // a client must send a whole frame within this
     std::string cache_dir = "/var/lib/cvat-auth";
+    DefaultBackend default_backend = DefaultBackend::automatic;
 };
 
 struct NssSettings {
