@@ -4,6 +4,7 @@
 // enable_pkce), local validation of tokens (jwt.hpp), claims → CVAT role. Thread-safe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -88,5 +89,38 @@ public:
     // Discovery state for `cvat-authctl status`.
     virtual proto::BackendState probe() = 0;
 };
+
+// --- pure pieces, exposed for unit tests -------------------------------------------------
+
+// What a token endpoint's answer other than 200 means (RFC 6749 §5.2, RFC 8628 §3.5).
+// An RFC 6749 error JSON is read by its "error"; a status without one is judged by the
+// status alone: 5xx and 429 are unavailable, a bare 400/401/403 (glewlwyd's answer to a
+// wrong password) is auth_err — never a success — and anything else unavailable.
+struct TokenError {
+    DevicePollState poll = DevicePollState::failed;  // what a device poll makes of it
+    proto::Status status = proto::Status::auth_err;  // what a password login makes of it
+    std::string error;         // the RFC 6749 "error" code; empty when there was none
+    std::string description;   // error_description, log_safe()'d and cut; for logs/trace only
+    std::string message;       // words for the user's screen
+    bool config_problem = false;  // the IdP refuses the client, grant or scope: log a warning
+    bool bare = false;            // no RFC 6749 error JSON in the body
+};
+TokenError classify_token_error(long http_status, std::string_view body);
+
+// Role from a claim's values: exact string match against role_values[role], highest wins;
+// RoleMatch.group is the claim value that matched. No match: default_role, from_default.
+RoleDecision resolve_claim_role(const std::vector<std::string>& claim_values,
+                                const std::array<std::vector<std::string>, 4>& role_values,
+                                proto::Role default_role);
+
+// Client authentication at the token endpoint: the configured token_auth_method when the
+// file gave one; otherwise one that token_endpoint_auth_methods_supported lists, basic
+// first (RFC 6749 §2.3.1: servers MUST support it); basic when the list is absent or names
+// neither.
+TokenAuthMethod pick_token_auth_method(const IdentityProvider& idp,
+                                       const std::vector<std::string>& supported);
+
+// RFC 7636 §4.2: BASE64URL(SHA256(verifier)), no padding.
+std::string pkce_s256(std::string_view verifier);
 
 }  // namespace cvat::helper
