@@ -161,8 +161,8 @@ std::string env_file_value(const std::string& file, const std::string& key) {
     return found;
 }
 
-// Runs argv with extra environment entries, stdout sent to stderr (stdout is the TAP stream).
-// Returns the exit status, or -1 if it did not finish within `timeout_s` (then it is killed).
+}  // namespace
+
 int run_program(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
                 int timeout_s) {
     pid_t pid = ::fork();
@@ -196,6 +196,16 @@ int run_program(const std::vector<std::string>& argv, const std::vector<std::str
     return WIFEXITED(status) ? WEXITSTATUS(status)
                              : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
+
+void track_pid(pid_t pid) {
+    track(pid);
+}
+
+void untrack_pid(pid_t pid) {
+    untrack(pid);
+}
+
+namespace {
 
 // True once `path` accepts a Unix stream connection.
 bool socket_accepts(const std::string& path) {

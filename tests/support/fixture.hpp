@@ -5,6 +5,8 @@
 #pragma once
 
 #include <string>
+#include <vector>
+
 #include <sys/types.h>
 
 namespace cvat::test {
@@ -34,6 +36,16 @@ int free_tcp_port();
 // Writes `text` to `path` with `mode`.
 void write_file(const std::string& path, const std::string& text, mode_t mode = 0600);
 std::string read_file(const std::string& path);
+
+// Runs argv (extra_env entries "KEY=VALUE" added) with its stdout sent to stderr (stdout is the
+// TAP stream). The exit status, or -1 if it did not finish within `timeout_s` (then killed).
+int run_program(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
+                int timeout_s);
+
+// Processes that are not our children (a fixture script detached them): killed by the atexit
+// and SIGTERM/SIGINT handlers if the test ends before it stops them.
+void track_pid(pid_t pid);
+void untrack_pid(pid_t pid);
 
 // slapd from tests/fixtures/slapd.sh:
 //   slapd.sh start DIR TREE [tls]   TREE: ad | ipa; writes DIR/env (shell KEY=VALUE lines):
