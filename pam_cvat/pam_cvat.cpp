@@ -445,10 +445,12 @@ TransactionData* transaction_data(pam_handle_t* pamh) {
 
 // The daemon's words for the user, shown on failure (unless silent or the result is ignored).
 // A wrong password and an unknown user look the same from outside, as with pam_unix: saying
-// which would tell a remote client (sshd shows these texts) which accounts exist.
-void show_verdict_message(pam_handle_t* pamh, const Options& o, const proto::Verdict& v, int code) {
+// which would tell a remote client (sshd shows these texts) which accounts exist. The end of a
+// device flow (refused at the IdP, code expired) gives nothing away and is said in words.
+void show_verdict_message(pam_handle_t* pamh, const Options& o, const proto::Verdict& v, int code,
+                          bool after_conversation = false) {
     if (v.status == Status::ok || code == PAM_IGNORE || v.message.empty()) return;
-    if (v.status == Status::auth_err || v.status == Status::user_unknown) return;
+    if (!after_conversation && (v.status == Status::auth_err || v.status == Status::user_unknown)) return;
     int style = v.status == Status::new_authtok_reqd ? PAM_TEXT_INFO : PAM_ERROR_MSG;
     show(pamh, o, style, v.message);
 }
@@ -542,7 +544,8 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     auto response = link.call(request);
     req.password.reset();  // the daemon has it now; keep no copy during the conversation
 
-    for (int step = 0;; ++step) {
+    int step = 0;
+    for (;; ++step) {
         if (!response) return pam_code(Status::unavailable, o, Phase::auth);
         if (auto* prompt = std::get_if<proto::Prompt>(&*response)) {
             if (step >= kMaxConversationSteps) {
@@ -570,7 +573,7 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     if (o.debug)
         pam_syslog(pamh, LOG_DEBUG, "verdict for %s: %s", log_safe(user).c_str(),
                    proto::status_name(verdict->status));
-    show_verdict_message(pamh, o, *verdict, rc);
+    show_verdict_message(pamh, o, *verdict, rc, step > 0);
 
     if (rc == PAM_NEW_AUTHTOK_REQD) {
         auto data = std::make_unique<TransactionData>();
