@@ -548,7 +548,7 @@ bool OidcProviderImpl::validate(std::string_view compact, const Discovery& d, Js
             sig = jwt::verify_signature(*tok, **again, d.algorithms);
         } else {
             t.add("kid not in the cached JWKS; not fetched again (",
-                  again ? "last refetch less than a minute ago" : again.error().detail, ")");
+                  again ? "the JWKS was fetched less than a minute ago, or the fetch failed" : again.error().detail, ")");
         }
     }
     if (!sig)
