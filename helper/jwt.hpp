@@ -22,16 +22,17 @@ using Json = nlohmann::json;
 
 // Why a token was refused; the OIDC code branches on it (unknown_key → refresh JWKS once).
 enum class Failure {
-    malformed,        // not three base64url parts, bad JSON, a claim of the wrong type
-    too_large,        // token or JWKS over its cap
-    bad_algorithm,    // `none`, an HMAC, or an algorithm not on the allow-list / not the key's
-    unknown_key,      // no key in the JWKS with this `kid` (or no usable key at all)
-    bad_signature,
-    expired,          // exp missing or in the past (beyond leeway)
-    not_yet_valid,    // nbf/iat in the future (beyond leeway)
-    wrong_issuer,
-    wrong_audience,   // aud lacks the client id, or azp wrong
-    missing_claim,
+    malformed,       // not three base64url parts, bad JSON, a claim of the wrong type, a
+                     // `crit` header, an unexpected `typ`
+    too_large,       // token or JWKS over its cap
+    bad_algorithm,   // `none`, an HMAC, or an algorithm not on the allow-list / not the key's
+    unknown_key,     // no key in the JWKS with this `kid` (or no usable key at all)
+    bad_signature,   // also a signature of the wrong length
+    expired,         // exp missing or in the past (beyond leeway)
+    not_yet_valid,   // nbf/iat in the future (beyond leeway)
+    wrong_issuer,    // iss not the configured issuer (or no issuer configured)
+    wrong_audience,  // aud lacks the client id, azp wrong, or several auds and no azp
+    missing_claim,   // iss or aud absent
 };
 const char* failure_name(Failure f) noexcept;
 
@@ -51,26 +52,33 @@ struct PkeyFree {
     void operator()(EVP_PKEY* k) const noexcept { EVP_PKEY_free(k); }
 };
 
-// One public key from a JWKS: RSA (n, e), EC (P-256/384/521: x, y) or OKP (Ed25519: x).
+// One public key from a JWKS: RSA (n, e), EC (P-256/384/521: x, y) or OKP (Ed25519/Ed448: x).
 struct Jwk {
-    std::string kid;   // may be empty
-    std::string kty;   // RSA, EC, OKP
-    std::string alg;   // when the JWKS names one, the only algorithm this key may verify
-    std::string use;   // "sig" or empty; "enc" keys are skipped
+    std::string kid;  // may be empty
+    std::string kty;  // RSA, EC, OKP
+    std::string alg;  // when the JWKS names one, the only algorithm this key may verify
+    std::string use;  // "sig" or empty; "enc" keys are skipped
     std::shared_ptr<EVP_PKEY> key;
+    std::string crv;  // EC: P-256, P-384, P-521; OKP: Ed25519, Ed448; RSA: empty
 };
 
-// A parsed JWKS. Keys that cannot be used (unknown kty, use=enc, bad numbers) are skipped,
-// not fatal; a document with no usable key is an error.
+// A parsed JWKS. Keys that cannot be used (unknown kty/crv, use=enc, key_ops without
+// "verify", an alg off the allow-list, RSA under 2048 bits, a point off its curve) are
+// skipped, not fatal; a document with no usable key is an error (unknown_key). Private
+// members of a key (`d`, `p`, …) are ignored. Over kMaxJwks bytes or kMaxKeys keys: too_large.
 class KeySet {
 public:
     static Result<KeySet> parse(std::string_view json);
     // The key with this kid; with an empty kid, the only key if there is exactly one.
     const Jwk* find(std::string_view kid) const noexcept;
     std::size_t size() const noexcept { return keys_.size(); }
+    const std::vector<Jwk>& keys() const noexcept { return keys_; }
+    // Why each skipped key was skipped ("key 2 (kid \"x\"): use=enc"), for config checks.
+    const std::vector<std::string>& skipped() const noexcept { return skipped_; }
 
 private:
     std::vector<Jwk> keys_;
+    std::vector<std::string> skipped_;
 };
 
 // A token taken apart, not yet trusted.
@@ -79,8 +87,8 @@ struct Token {
     Json claims;
     std::string alg;
     std::string kid;
-    std::string signing_input;   // base64url(header) "." base64url(payload)
-    std::string signature;       // raw bytes
+    std::string signing_input;  // base64url(header) "." base64url(payload)
+    std::string signature;      // raw bytes
 };
 
 // True when `text` has the shape of a compact JWS (three base64url parts, a JSON header with
@@ -95,14 +103,18 @@ const std::vector<std::string>& default_algorithms();
 
 // Checks the signature with the key the header's kid names. `allowed` narrows the
 // algorithms further (e.g. id_token_signing_alg_values_supported from discovery).
+// The algorithm is judged before any key is looked up: `none` and HS* are bad_algorithm
+// whatever the JWKS holds (RFC 8725 §3.1, §3.2). The key must fit the algorithm (RS*/PS* RSA,
+// ES256/384/512 EC P-256/384/521, EdDSA OKP) and the JWK's own `alg`, if any. A kid absent
+// from the JWKS is unknown_key (refresh the JWKS once); without a kid, the one key that fits.
 Result<void> verify_signature(const Token& token, const KeySet& keys,
                               const std::vector<std::string>& allowed = default_algorithms());
 
 struct ClaimRules {
-    std::string issuer;          // exact match
-    std::string client_id;       // must be in aud; equal to azp when present with several auds
-    std::int64_t now = 0;        // seconds since the epoch (a parameter, so tests set it)
-    std::int64_t leeway = 60;    // seconds allowed for clock skew on exp, nbf, iat
+    std::string issuer;        // exact match
+    std::string client_id;     // must be in aud; equal to azp when present with several auds
+    std::int64_t now = 0;      // seconds since the epoch (a parameter, so tests set it)
+    std::int64_t leeway = 60;  // seconds allowed for clock skew on exp, nbf, iat
 };
 Result<void> check_claims(const Token& token, const ClaimRules& rules);
 
