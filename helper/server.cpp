@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "server.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <queue>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -32,21 +34,45 @@ constexpr std::size_t kMaxQueuedJobs = 4096;
 // epoll_wait wakes at least this often to expire idle clients.
 constexpr int kSweepIntervalMs = 500;
 
-enum class ConnState { reading, busy };
+// reading: waiting for a request (or for the answer to a Prompt); busy: a worker owns it;
+// waiting: a conversation sleeps until its timer (e.g. the next device-flow poll).
+enum class ConnState { reading, busy, waiting };
 
 struct Connection {
     UniqueFd fd;
     Peer peer;
+    std::uint64_t id = 0;   // unique per connection: a timer of a closed one never fires on a new one
     ConnState state = ConnState::reading;
     SecureBytes buf;        // header + body as they arrive
     std::size_t want = proto::kHeaderSize;
     std::int64_t deadline_ms = 0;
+    std::unique_ptr<Conversation> conv;  // a login in progress over several round trips
 };
 
+enum class JobKind { request, answer, wake };
+
 struct Job {
-    int fd;
+    JobKind kind = JobKind::request;
+    int fd = -1;
     Peer peer;
-    proto::Request request;
+    proto::Request request{std::in_place_type<proto::StatusRequest>};
+    Conversation* conv = nullptr;  // answer/wake: the connection's conversation (owned there)
+};
+
+// What a worker tells the I/O thread when it is done with a connection.
+struct Done {
+    int fd = -1;
+    bool keep = false;
+    std::unique_ptr<Conversation> start;  // a conversation begun by this request
+    bool end = false;                     // the conversation is over
+    std::int64_t wake_at_ms = 0;          // sleep until then, then wake() the conversation
+};
+
+struct Timer {
+    std::int64_t at_ms;
+    int fd;
+    std::uint64_t id;
+    bool operator>(const Timer& o) const { return at_ms > o.at_ms; }
 };
 
 std::string peer_text(const Peer& p) {
@@ -103,7 +129,10 @@ struct Server::Impl {
     std::vector<std::thread> workers;
 
     std::mutex done_mutex;
-    std::vector<std::pair<int, bool>> done;  // fd, keep open
+    std::vector<Done> done;
+
+    std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers;  // I/O thread only
+    std::uint64_t next_id = 0;
 
     Impl(UniqueFd l, std::shared_ptr<const Runtime> rt, Service s, Reloader r)
         : listener(std::move(l)), service(std::move(s)), reload(std::move(r)), runtime(std::move(rt)) {
@@ -164,35 +193,59 @@ struct Server::Impl {
                 job = std::move(jobs.front());
                 jobs.pop_front();
             }
-            bool keep = serve(job);
+            Done d = serve(job);
             {
                 std::lock_guard lock(done_mutex);
-                done.emplace_back(job.fd, keep);
+                done.push_back(std::move(d));
             }
             std::uint64_t one = 1;
             [[maybe_unused]] auto n = ::write(wakeup.get(), &one, sizeof(one));
         }
     }
 
-    // Runs one request and writes the answer; false when the connection should close.
-    bool serve(Job& job) {
-        auto rt = current();
+    // Runs one job and writes its answer, if it has one now.
+    Done serve(Job& job) {
+        Done d;
+        d.fd = job.fd;
         auto started = proto::monotonic_ms();
-        std::string what = proto::describe_request(job.request);
-        proto::Response response = service.handle(*rt, job.peer, job.request);
-        auto frame = proto::encode_response(response);
+        std::string what;
+        std::optional<proto::Response> response;
+        if (job.kind == JobKind::request) {
+            auto rt = current();
+            what = proto::describe_request(job.request);
+            Reply reply = service.handle(rt, job.peer, job.request);
+            response = std::move(reply.response);
+            if (reply.conversation && std::holds_alternative<proto::Prompt>(*response))
+                d.start = std::move(reply.conversation);
+        } else {
+            what = job.kind == JobKind::answer ? "conversation answer" : "conversation step";
+            Step step = job.kind == JobKind::answer
+                            ? job.conv->answer(std::get<proto::ConvReply>(job.request).answer)
+                            : job.conv->wake();
+            if (!step.reply) {
+                d.keep = true;
+                d.wake_at_ms = step.wake_at_ms;
+                log::debug("peer ", peer_text(job.peer), ": ", what, " -> next poll in ",
+                           std::to_string(step.wake_at_ms - proto::monotonic_ms()), " ms");
+                return d;
+            }
+            response = std::move(*step.reply);
+            d.end = !std::holds_alternative<proto::Prompt>(*response);
+        }
+        auto frame = proto::encode_response(*response);
         if (!frame) {
             log::error("cannot encode the answer to ", what, ": ", frame.error().detail);
-            return false;
+            return d;
         }
-        log::info("peer ", peer_text(job.peer), ": ", what, " -> ", describe_response(response), " (",
+        log::info("peer ", peer_text(job.peer), ": ", what, " -> ", describe_response(*response), " (",
                   std::to_string(proto::monotonic_ms() - started), " ms)");
         auto sent = proto::send_frame(job.fd, *frame, proto::Deadline::after_ms(kWriteTimeoutMs));
         if (!sent) {
             log::info("peer ", peer_text(job.peer), ": answer not delivered: ", sent.error().detail);
-            return false;
+            return d;
         }
-        return true;
+        d.keep = true;
+        return d;
     }
 
     void accept_all() {
@@ -227,6 +280,7 @@ struct Server::Impl {
             log::debug("peer ", peer_text(peer), ": connected");
             Connection c;
             c.peer = peer;
+            c.id = ++next_id;
             c.deadline_ms = proto::monotonic_ms() + client_timeout_ms;
             c.fd = std::move(fd);
             conns.emplace(cfd, std::move(c));
@@ -253,6 +307,17 @@ struct Server::Impl {
         auto it = conns.find(fd);
         if (it == conns.end()) return;
         Connection& c = it->second;
+        if (c.state == ConnState::waiting) {
+            // A client that hangs up while its flow sleeps ends the flow now; one that talks
+            // out of turn is refused.
+            char byte;
+            ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+            if (n > 0) return refuse(c, Error{ErrorCode::protocol, "request sent while a login was in progress"});
+            log::debug("peer ", peer_text(c.peer), ": disconnected during a conversation");
+            close_conn(fd);
+            return;
+        }
         if (c.state != ConnState::reading) return;
         for (;;) {
             std::size_t have = c.buf.size();
@@ -286,6 +351,22 @@ struct Server::Impl {
     }
 
     void submit(Connection& c, proto::Request request) {
+        Job job;
+        job.fd = c.fd.get();
+        job.peer = c.peer;
+        if (c.conv) {
+            // Only the answer to the last Prompt may come now.
+            if (!std::holds_alternative<proto::ConvReply>(request))
+                return refuse(c, Error{ErrorCode::protocol, "a new request while a login was waiting for an answer"});
+            job.kind = JobKind::answer;
+            job.conv = c.conv.get();
+        }
+        job.request = std::move(request);
+        dispatch(c, std::move(job));
+    }
+
+    // Hands a connection to a worker.
+    void dispatch(Connection& c, Job job) {
         // While a worker owns the connection, the I/O thread does not watch it (removed, not
         // masked: epoll reports a hang-up even with no events asked for).
         ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
@@ -293,7 +374,7 @@ struct Server::Impl {
         {
             std::lock_guard lock(jobs_mutex);
             if (jobs.size() < kMaxQueuedJobs) {
-                jobs.push_back(Job{c.fd.get(), c.peer, std::move(request)});
+                jobs.push_back(std::move(job));
                 jobs_cv.notify_one();
                 return;
             }
@@ -308,29 +389,69 @@ struct Server::Impl {
         close_conn(c.fd.get());
     }
 
+    bool watch(int fd) {
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLRDHUP;
+        ev.data.fd = fd;
+        return ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
+    }
+
     void on_done() {
         std::uint64_t count;
         [[maybe_unused]] auto n = ::read(wakeup.get(), &count, sizeof(count));
-        std::vector<std::pair<int, bool>> finished;
+        std::vector<Done> finished;
         {
             std::lock_guard lock(done_mutex);
             finished.swap(done);
         }
-        for (auto [fd, keep] : finished) {
-            auto it = conns.find(fd);
+        for (auto& d : finished) {
+            auto it = conns.find(d.fd);
             if (it == conns.end()) continue;
-            if (!keep) {
-                close_conn(fd);
+            if (!d.keep) {
+                close_conn(d.fd);
                 continue;
             }
             Connection& c = it->second;
+            if (d.start) c.conv = std::move(d.start);
+            if (d.end) c.conv.reset();
+            if (!watch(d.fd)) {
+                close_conn(d.fd);
+                continue;
+            }
+            if (d.wake_at_ms != 0) {
+                c.state = ConnState::waiting;
+                timers.push(Timer{d.wake_at_ms, d.fd, c.id});
+                continue;
+            }
             c.state = ConnState::reading;
-            c.deadline_ms = proto::monotonic_ms() + client_timeout_ms;
-            epoll_event ev{};
-            ev.events = EPOLLIN | EPOLLRDHUP;
-            ev.data.fd = fd;
-            if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0) close_conn(fd);
+            // A conversation waits for the user as long as the flow allows; a plain client
+            // gets client_timeout for its next request.
+            c.deadline_ms = c.conv ? c.conv->answer_deadline_ms() : proto::monotonic_ms() + client_timeout_ms;
         }
+    }
+
+    // Wakes the conversations whose time has come.
+    void run_timers() {
+        auto now = proto::monotonic_ms();
+        while (!timers.empty() && timers.top().at_ms <= now) {
+            Timer t = timers.top();
+            timers.pop();
+            auto it = conns.find(t.fd);
+            if (it == conns.end() || it->second.id != t.id || it->second.state != ConnState::waiting) continue;
+            Connection& c = it->second;
+            Job job;
+            job.kind = JobKind::wake;
+            job.fd = t.fd;
+            job.peer = c.peer;
+            job.conv = c.conv.get();
+            dispatch(c, std::move(job));
+        }
+    }
+
+    int next_wait_ms() const {
+        if (timers.empty()) return kSweepIntervalMs;
+        auto left = timers.top().at_ms - proto::monotonic_ms();
+        return static_cast<int>(std::clamp<std::int64_t>(left, 0, kSweepIntervalMs));
     }
 
     // Clients idle or dribbling past client_timeout are dropped: a connect-and-wait costs
@@ -381,7 +502,7 @@ struct Server::Impl {
         std::vector<epoll_event> events(256);
         auto next_sweep = proto::monotonic_ms() + kSweepIntervalMs;
         for (;;) {
-            int n = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), kSweepIntervalMs);
+            int n = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), next_wait_ms());
             if (n < 0) {
                 if (errno == EINTR) continue;
                 log::error("epoll_wait: ", std::strerror(errno));
@@ -395,6 +516,7 @@ struct Server::Impl {
                     if (!on_signal()) return 0;
                 } else on_readable(fd);
             }
+            run_timers();
             auto now = proto::monotonic_ms();
             if (now >= next_sweep) {
                 sweep();

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "service.hpp"
 
+#include <algorithm>
 #include <exception>
 
+#include "device_flow.hpp"
+#include "jwt.hpp"
 #include "log.hpp"
+#include "transport.hpp"
 
 namespace cvat::helper {
 
@@ -18,6 +22,15 @@ Result<std::shared_ptr<const Runtime>> build_runtime(Config config) {
         rt->ldap = std::move(*ldap);
         config.ldap.configured = true;  // the moved-from section still says it exists
     }
+    if (config.sso.configured && config.sso.enabled) {
+        for (auto& idp : config.sso.identity_providers) {
+            if (idp.protocol != Protocol::oidc) continue;
+            std::string id = idp.id;
+            auto p = OidcProvider::create(std::move(idp), config.sso);
+            if (!p) return fail(p.error().code, "sso.identity_providers " + id + ": " + p.error().detail);
+            rt->oidc.push_back(std::move(*p));
+        }
+    }
     rt->config = std::move(config);
     return std::shared_ptr<const Runtime>(std::move(rt));
 }
@@ -31,25 +44,121 @@ proto::Verdict verdict(Status status, std::string message) {
     return v;
 }
 
-// The verdict for a user the backend found: canonical name, role, attributes.
-proto::Verdict user_verdict(const LdapOutcome& out) {
-    proto::Verdict v = verdict(out.status, out.message);
-    v.user = out.user.username;
-    v.role = out.user.role.role;
+Status status_of(ErrorCode code) {
+    switch (code) {
+        case ErrorCode::unavailable:
+        case ErrorCode::timeout: return Status::unavailable;
+        case ErrorCode::auth_failed: return Status::auth_err;
+        case ErrorCode::user_unknown: return Status::user_unknown;
+        case ErrorCode::permission_denied: return Status::perm_denied;
+        case ErrorCode::not_supported: return Status::not_supported;
+        default: return Status::internal;
+    }
+}
+
+// The verdict for a signed-in user: canonical name, role, the attributes pam_cvat exports.
+proto::Verdict signed_in(const std::string& user, Role role, const std::string& email, const std::string& first,
+                         const std::string& last, const std::string& idp) {
+    proto::Verdict v = verdict(Status::ok, "");
+    v.user = user;
+    v.role = role;
     auto add = [&v](const char* key, const std::string& value) {
         if (!value.empty()) v.attributes.emplace_back(key, value);
     };
-    add("email", out.user.email);
-    add("first_name", out.user.first_name);
-    add("last_name", out.user.last_name);
-    v.attributes.emplace_back("idp", "ldap");
-    add("dn", out.user.dn);
+    add("email", email);
+    add("first_name", first);
+    add("last_name", last);
+    add("idp", idp);
     return v;
 }
 
-const char* no_backend_message = "no login backend is configured for this user (no ldap: section)";
+proto::Verdict ldap_verdict(const LdapOutcome& out) {
+    const LdapUser& u = out.user;
+    proto::Verdict v = signed_in(u.username, u.role.role, u.email, u.first_name, u.last_name, "ldap");
+    if (!u.dn.empty()) v.attributes.emplace_back("dn", u.dn);
+    return v;
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+}
+
+const char* kNoLdap = "no ldap: section is configured";
 
 }  // namespace
+
+// ---- routing ----
+
+Route route_user(const Runtime& rt, std::string_view user, std::string_view forced) {
+    using K = Route::Kind;
+    auto to_ldap = [&rt](std::string why) {
+        return rt.ldap ? Route{K::ldap, nullptr, std::move(why)} : Route{K::none, nullptr, kNoLdap};
+    };
+    if (!forced.empty()) {
+        if (forced == "ldap") return to_ldap("the PAM argument idp=ldap");
+        for (const auto& p : rt.oidc)
+            if (p->config().id == forced) return {K::oidc, p.get(), "the PAM argument idp=" + std::string(forced)};
+        return {K::none, nullptr, "idp=" + std::string(forced) + " names no configured OpenID Connect provider"};
+    }
+    const SsoConfig& sso = rt.config.sso;
+    std::string domain;
+    if (auto at = user.rfind('@'); at != std::string_view::npos) domain = lower(user.substr(at + 1));
+    if (!rt.oidc.empty() && sso.selection_mode == SelectionMode::email_address && !domain.empty()) {
+        for (const auto& p : rt.oidc)
+            if (!p->config().email_domain.empty() && lower(p->config().email_domain) == domain)
+                return {K::oidc, p.get(),
+                        "selection_mode email_address: " + domain + " is the email_domain of " + p->config().id};
+    }
+    const auto backend = rt.config.helper.default_backend;
+    bool to_sso = backend == DefaultBackend::sso || (backend == DefaultBackend::automatic && !rt.ldap);
+    if (!to_sso)
+        return to_ldap(domain.empty() ? "a name without a domain goes to LDAP (helper.default_backend)"
+                                      : "no identity provider's email_domain is " + domain +
+                                            "; the name goes to LDAP (helper.default_backend)");
+    if (rt.oidc.empty()) return {K::none, nullptr, "no OpenID Connect identity provider is configured"};
+    if (sso.selection_mode == SelectionMode::lowest_weight) {
+        const OidcProvider* best = nullptr;
+        for (const auto& p : rt.oidc)
+            if (best == nullptr || p->config().weight < best->config().weight) best = p.get();
+        return {K::oidc, const_cast<OidcProvider*>(best),
+                "selection_mode lowest_weight: " + best->config().id + " has the lowest weight (" +
+                    std::to_string(best->config().weight) + ")"};
+    }
+    return {K::none, nullptr,
+            domain.empty() ? "selection_mode email_address needs a name with a domain (user@example.com)"
+                           : "selection_mode email_address: no identity provider's email_domain is " + domain};
+}
+
+// ---- recent sign-ins ----
+
+void RecentSignIns::remember(const std::string& idp, const proto::Verdict& v, std::vector<std::string> trace,
+                             std::int64_t now_s) {
+    std::lock_guard lock(mutex_);
+    if (entries_.size() >= kMaxEntries) {
+        for (auto it = entries_.begin(); it != entries_.end();)
+            it = it->second.until_s <= now_s ? entries_.erase(it) : std::next(it);
+        if (entries_.size() >= kMaxEntries) entries_.erase(entries_.begin());  // full of live ones
+    }
+    entries_[idp + '\n' + v.user] = Entry{v, std::move(trace), now_s + kTtlS};
+}
+
+std::optional<proto::Verdict> RecentSignIns::find(const std::string& idp, const std::string& user, std::int64_t now_s,
+                                                  std::vector<std::string>* trace) {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(idp + '\n' + user);
+    if (it == entries_.end()) return std::nullopt;
+    if (it->second.until_s <= now_s) {
+        entries_.erase(it);
+        return std::nullopt;
+    }
+    if (trace != nullptr) *trace = it->second.trace;
+    return it->second.verdict;
+}
+
+// ---- service ----
 
 bool plausible_user_name(std::string_view name) noexcept {
     if (name.empty()) return false;
@@ -59,76 +168,188 @@ bool plausible_user_name(std::string_view name) noexcept {
 }
 
 Service::Service(uid_t privileged_uid)
-    : privileged_uid_(privileged_uid), started_(std::chrono::steady_clock::now()) {}
+    : privileged_uid_(privileged_uid), started_(std::chrono::steady_clock::now()),
+      recent_(std::make_shared<RecentSignIns>()) {}
 
 bool Service::privileged(const Peer& peer) const {
     return peer.uid == 0 || peer.uid == privileged_uid_;
 }
 
-proto::Response Service::handle(const Runtime& rt, const Peer& peer, proto::Request& request) const {
+Reply Service::handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::Request& request) const {
     try {
         return std::visit(
-            [&](auto& m) -> proto::Response {
+            [&](auto& m) -> Reply {
                 using T = std::decay_t<decltype(m)>;
                 if constexpr (std::is_same_v<T, proto::AuthRequest>) return auth(rt, m);
-                else if constexpr (std::is_same_v<T, proto::AccountRequest>) return account(rt, m);
-                else if constexpr (std::is_same_v<T, proto::SessionRequest>) return session(rt, m);
-                else if constexpr (std::is_same_v<T, proto::StatusRequest>) return status(rt, peer);
-                else if constexpr (std::is_same_v<T, proto::ExplainRequest>) return explain(rt, peer, m);
+                else if constexpr (std::is_same_v<T, proto::AccountRequest>) return {account(*rt, m), nullptr};
+                else if constexpr (std::is_same_v<T, proto::SessionRequest>) return {session(*rt, m), nullptr};
+                else if constexpr (std::is_same_v<T, proto::StatusRequest>) return {status(*rt, peer), nullptr};
+                else if constexpr (std::is_same_v<T, proto::ExplainRequest>) return {explain(*rt, peer, m), nullptr};
                 else if constexpr (std::is_same_v<T, proto::ConvReply>)
-                    return verdict(Status::bad_request, "no conversation is in progress");
+                    return {verdict(Status::bad_request, "no conversation is in progress"), nullptr};
                 else if constexpr (std::is_same_v<T, proto::PasswordRequest>)
-                    return verdict(Status::not_supported, "password change is not available yet");
+                    return {verdict(Status::not_supported, "password change is not available yet"), nullptr};
                 else if constexpr (std::is_same_v<T, proto::PasswdByName> ||
                                    std::is_same_v<T, proto::PasswdByUid>) {
                     proto::PasswdReply r;
                     r.status = Status::not_supported;
-                    return r;
+                    return {r, nullptr};
                 } else if constexpr (std::is_same_v<T, proto::GroupByName> ||
                                      std::is_same_v<T, proto::GroupByGid>) {
                     proto::GroupReply r;
                     r.status = Status::not_supported;
-                    return r;
+                    return {r, nullptr};
                 } else {
                     static_assert(std::is_same_v<T, proto::InitGroups>);
                     proto::GroupsReply r;
                     r.status = Status::not_supported;
-                    return r;
+                    return {r, nullptr};
                 }
             },
             request);
     } catch (const std::exception& e) {
-        log::error("request failed: ", e.what());
+        log::error("request failed: ", log_safe(e.what()));
     } catch (...) {
         log::error("request failed: unknown exception");
     }
-    return verdict(Status::internal, "internal error in cvat-authd");
+    return {verdict(Status::internal, "internal error in cvat-authd"), nullptr};
 }
 
-proto::Response Service::auth(const Runtime& rt, const proto::AuthRequest& r) const {
-    if (!plausible_user_name(r.user)) return verdict(Status::user_unknown, "");
-    if (r.method == proto::AuthMethod::device)
-        return verdict(Status::not_supported,
-                       "device login needs an OpenID Connect identity provider; none is configured");
-    if (!rt.ldap) return verdict(Status::unavailable, no_backend_message);
-    LdapOutcome out = rt.ldap->authenticate(r.user, r.password);
+Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const proto::AuthRequest& r) const {
+    if (!plausible_user_name(r.user)) return {verdict(Status::user_unknown, ""), nullptr};
+    // A JWT as the password is a token login (DESIGN.md §2) unless the admin pinned LDAP.
+    const bool token = r.method != proto::AuthMethod::device && !rt->oidc.empty() && r.idp != "ldap" &&
+                       (r.method == proto::AuthMethod::token || jwt::looks_like_jwt(r.password.view()));
+    if (token) return {token_login(*rt, r), nullptr};
+
+    Route route = route_user(*rt, r.user, r.idp);
+    log::debug("route for ", log_safe(r.user), ": ", route.why);
+    // method=auto with no password means "the device flow" only where an IdP can run one;
+    // for the directory an empty password stays a refused password.
+    const bool device = r.method == proto::AuthMethod::device ||
+                        (r.method == proto::AuthMethod::automatic && r.password.empty() &&
+                         route.kind == Route::Kind::oidc);
+    if (device) {
+        if (route.kind != Route::Kind::oidc)
+            return {verdict(Status::not_supported,
+                            "device login needs an OpenID Connect identity provider (" + route.why + ")"),
+                    nullptr};
+        return device_login(rt, route, r);
+    }
+    return {password_login(*rt, route, r), nullptr};
+}
+
+proto::Verdict Service::password_login(const Runtime& rt, const Route& route, const proto::AuthRequest& r) const {
+    switch (route.kind) {
+        case Route::Kind::none:
+            return verdict(Status::user_unknown, route.why);
+        case Route::Kind::ldap: {
+            LdapOutcome out = rt.ldap->authenticate(r.user, r.password);
+            if (out.status != Status::ok) {
+                proto::Verdict v = verdict(out.status, out.message);
+                // A user who proved the password but may not log in still gets the canonical
+                // name, so the log and the message name the right account.
+                if (out.status == Status::perm_denied) v.user = out.user.username;
+                return v;
+            }
+            return ldap_verdict(out);
+        }
+        case Route::Kind::oidc:
+            return oidc_verdict(*route.idp, route.idp->password_login(r.user, r.password));
+    }
+    return verdict(Status::internal, "");
+}
+
+proto::Verdict Service::token_login(const Runtime& rt, const proto::AuthRequest& r) const {
+    OidcProvider* idp = nullptr;
+    if (!r.idp.empty()) {
+        for (const auto& p : rt.oidc)
+            if (p->config().id == r.idp) idp = p.get();
+        if (idp == nullptr) return verdict(Status::auth_err, "idp=" + r.idp + " names no OpenID Connect provider");
+    } else {
+        // Which IdP issued it: read (untrusted) iss, then let that IdP check everything.
+        auto token = jwt::decode(r.password.view());
+        if (!token) return verdict(Status::auth_err, "the token is malformed");
+        const jwt::Json& iss = token->claims.contains("iss") ? token->claims["iss"] : jwt::Json();
+        if (!iss.is_string()) return verdict(Status::auth_err, "the token has no issuer");
+        bool unreachable = false;
+        for (const auto& p : rt.oidc) {
+            std::string issuer = p->issuer();
+            if (issuer.empty()) unreachable = true;
+            if (!issuer.empty() && issuer == iss.get<std::string>()) idp = p.get();
+        }
+        if (idp == nullptr)
+            return unreachable ? verdict(Status::unavailable, "an identity provider could not be reached")
+                               : verdict(Status::auth_err, "the token's issuer is not a configured identity provider");
+    }
+    OidcOutcome out = idp->token_login(r.password);
+    if (out.status == Status::ok) {
+        // The token must be the named user's: otherwise a login as bob with alice's token
+        // would become alice behind the service's back.
+        const std::string who = lower(r.user);
+        if (who != lower(out.user.username) && who != lower(out.user.email) && r.user != out.user.subject) {
+            log::warning("token login as ", log_safe(r.user), " with a token of ", log_safe(out.user.username),
+                         " refused");
+            return verdict(Status::auth_err, "the token belongs to another user");
+        }
+    }
+    return oidc_verdict(*idp, out);
+}
+
+Reply Service::device_login(const std::shared_ptr<const Runtime>& rt, const Route& route,
+                            const proto::AuthRequest& r) const {
+    OidcProvider* idp = route.idp;
+    auto start = idp->device_start();
+    if (!start) return {verdict(status_of(start.error().code), start.error().detail), nullptr};
+    DeviceFlowOptions options;
+    options.idp_name = idp->config().name;
+    options.qr = (r.flags & proto::flag_no_qr) == 0;
+    options.ascii_only = (r.flags & proto::flag_ascii_only) != 0;
+    if (r.timeout_ms != 0) options.client_wait_ms = r.timeout_ms;
+    DeviceFlowDeps deps;
+    // The flow keeps the runtime it started on alive, across a reload.
+    deps.poll = [rt, idp](const DeviceAuthorization& a) { return idp->device_poll(a); };
+    deps.approved = [this, rt, idp](const OidcOutcome& out) { return oidc_verdict(*idp, out); };
+    deps.monotonic_ms = [] { return proto::monotonic_ms(); };
+    deps.wall_s = [] { return system_wall_clock(); };
+    auto flow = std::make_unique<DeviceFlow>(std::move(*start), std::move(options), std::move(deps));
+    proto::Prompt prompt = flow->first_prompt();
+    return {std::move(prompt), std::move(flow)};
+}
+
+proto::Verdict Service::oidc_verdict(const OidcProvider& idp, const OidcOutcome& out) const {
     if (out.status != Status::ok) {
         proto::Verdict v = verdict(out.status, out.message);
-        // A user who proved the password but may not log in still gets the canonical name,
-        // so the log and the message name the right account.
         if (out.status == Status::perm_denied) v.user = out.user.username;
         return v;
     }
-    return user_verdict(out);
+    const OidcUser& u = out.user;
+    proto::Verdict v = signed_in(u.username, u.role.role, u.email, u.first_name, u.last_name, idp.config().id);
+    recent_->remember(idp.config().id, v, out.trace, system_wall_clock());
+    return v;
+}
+
+proto::Verdict Service::lookup(const Runtime& rt, const std::string& user, const std::string& idp) const {
+    std::string backend = idp;
+    if (backend.empty()) {
+        Route route = route_user(rt, user, "");
+        if (route.kind == Route::Kind::none) return verdict(Status::user_unknown, route.why);
+        backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp->config().id;
+    }
+    if (backend == "ldap") {
+        if (!rt.ldap) return verdict(Status::unavailable, kNoLdap);
+        LdapOutcome out = rt.ldap->lookup(user);
+        if (out.status != Status::ok) return verdict(out.status, out.message);
+        return ldap_verdict(out);
+    }
+    if (auto v = recent_->find(backend, user, system_wall_clock())) return *v;
+    return verdict(Status::user_unknown, "no recent sign-in of " + user + " through " + backend);
 }
 
 proto::Response Service::account(const Runtime& rt, const proto::AccountRequest& r) const {
     if (!plausible_user_name(r.user)) return verdict(Status::user_unknown, "");
-    if (!rt.ldap) return verdict(Status::unavailable, no_backend_message);
-    LdapOutcome out = rt.ldap->lookup(r.user);
-    if (out.status != Status::ok) return verdict(out.status, out.message);
-    proto::Verdict v = user_verdict(out);
-    if (v.role < r.require_role) {
+    proto::Verdict v = lookup(rt, r.user, r.idp);
+    if (v.status == Status::ok && v.role < r.require_role) {
         v.status = Status::perm_denied;
         v.message = std::string("access requires the CVAT role ") + proto::role_name(r.require_role) +
                     "; " + v.user + " has the role " + proto::role_name(v.role);
@@ -139,10 +360,7 @@ proto::Response Service::account(const Runtime& rt, const proto::AccountRequest&
 proto::Response Service::session(const Runtime& rt, const proto::SessionRequest& r) const {
     if (!r.open) return verdict(Status::ok, "");
     if (!plausible_user_name(r.user)) return verdict(Status::user_unknown, "");
-    if (!rt.ldap) return verdict(Status::unavailable, no_backend_message);
-    LdapOutcome out = rt.ldap->lookup(r.user);
-    if (out.status != Status::ok) return verdict(out.status, out.message);
-    return user_verdict(out);
+    return lookup(rt, r.user, r.idp);
 }
 
 proto::Response Service::status(const Runtime& rt, const Peer& peer) const {
@@ -159,10 +377,13 @@ proto::Response Service::status(const Runtime& rt, const Peer& peer) const {
     if (rt.ldap) {
         for (auto& b : rt.ldap->probe()) s.backends.push_back(std::move(b));
     }
+    for (const auto& p : rt.oidc) s.backends.push_back(p->probe());
     if (rt.config.sso.configured) {
         for (const auto& idp : rt.config.sso.identity_providers)
-            s.backends.push_back({"sso " + idp.id, false,
-                                  "configured; OpenID Connect/SAML logins are not available yet"});
+            if (idp.protocol == Protocol::saml)
+                s.backends.push_back({"saml " + idp.id, false, "configured; SAML logins are not available yet"});
+        if (!rt.config.sso.enabled)
+            s.backends.push_back({"sso", false, "sso.enabled is false: identity providers are not used"});
     }
     return s;
 }
@@ -179,16 +400,43 @@ proto::Response Service::explain(const Runtime& rt, const Peer& peer, const prot
         e.lines.push_back("the user name is empty or holds control characters");
         return e;
     }
-    if (!rt.ldap) {
-        e.status = Status::unavailable;
-        e.lines.push_back(no_backend_message);
+    Route route = route_user(rt, r.user, "");
+    e.lines.push_back("backend: " + route.why);
+    if (route.kind == Route::Kind::none) {
+        e.status = Status::user_unknown;
         return e;
     }
-    LdapOutcome out = rt.ldap->explain(r.user);
-    e.status = out.status;
-    e.role = out.user.role.role;
-    e.lines = std::move(out.trace);
-    if (e.lines.empty() && !out.message.empty()) e.lines.push_back(out.message);
+    if (route.kind == Route::Kind::ldap) {
+        LdapOutcome out = rt.ldap->explain(r.user);
+        e.status = out.status;
+        e.role = out.user.role.role;
+        e.lines.insert(e.lines.end(), out.trace.begin(), out.trace.end());
+        if (out.trace.empty() && !out.message.empty()) e.lines.push_back(out.message);
+        return e;
+    }
+    const IdentityProvider& idp = route.idp->config();
+    e.lines.push_back("identity provider: " + idp.id + " (" + idp.name + "), " + idp.server_url);
+    e.lines.push_back("role claim: " + (idp.role_claim.empty() ? std::string("(none: every user gets default_role)")
+                                                               : idp.role_claim));
+    for (auto role : {Role::admin, Role::user, Role::worker}) {
+        const auto& values = idp.role_values[static_cast<std::size_t>(role)];
+        std::string list;
+        for (const auto& v : values) list += (list.empty() ? "" : ", ") + v;
+        if (!list.empty()) e.lines.push_back(std::string("role_values.") + proto::role_name(role) + ": " + list);
+    }
+    std::vector<std::string> trace;
+    if (auto v = recent_->find(idp.id, r.user, system_wall_clock(), &trace)) {
+        e.status = Status::ok;
+        e.role = v->role;
+        e.lines.push_back("last sign-in (within 10 minutes):");
+        for (auto& line : trace) e.lines.push_back("  " + line);
+        e.lines.push_back(std::string("role: ") + proto::role_name(v->role));
+    } else {
+        e.status = Status::user_unknown;
+        e.lines.push_back("no sign-in through " + idp.id +
+                          " lately: an IdP cannot be asked about a user without the user's credentials; "
+                          "run `cvat-authctl login " + r.user + "` to see the claims and the role they give");
+    }
     return e;
 }
 
@@ -200,6 +448,7 @@ std::string describe_response(const proto::Response& response) {
                 std::string s = proto::status_name(m.status);
                 if (!m.user.empty()) s += " user=" + log_safe(m.user);
                 if (m.status == Status::ok) s += std::string(" role=") + proto::role_name(m.role);
+                if (auto idp = m.attribute("idp"); !idp.empty()) s += " idp=" + log_safe(idp);
                 if (m.status != Status::ok && !m.message.empty()) s += " (" + log_safe(m.message) + ")";
                 return s;
             } else if constexpr (std::is_same_v<T, proto::Prompt>) {

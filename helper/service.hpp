@@ -4,13 +4,19 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include <sys/types.h>
 
 #include "config.hpp"
+#include "conversation.hpp"
 #include "ldap_backend.hpp"
+#include "oidc.hpp"
 #include "protocol.hpp"
 
 namespace cvat::helper {
@@ -26,10 +32,48 @@ struct Peer {
 // so a reload swaps one pointer and requests in flight finish on the old one.
 struct Runtime {
     Config config;
-    std::unique_ptr<LdapBackend> ldap;  // null when the file has no ldap: section
+    std::unique_ptr<LdapBackend> ldap;                // null when the file has no ldap: section
+    std::vector<std::unique_ptr<OidcProvider>> oidc;  // the sso: section's OIDC entries, in order
 };
 
 [[nodiscard]] Result<std::shared_ptr<const Runtime>> build_runtime(Config config);
+
+// Where a login goes, and why (for explain and the debug log).
+struct Route {
+    enum class Kind { ldap, oidc, none } kind = Kind::none;
+    OidcProvider* idp = nullptr;
+    std::string why;
+};
+Route route_user(const Runtime& rt, std::string_view user, std::string_view forced_idp);
+
+// Users who signed in through an IdP lately: the account and session phases that follow a
+// login (nginx asks both on every request) are answered from here, since an IdP cannot be
+// asked about a user without the user's credentials. Bounded in size and age.
+class RecentSignIns {
+public:
+    // `trace` (the IdP's steps and claims, no secrets) is kept for `cvat-authctl explain`.
+    void remember(const std::string& idp, const proto::Verdict& verdict, std::vector<std::string> trace,
+                  std::int64_t now_s);
+    std::optional<proto::Verdict> find(const std::string& idp, const std::string& user, std::int64_t now_s,
+                                       std::vector<std::string>* trace = nullptr);
+
+private:
+    static constexpr std::size_t kMaxEntries = 10000;
+    static constexpr std::int64_t kTtlS = 600;
+    struct Entry {
+        proto::Verdict verdict;
+        std::vector<std::string> trace;
+        std::int64_t until_s;
+    };
+    std::mutex mutex_;
+    std::unordered_map<std::string, Entry> entries_;
+};
+
+// A response, and for a Prompt the conversation that continues it.
+struct Reply {
+    proto::Response response;
+    std::unique_ptr<Conversation> conversation;
+};
 
 class Service {
 public:
@@ -38,18 +82,25 @@ public:
     explicit Service(uid_t privileged_uid);
 
     // Answers one request. Never throws; a failure becomes a Verdict with an error status.
-    proto::Response handle(const Runtime& rt, const Peer& peer, proto::Request& request) const;
+    Reply handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::Request& request) const;
 
 private:
-    proto::Response auth(const Runtime& rt, const proto::AuthRequest& r) const;
+    Reply auth(const std::shared_ptr<const Runtime>& rt, const proto::AuthRequest& r) const;
+    proto::Verdict password_login(const Runtime& rt, const Route& route, const proto::AuthRequest& r) const;
+    proto::Verdict token_login(const Runtime& rt, const proto::AuthRequest& r) const;
+    Reply device_login(const std::shared_ptr<const Runtime>& rt, const Route& route,
+                       const proto::AuthRequest& r) const;
+    proto::Verdict oidc_verdict(const OidcProvider& idp, const OidcOutcome& out) const;
     proto::Response account(const Runtime& rt, const proto::AccountRequest& r) const;
     proto::Response session(const Runtime& rt, const proto::SessionRequest& r) const;
+    proto::Verdict lookup(const Runtime& rt, const std::string& user, const std::string& idp) const;
     proto::Response status(const Runtime& rt, const Peer& peer) const;
     proto::Response explain(const Runtime& rt, const Peer& peer, const proto::ExplainRequest& r) const;
     bool privileged(const Peer& peer) const;
 
     uid_t privileged_uid_;
     std::chrono::steady_clock::time_point started_;
+    std::shared_ptr<RecentSignIns> recent_;
 };
 
 // The one-line summary of a response for the request log (never a secret).
