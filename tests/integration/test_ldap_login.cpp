@@ -205,29 +205,6 @@ void expect_line(const std::string& out, const std::string& text) {
     if (!contains(out, text)) fail_msg("no \"%s\" in:\n%s", text.c_str(), out.c_str());
 }
 
-// A TCP listener that completes handshakes (the kernel does) and never reads or answers.
-class SilentServer {
-public:
-    SilentServer() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(a);
-        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd_, 64) != 0 ||
-            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-            fail_msg("silent server: cannot listen");
-        port_ = ntohs(a.sin_port);
-    }
-    ~SilentServer() { ::close(fd_); }
-    SilentServer(const SilentServer&) = delete;
-    SilentServer& operator=(const SilentServer&) = delete;
-    int port() const { return port_; }
-
-private:
-    int fd_ = -1;
-    int port_ = 0;
-};
 
 // --- setup ---------------------------------------------------------------------------------
 

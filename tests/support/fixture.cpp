@@ -288,6 +288,24 @@ TempDir::~TempDir() {
     std::filesystem::remove_all(path_, ec);
 }
 
+SilentServer::SilentServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd_, 64) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+        std::fprintf(stderr, "Bail out! silent server: cannot listen\n");
+        std::exit(1);
+    }
+    port_ = ntohs(a.sin_port);
+}
+
+SilentServer::~SilentServer() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
 int free_tcp_port() {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) fatal(std::string("socket: ") + std::strerror(errno));

@@ -33,6 +33,21 @@ private:
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int free_tcp_port();
 
+// A TCP listener on 127.0.0.1 whose handshakes the kernel completes and that never reads or
+// answers: the server that hangs a client with no timeout. Aborts the test if it cannot listen.
+class SilentServer {
+public:
+    SilentServer();
+    ~SilentServer();
+    SilentServer(const SilentServer&) = delete;
+    SilentServer& operator=(const SilentServer&) = delete;
+    int port() const { return port_; }
+
+private:
+    int fd_ = -1;
+    int port_ = 0;
+};
+
 // Writes `text` to `path` with `mode`.
 void write_file(const std::string& path, const std::string& text, mode_t mode = 0600);
 std::string read_file(const std::string& path);

@@ -221,54 +221,14 @@ int live_conv(int num_msg, const pam_message** msg, pam_response** resp, void* a
     return PAM_SUCCESS;
 }
 
-double now_s() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 }  // namespace
 
 PamOutcome pam_converse(const PamCall& call, const Responder& respond) {
     PamOutcome out;
-    std::string module = env_or("PAM_CVAT_SO", "");
-    if (module.empty() || module.front() != '/') bail("PAM_CVAT_SO is not an absolute path to pam_cvat.so");
-    std::error_code ec;
-    std::filesystem::create_directories(call.confdir, ec);
-    std::string stack;
-    for (const char* type : {"auth", "account", "session", "password"})
-        stack += std::string(type) + " required " + module + " " + call.module_args + "\n";
-    write_file(call.confdir + "/" + call.service, stack, 0644);
-
     Live live{&respond, &out.messages};
     pam_conv conv{live_conv, &live};
-    pam_handle_t* pamh = nullptr;
-    double started = now_s();
-    int rc = pam_start_confdir(call.service.c_str(), call.user.empty() ? nullptr : call.user.c_str(),
-                               &conv, call.confdir.c_str(), &pamh);
-    if (rc != PAM_SUCCESS) {
-        out.authenticate = rc;
-        out.seconds = now_s() - started;
-        return out;
-    }
-    rc = out.authenticate = pam_authenticate(pamh, 0);
-    if (rc == PAM_SUCCESS && call.account) rc = out.acct_mgmt = pam_acct_mgmt(pamh, 0);
-    if (rc == PAM_SUCCESS && call.session) rc = out.open_session = pam_open_session(pamh, 0);
-    const void* user = nullptr;
-    if (pam_get_item(pamh, PAM_USER, &user) == PAM_SUCCESS && user != nullptr)
-        out.pam_user = static_cast<const char*>(user);
-    if (char** env = pam_getenvlist(pamh); env != nullptr) {
-        for (char** e = env; *e != nullptr; ++e) {
-            std::string kv(*e);
-            auto eq = kv.find('=');
-            if (eq != std::string::npos) out.env[kv.substr(0, eq)] = kv.substr(eq + 1);
-            std::free(*e);
-        }
-        std::free(env);
-    }
-    if (out.open_session == PAM_SUCCESS) (void)pam_close_session(pamh, 0);
-    pam_end(pamh, rc);
-    out.seconds = now_s() - started;
+    pam_transaction(call, conv, out);
     return out;
 }
 

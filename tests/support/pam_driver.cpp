@@ -55,8 +55,7 @@ double now_s() {
 
 }  // namespace
 
-PamOutcome pam_login(const PamCall& call) {
-    PamOutcome out;
+void pam_transaction(const PamCall& call, const pam_conv& conv, PamOutcome& out) {
     std::string module = env_or("PAM_CVAT_SO", "");
     if (module.empty() || module.front() != '/') {
         std::printf("Bail out! PAM_CVAT_SO is not an absolute path to pam_cvat.so\n");
@@ -69,8 +68,6 @@ PamOutcome pam_login(const PamCall& call) {
         stack += std::string(type) + " required " + module + " " + call.module_args + "\n";
     write_file(call.confdir + "/" + call.service, stack, 0644);
 
-    Script script{&call.answers, 0, &out.messages};
-    pam_conv conv{scripted_conv, &script};
     pam_handle_t* pamh = nullptr;
     double started = now_s();
     int rc =
@@ -79,7 +76,7 @@ PamOutcome pam_login(const PamCall& call) {
     if (rc != PAM_SUCCESS) {
         out.authenticate = rc;
         out.seconds = now_s() - started;
-        return out;
+        return;
     }
     rc = out.authenticate = pam_authenticate(pamh, 0);
     if (rc == PAM_SUCCESS && call.account) rc = out.acct_mgmt = pam_acct_mgmt(pamh, 0);
@@ -103,6 +100,13 @@ PamOutcome pam_login(const PamCall& call) {
     if (out.open_session == PAM_SUCCESS) (void)pam_close_session(pamh, 0);
     pam_end(pamh, rc);
     out.seconds = now_s() - started;
+}
+
+PamOutcome pam_login(const PamCall& call) {
+    PamOutcome out;
+    Script script{&call.answers, 0, &out.messages};
+    pam_conv conv{scripted_conv, &script};
+    pam_transaction(call, conv, out);
     return out;
 }
 

@@ -3,6 +3,8 @@
 // written into a test directory: no root, never the machine's /etc/pam.d.
 #pragma once
 
+#include <security/pam_appl.h>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -30,5 +32,10 @@ struct PamOutcome {
 };
 
 PamOutcome pam_login(const PamCall& call);
+
+// One transaction with the caller's own conversation: writes the service file, then
+// authenticate, account and session as `call` asks; fills `out` (the conversation may fill
+// out.messages as it goes).
+void pam_transaction(const PamCall& call, const pam_conv& conv, PamOutcome& out);
 
 }  // namespace cvat::test
