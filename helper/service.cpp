@@ -267,20 +267,32 @@ proto::Verdict Service::token_login(const Runtime& rt, const proto::AuthRequest&
             if (p->config().id == r.idp) idp = p.get();
         if (idp == nullptr) return verdict(Status::auth_err, "idp=" + r.idp + " names no OpenID Connect provider");
     } else {
-        // Which IdP issued it: read (untrusted) iss, then let that IdP check everything.
+        // Which IdP issued it: read the (untrusted) iss and compare it with each server_url,
+        // which discovery requires to equal the issuer (give or take one trailing slash) — no
+        // network, so one IdP that is down costs the others nothing. The chosen IdP then
+        // checks iss exactly, with everything else.
         auto token = jwt::decode(r.password.view());
         if (!token) return verdict(Status::auth_err, "the token is malformed");
         const jwt::Json& iss = token->claims.contains("iss") ? token->claims["iss"] : jwt::Json();
         if (!iss.is_string()) return verdict(Status::auth_err, "the token has no issuer");
-        bool unreachable = false;
+        std::string issuer = iss.get<std::string>();
+        if (!issuer.empty() && issuer.back() == '/') issuer.pop_back();
+        // Several entries may share an issuer (one IdP, several clients): the audience decides.
+        const jwt::Json& aud = token->claims.contains("aud") ? token->claims["aud"] : jwt::Json();
+        auto audience_has = [&aud](const std::string& client_id) {
+            if (aud.is_string()) return aud.get<std::string>() == client_id;
+            if (aud.is_array())
+                for (const auto& a : aud)
+                    if (a.is_string() && a.get<std::string>() == client_id) return true;
+            return false;
+        };
         for (const auto& p : rt.oidc) {
-            std::string issuer = p->issuer();
-            if (issuer.empty()) unreachable = true;
-            if (!issuer.empty() && issuer == iss.get<std::string>()) idp = p.get();
+            if (p->config().server_url != issuer) continue;
+            if (idp == nullptr || (!audience_has(idp->config().client_id) && audience_has(p->config().client_id)))
+                idp = p.get();
         }
         if (idp == nullptr)
-            return unreachable ? verdict(Status::unavailable, "an identity provider could not be reached")
-                               : verdict(Status::auth_err, "the token's issuer is not a configured identity provider");
+            return verdict(Status::auth_err, "the token's issuer is not a configured identity provider");
     }
     OidcOutcome out = idp->token_login(r.password);
     if (out.status == Status::ok) {

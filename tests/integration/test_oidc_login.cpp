@@ -798,8 +798,15 @@ void idp_unreachable(void**) {
     auto o = l("ada", idp_password("ada"));
     expect_refused("IdP port closed", o, PAM_AUTHINFO_UNAVAIL);
     if (o.seconds > 3 + kSlack) fail_msg("a closed port took %.1f s", o.seconds);
+    // A token of the dead IdP itself: its keys cannot be had, so nobody can say no or yes.
+    Claims of_dead;
+    of_dead.iss = dead.issuer;
+    o = l("ada", idp_signed(of_dead));
+    expect_refused("token login, its IdP never reached (no JWKS)", o, PAM_AUTHINFO_UNAVAIL);
+    // A token of an issuer no entry names is refused outright, without waiting for the dead one.
     o = l("ada", g->idp->id_token("ada", idp_password("ada")));
-    expect_refused("token login, IdP never reached (no JWKS)", o, PAM_AUTHINFO_UNAVAIL);
+    expect_refused("token login, issuer not configured", o, PAM_AUTH_ERR);
+    if (o.seconds > 1.0) fail_msg("an unconfigured issuer took %.1f s: a dead IdP was waited for", o.seconds);
 
     // Accepts TCP, never answers (not even the TLS handshake): bounded by the HTTP timeout.
     SilentServer silent;
