@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 # The README's demo: installs what is missing, builds, starts a private slapd holding an
-# Active-Directory-shaped tree with sample users, starts cvat-authd on CVAT's AD example
-# config, and logs each user in through real PAM (pam_cvat.so via libpam), printing the
-# CVAT role. Stops everything it started.
+# Active-Directory-shaped tree with sample users and a private OpenID Connect provider
+# (glewlwyd over HTTPS), starts cvat-authd on CVAT's AD example config plus an sso: section,
+# and logs each user in through real PAM (pam_cvat.so via libpam), printing the CVAT role and
+# the backend that decided it. Stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -18,6 +19,7 @@ DAEMON_PID=""
 cleanup() {
   [[ -n "$DAEMON_PID" ]] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
   bash tests/fixtures/slapd.sh stop "$DEMO/slapd" >/dev/null 2>&1 || true
+  bash tests/fixtures/idp.sh stop "$DEMO/idp" >/dev/null 2>&1 || true
   rm -rf "$DEMO"
 }
 trap cleanup EXIT
@@ -26,6 +28,20 @@ echo "== starting a private slapd (AD-shaped tree) in $DEMO"
 bash tests/fixtures/slapd.sh start "$DEMO/slapd" ad >/dev/null
 # shellcheck disable=SC1091
 . "$DEMO/slapd/env"
+
+echo "== starting a private OpenID Connect provider (glewlwyd over HTTPS, test CA)"
+bash tests/fixtures/idp.sh start "$DEMO/idp" >/dev/null 2>&1
+# shellcheck disable=SC1091
+IDP_ISSUER=$(. "$DEMO/idp/env"; echo "$OIDC_ISSUER")
+IDP_CLIENT=$(. "$DEMO/idp/env"; echo "$OIDC_CLIENT_ID")
+# The daemon reads the CA file per request, after dropping to its own user: publish it where
+# that user can read it (the demo directory itself stays closed to others).
+chmod 711 "$DEMO"
+mkdir -m 755 "$DEMO/public"
+install -m 644 "$(. "$DEMO/idp/env"; echo "$OIDC_CA_FILE")" "$DEMO/public/idp-ca.pem"
+IDP_CA=$DEMO/public/idp-ca.pem
+(. "$DEMO/idp/env"; printf '%s\n' "$OIDC_CLIENT_SECRET") >"$DEMO/client_secret"
+chmod 600 "$DEMO/client_secret"
 
 USERS_DN="CN=Users,DC=ad,DC=example,DC=test"
 printf 'Bind-Secret-1\n' >"$DEMO/bind_password"
@@ -55,6 +71,22 @@ ldap:
     user: ["CN=CVAT Users,$USERS_DN"]
     worker: ["CN=CVAT Workers,$USERS_DN"]
   default_role: user                                     # IAM_DEFAULT_ROLE
+sso:                                                     # CVAT Enterprise's own section
+  enabled: true
+  selection_mode: email_address                          # user@example.test -> this IdP
+  identity_providers:
+    - id: demo-oidc
+      protocol: OIDC
+      name: Demo SSO
+      server_url: $IDP_ISSUER
+      client_id: $IDP_CLIENT
+      client_secret_file: $DEMO/client_secret
+      token_auth_method: client_secret_basic
+      email_domain: example.test
+      ca_file: $IDP_CA                                   # extension: the test CA
+      scopes: [openid, groups]                           # extension
+      role_claim: groups                                 # extension: claims -> CVAT roles
+      role_values: {admin: [cvat-admins], user: [cvat-users], worker: [cvat-workers]}
 YAML
 chmod 600 "$DEMO/auth_config.yml"
 
@@ -86,6 +118,18 @@ try alice  'not-her-password'                   # wrong password
 try dave   'dave-Passw0rd'                      # disabled account (userAccountControl 514)
 try mallory 'whatever'                          # no such user
 try '*'    'alice-Passw0rd'                     # a filter wildcard is escaped, not obeyed
+
+echo
+echo "== the same PAM stack, names user@example.test go to the OpenID Connect provider"
+try ada@example.test  'ada-Idp-Passw0rd'             # groups [cvat-admins]: admin
+try uma@example.test  'uma-Idp-Passw0rd'             # groups [cvat-users]: user
+try bert@example.test 'bert-Idp-Passw0rd'            # [cvat-workers, cvat-admins]: highest wins
+try ada@example.test  'wrong'                        # the IdP refuses the password grant
+TOKEN=$(. "$DEMO/idp/env"; curl -sS --max-time 10 --cacert "$OIDC_CA_FILE" -u "$OIDC_CLIENT_ID:$OIDC_CLIENT_SECRET" \
+          -d grant_type=password --data-urlencode username=ada --data-urlencode password=ada-Idp-Passw0rd \
+          --data-urlencode 'scope=openid groups' "$OIDC_ISSUER/token" | sed -n 's/.*"id_token":"\([^"]*\)".*/\1/p')
+echo "   (an ID token of ada's as the password: checked locally against the IdP's keys)"
+try ada@example.test  "$TOKEN"
 
 echo
 echo "== an admin-only service (account: pam_cvat.so require_role=admin)"

@@ -2,7 +2,7 @@
 // cvat-pam-try: one real PAM login through pam_cvat.so (pam_start_confdir, a private service
 // file), for the demo and for measuring. Reads the password from stdin (one line).
 //   cvat-pam-try CONFDIR USER [MODULE ARGS...]
-// Prints "USER: PAM result, role, e-mail" and exits 0 when authenticate and acct_mgmt succeed.
+// Prints "USER: PAM result, role, IdP" and exits 0 when authenticate and acct_mgmt succeed.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -32,12 +32,12 @@ int main(int argc, char** argv) {
         return it == out.env.end() ? std::string("-") : it->second;
     };
     int rc = out.authenticate != PAM_SUCCESS ? out.authenticate : out.acct_mgmt;
-    std::printf("%-10s -> %-28s", call.user.c_str(), pam_strerror(nullptr, rc));
+    std::printf("%-18s -> %-28s", call.user.c_str(), pam_strerror(nullptr, rc));
     if (rc == PAM_SUCCESS)
-        std::printf(" PAM_USER=%s CVAT_ROLE=%s CVAT_EMAIL=%s", out.pam_user.c_str(), env("CVAT_ROLE").c_str(),
-                    env("CVAT_EMAIL").c_str());
+        std::printf(" PAM_USER=%s CVAT_ROLE=%s CVAT_IDP=%s", out.pam_user.c_str(), env("CVAT_ROLE").c_str(),
+                    env("CVAT_IDP").c_str());
     std::printf("  (%.1f ms)\n", out.seconds * 1000);
     for (const auto& m : out.messages)
-        if (m.find("assword") == std::string::npos) std::printf("           message: %s\n", m.c_str());
+        if (m.find("assword") == std::string::npos) std::printf("%22s message: %s\n", "", m.c_str());
     return rc == PAM_SUCCESS ? 0 : 1;
 }
