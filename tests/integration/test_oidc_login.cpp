@@ -41,14 +41,6 @@
 
 using namespace cvat::test;
 
-// cmocka.hpp removes cmocka's fail(), which fail_msg() calls; the same macro on cmocka_fail().
-#undef fail_msg
-#define fail_msg(msg, ...)                              \
-    do {                                                \
-        print_error("ERROR: " msg "\n", ##__VA_ARGS__); \
-        cmocka_fail();                                  \
-    } while (0)
-
 namespace {
 
 // pam_cvat's per-step timeout (module argument) and the slack on top of a known wait.

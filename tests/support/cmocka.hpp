@@ -14,3 +14,10 @@ extern "C" {
 #undef fail
 // cmocka's fail(), renamed.
 #define cmocka_fail() _fail(__FILE__, __LINE__)
+// fail_msg() called the removed fail(); the same macro on cmocka_fail().
+#undef fail_msg
+#define fail_msg(msg, ...)                              \
+    do {                                                \
+        print_error("ERROR: " msg "\n", ##__VA_ARGS__); \
+        cmocka_fail();                                  \
+    } while (0)
