@@ -9,7 +9,7 @@ PACKAGES=(
   libcmocka-dev libpamtest0-dev libpam-wrapper libnss-wrapper
   slapd ldap-utils libsasl2-modules
   nlohmann-json3-dev libcurl4-openssl-dev libqrencode-dev
-  glewlwyd curl jq
+  glewlwyd curl jq sqlite3 binutils
 )
 
 missing=()

@@ -28,11 +28,17 @@ for raw in open(sys.argv[1]):
     t = json.loads(raw)
     r = t.get("result")
     out = t.get("stdout") or ""
-    ok = len(re.findall(r"^ok \d+", out, re.M))
-    bad = len(re.findall(r"^not ok \d+", out, re.M))
+    # A skipped subtest ("ok N # SKIP") is a failure too: every test here is required.
+    skipped = len(re.findall(r"^ok \d+.*# SKIP", out, re.M | re.I))
+    ok = len(re.findall(r"^ok \d+", out, re.M)) - skipped
+    bad = len(re.findall(r"^not ok \d+", out, re.M)) + skipped
+    if skipped:
+        lines.append(f"  SKIP     {t.get('name')}: {skipped} subtest(s) skipped")
     if r == "OK":
-        passed += max(ok, 1)
+        passed += ok if (ok or skipped or bad) else 1
         failed += bad
+        if bad and not skipped:
+            lines.append(f"  FAIL     {t.get('name')}")
     else:
         # FAIL, TIMEOUT, ERROR, and SKIP: every suite is required
         passed += ok

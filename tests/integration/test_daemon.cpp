@@ -181,10 +181,7 @@ void refuses_readable_secrets(void**) {
 
 // Started as root with helper.user, the daemon serves as that user.
 void drops_to_helper_user(void**) {
-    if (geteuid() != 0) {
-        std::fprintf(stderr, "# not root: privilege drop cannot be tested\n");
-        return;
-    }
+    if (geteuid() != 0) skip();  // dropping privileges needs root; CI counts a skip as a failure
     passwd* nobody = getpwnam("nobody");
     assert_non_null(nobody);
     std::string dir = subdir("drop");
