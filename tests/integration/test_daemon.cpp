@@ -97,7 +97,6 @@ Run run(const std::string& cmd) {
     return r;
 }
 
-bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
 // A raw client of the daemon's socket, for what PAM would never send.
 int connect_raw(const std::string& path) {

@@ -52,9 +52,6 @@ std::string fresh_dir(const std::string& name) {
     return d;
 }
 
-bool contains(const std::string& hay, const std::string& needle) {
-    return hay.find(needle) != std::string::npos;
-}
 
 std::string env_of(const PamOutcome& o, const char* key) {
     auto it = o.env.find(key);

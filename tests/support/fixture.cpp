@@ -340,6 +340,8 @@ void write_file(const std::string& path, const std::string& text, mode_t mode) {
     ::close(fd);
 }
 
+bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+
 std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     std::stringstream ss;

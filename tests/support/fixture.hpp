@@ -52,6 +52,9 @@ private:
 void write_file(const std::string& path, const std::string& text, mode_t mode = 0600);
 std::string read_file(const std::string& path);
 
+// True when `needle` occurs in `hay`.
+bool contains(const std::string& hay, const std::string& needle);
+
 // Runs argv (extra_env entries "KEY=VALUE" added) with its stdout sent to stderr (stdout is the
 // TAP stream). The exit status, or -1 if it did not finish within `timeout_s` (then killed).
 int run_program(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
