@@ -1,0 +1,710 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+//
+// nss_cvat: passwd, group and initgroups for CVAT users (DESIGN.md §2 "Lookups").
+//
+// Warm lookups read the daemon's memory-mapped cache file (common/nss_mc.hpp) next to its
+// socket; a miss, an expired record or no file goes to cvat-authd over the socket: one
+// connection, one request, one reply (common/protocol.hpp), a 10 s deadline for all of it.
+//
+// A guest in every process that resolves a user, so: libc only (no libstdc++, no exceptions,
+// no RTTI, no static constructors beyond the atfork registration), every string inside the
+// caller's buffer (ERANGE + NSS_STATUS_TRYAGAIN when it is too small, out-parameters untouched
+// on failure), errno as the caller had it on success and not-found, sockets SOCK_CLOEXEC and
+// writes MSG_NOSIGNAL, and a fork while another thread holds the cache lock leaves the child
+// usable. CVAT_NSS_DISABLE in the environment (cvat-authd sets it for itself) makes every call
+// NSS_STATUS_UNAVAIL at once, so the daemon never resolves users through itself.
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <nss.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nss_mc.hpp"
+#include "protocol.hpp"  // only its enums and caps: nothing here calls into common/'s library
+#include "wire.hpp"
+
+namespace cvat::nss {
+namespace {
+
+namespace mc = cvat::nss_mc;
+using proto::MsgType;
+using proto::Status;
+
+constexpr int kTimeoutMs = 10000;  // one cold lookup, connect to last byte: never a hang
+
+// ---- results -----------------------------------------------------------------------------
+
+struct Outcome {
+    nss_status status;
+    int err;  // for *errnop when status is TRYAGAIN or UNAVAIL
+};
+constexpr Outcome success() { return {NSS_STATUS_SUCCESS, 0}; }
+constexpr Outcome not_found() { return {NSS_STATUS_NOTFOUND, ENOENT}; }
+constexpr Outcome unavailable(int err) { return {NSS_STATUS_UNAVAIL, err}; }
+constexpr Outcome too_small() { return {NSS_STATUS_TRYAGAIN, ERANGE}; }
+
+// The entry points' epilogue. glibc passes &errno as errnop, so errno is restored first and
+// *errnop is written only when the status asks the caller to look at it.
+nss_status finish(Outcome r, int saved_errno, int* errnop) {
+    errno = saved_errno;
+    if (r.status != NSS_STATUS_SUCCESS && r.status != NSS_STATUS_NOTFOUND) *errnop = r.err;
+    return r.status;
+}
+
+bool disabled() { return getenv("CVAT_NSS_DISABLE") != nullptr; }
+
+// A name we pass on: 1..255 bytes, no control character and no ':' (it could not appear in a
+// passwd or group line). Anything else is refused here and never reaches the daemon.
+bool valid_name(const char* name, size_t& len) {
+    if (name == nullptr) return false;
+    len = strnlen(name, mc::kMaxName + 1);
+    if (len == 0 || len > mc::kMaxName) return false;
+    for (size_t i = 0; i < len; ++i) {
+        auto c = static_cast<unsigned char>(name[i]);
+        if (c < 0x20 || c == 0x7f || c == ':') return false;
+    }
+    return true;
+}
+
+// The socket (CVAT_AUTH_SOCKET, read with secure_getenv, else the built-in default) and the
+// cache file beside it.
+struct Paths {
+    char socket[sizeof(sockaddr_un::sun_path)];
+    char cache[PATH_MAX];
+    bool init() {
+        const char* s = secure_getenv("CVAT_AUTH_SOCKET");
+        if (s == nullptr || *s == '\0') s = CVAT_DEFAULT_SOCKET;
+        size_t n = strlen(s);
+        if (n >= sizeof socket) return false;
+        memcpy(socket, s, n + 1);
+        const char* slash = strrchr(socket, '/');
+        size_t dir = slash == nullptr ? 0 : static_cast<size_t>(slash - socket) + 1;
+        size_t name = strlen(mc::kFileName);
+        if (dir + name >= sizeof cache) return false;
+        memcpy(cache, socket, dir);
+        memcpy(cache + dir, mc::kFileName, name + 1);
+        return true;
+    }
+};
+
+// ---- the caller's buffer -----------------------------------------------------------------
+
+class Buffer {
+public:
+    Buffer(char* p, size_t n) : p_(p), left_(p == nullptr ? 0 : n) {}
+    // A NUL-terminated copy of s[0..len), or nullptr when it does not fit.
+    char* str(const char* s, size_t len) {
+        if (len >= left_) return nullptr;
+        char* d = p_;
+        memcpy(d, s, len);
+        d[len] = '\0';
+        p_ += len + 1;
+        left_ -= len + 1;
+        return d;
+    }
+    // An aligned array of n pointers, or nullptr.
+    char** pointers(size_t n) {
+        size_t pad = (alignof(char*) - reinterpret_cast<uintptr_t>(p_) % alignof(char*)) % alignof(char*);
+        if (pad > left_ || (left_ - pad) / sizeof(char*) < n) return nullptr;
+        auto** out = reinterpret_cast<char**>(p_ + pad);
+        p_ += pad + n * sizeof(char*);
+        left_ -= pad + n * sizeof(char*);
+        return out;
+    }
+
+private:
+    char* p_;
+    size_t left_;
+};
+
+struct Text {
+    const char* p;
+    size_t len;
+};
+
+struct PasswdFields {
+    Text name, gecos, dir, shell;
+    uint32_t uid, gid;
+};
+
+PasswdFields fields_of(const mc::PasswdRecord& r) {
+    return {{r.name, r.name_len}, {r.gecos, r.gecos_len}, {r.dir, r.dir_len}, {r.shell, r.shell_len}, r.uid, r.gid};
+}
+
+// Copies f into buf and, only when all of it fits, fills *pw.
+Outcome fill_passwd(const PasswdFields& f, passwd* pw, char* buf, size_t buflen) {
+    Buffer b(buf, buflen);
+    char* name = b.str(f.name.p, f.name.len);
+    char* passwd = b.str("x", 1);
+    char* gecos = b.str(f.gecos.p, f.gecos.len);
+    char* dir = b.str(f.dir.p, f.dir.len);
+    char* shell = b.str(f.shell.p, f.shell.len);
+    if (!name || !passwd || !gecos || !dir || !shell) return too_small();
+    pw->pw_name = name;
+    pw->pw_passwd = passwd;
+    pw->pw_uid = f.uid;
+    pw->pw_gid = f.gid;
+    pw->pw_gecos = gecos;
+    pw->pw_dir = dir;
+    pw->pw_shell = shell;
+    return success();
+}
+
+// Group members come from the cache file (NUL-separated) or from the wire (len-prefixed).
+class FileMembers {
+public:
+    explicit FileMembers(const mc::GroupRecord& r) : p_(r.members), n_(r.nmembers) {}
+    uint32_t count() const { return n_; }
+    Text next() {
+        Text t{p_, strlen(p_)};
+        p_ += t.len + 1;
+        return t;
+    }
+
+private:
+    const char* p_;
+    uint32_t n_;
+};
+class WireMembers {
+public:
+    WireMembers(wire::In in, uint32_t n) : in_(in), n_(n) {}
+    uint32_t count() const { return n_; }
+    Text next() {
+        Text t{"", 0};
+        (void)in_.str(t.p, t.len, proto::kMaxName);  // checked once before filling
+        return t;
+    }
+
+private:
+    wire::In in_;
+    uint32_t n_;
+};
+
+template <typename Members>
+Outcome fill_group(Text name, uint32_t gid, Members members, group* gr, char* buf, size_t buflen) {
+    Buffer b(buf, buflen);
+    char** mem = b.pointers(size_t{members.count()} + 1);
+    char* gname = b.str(name.p, name.len);
+    char* passwd = b.str("x", 1);
+    if (!mem || !gname || !passwd) return too_small();
+    for (uint32_t i = 0; i < members.count(); ++i) {
+        Text m = members.next();
+        if (!(mem[i] = b.str(m.p, m.len))) return too_small();
+    }
+    mem[members.count()] = nullptr;
+    gr->gr_name = gname;
+    gr->gr_passwd = passwd;
+    gr->gr_gid = gid;
+    gr->gr_mem = mem;
+    return success();
+}
+
+// Adds one gid to initgroups_dyn's array the way glibc's own modules do: the primary group
+// and duplicates are skipped, the array doubles up to `limit` (<= 0: no limit).
+enum class Added { yes, full, no_memory };
+Added add_gid(gid_t g, gid_t primary, long* start, long* size, gid_t** groups, long limit) {
+    if (g == primary) return Added::yes;
+    for (long i = 0; i < *start; ++i)
+        if ((*groups)[i] == g) return Added::yes;
+    if (*start >= *size) {
+        if (limit > 0 && *size >= limit) return Added::full;
+        long grown = *size > 0 ? *size * 2 : 16;
+        if (limit > 0 && grown > limit) grown = limit;
+        auto* p = static_cast<gid_t*>(realloc(*groups, static_cast<size_t>(grown) * sizeof(gid_t)));
+        if (p == nullptr) return Added::no_memory;
+        *groups = p;
+        *size = grown;
+    }
+    (*groups)[(*start)++] = g;
+    return Added::yes;
+}
+
+// ---- the cache file ----------------------------------------------------------------------
+
+pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct Enumeration {
+    bool active;
+    uint64_t generation;
+    uint32_t cursor;
+};
+
+// Everything below is guarded by g_lock and constant-initialised (no constructor runs).
+struct Cache {
+    const uint8_t* base;
+    size_t size;
+    mc::Reader reader;
+    char path[PATH_MAX];
+    Enumeration pwent, grent;
+} g_cache;
+
+class Locked {
+public:
+    Locked() { pthread_mutex_lock(&g_lock); }
+    ~Locked() { pthread_mutex_unlock(&g_lock); }
+    Locked(const Locked&) = delete;
+    Locked& operator=(const Locked&) = delete;
+};
+
+void unmap_locked() {
+    if (g_cache.base != nullptr) munmap(const_cast<uint8_t*>(g_cache.base), g_cache.size);
+    g_cache.base = nullptr;
+    g_cache.size = 0;
+    g_cache.reader = mc::Reader{};
+    g_cache.path[0] = '\0';
+}
+
+// The mapped file at `path`, mapped now if it is not, is another path, or was superseded
+// (one atomic load on the warm path, no syscall). nullptr: no usable file, ask the daemon.
+const mc::Reader* mapped_locked(const char* path) {
+    if (g_cache.base != nullptr) {
+        if (strcmp(g_cache.path, path) == 0 && !g_cache.reader.superseded()) return &g_cache.reader;
+        unmap_locked();
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return nullptr;
+    struct stat st;
+    bool usable = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                  st.st_size >= static_cast<off_t>(mc::kHeaderSize) &&
+                  st.st_size <= static_cast<off_t>(mc::kMaxFileSize);
+    void* p = usable ? mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (p == MAP_FAILED) return nullptr;
+    g_cache.base = static_cast<const uint8_t*>(p);
+    g_cache.size = static_cast<size_t>(st.st_size);
+    if (!g_cache.reader.attach(g_cache.base, g_cache.size)) {
+        unmap_locked();
+        return nullptr;
+    }
+    memcpy(g_cache.path, path, strlen(path) + 1);  // Paths::cache fits PATH_MAX
+    return &g_cache.reader;
+}
+
+int64_t now_s() { return static_cast<int64_t>(time(nullptr)); }
+
+// A fork while another thread holds g_lock would leave the child's copy locked forever.
+void before_fork() { pthread_mutex_lock(&g_lock); }
+void after_fork_parent() { pthread_mutex_unlock(&g_lock); }
+void after_fork_child() { pthread_mutex_init(&g_lock, nullptr); }
+__attribute__((constructor)) void register_fork_handlers() {
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
+
+// ---- the daemon --------------------------------------------------------------------------
+
+int64_t monotonic_ms() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Waits for `events` on fd until the deadline.
+bool wait_for(int fd, short events, int64_t deadline) {
+    for (;;) {
+        int64_t left = deadline - monotonic_ms();
+        if (left <= 0) return false;
+        pollfd p{fd, events, 0};
+        int r = poll(&p, 1, static_cast<int>(left));
+        if (r > 0) return true;
+        if (r == 0 || errno != EINTR) return false;
+    }
+}
+
+class Fd {
+public:
+    explicit Fd(int fd) : fd_(fd) {}
+    ~Fd() {
+        if (fd_ >= 0) close(fd_);
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+Outcome connect_to(int fd, const char* path, int64_t deadline) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, path, strlen(path) + 1);  // Paths::socket fits sun_path
+    for (;;) {
+        if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return success();
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {  // the listen backlog is full: try again shortly
+            if (monotonic_ms() >= deadline) return unavailable(ETIMEDOUT);
+            poll(nullptr, 0, 5);
+            continue;
+        }
+        if (errno != EINPROGRESS) return unavailable(errno);  // ENOENT, ECONNREFUSED: daemon down
+        if (!wait_for(fd, POLLOUT, deadline)) return unavailable(ETIMEDOUT);
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return unavailable(errno);
+        return err == 0 ? success() : unavailable(err);
+    }
+}
+
+Outcome send_all(int fd, const uint8_t* p, size_t n, int64_t deadline) {
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= static_cast<size_t>(w);
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else if (w < 0 && errno == EAGAIN) {
+            if (!wait_for(fd, POLLOUT, deadline)) return unavailable(ETIMEDOUT);
+        } else {
+            return unavailable(w < 0 ? errno : EIO);
+        }
+    }
+    return success();
+}
+
+Outcome recv_all(int fd, uint8_t* p, size_t n, int64_t deadline) {
+    while (n > 0) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r > 0) {
+            p += r;
+            n -= static_cast<size_t>(r);
+        } else if (r == 0) {
+            return unavailable(ECONNRESET);
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN) {
+            if (!wait_for(fd, POLLIN, deadline)) return unavailable(ETIMEDOUT);
+        } else {
+            return unavailable(errno);
+        }
+    }
+    return success();
+}
+
+// A reply body on the heap (bounded by kMaxFrame), and a reader positioned after its status.
+struct Reply {
+    uint8_t* body = nullptr;
+    wire::In in{nullptr, 0};
+    Reply() = default;
+    Reply(const Reply&) = delete;
+    Reply& operator=(const Reply&) = delete;
+    ~Reply() { free(body); }
+};
+
+// A request frame: the header and at most one string or one u32.
+struct Request {
+    uint8_t bytes[proto::kHeaderSize + 4 + 4 + mc::kMaxName];
+    size_t size;
+    Request(MsgType type, const char* name, size_t len, uint32_t id) {
+        wire::Out out(bytes, sizeof bytes);
+        out.u32(0);
+        out.u16(proto::kVersion);
+        out.u16(static_cast<uint16_t>(type));
+        if (name != nullptr)
+            out.str(name, len);
+        else
+            out.u32(id);
+        out.patch_u32(0, static_cast<uint32_t>(out.size() - proto::kHeaderSize));
+        size = out.ok() ? out.size() : 0;
+    }
+};
+
+// One round trip: connect, send, read one frame of type `want`, map its status.
+Outcome ask(const char* socket_path, const Request& req, MsgType want, Reply& reply) {
+    if (req.size == 0) return not_found();
+    int64_t deadline = monotonic_ms() + kTimeoutMs;
+    Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (fd.get() < 0) return unavailable(errno);
+    Outcome o = connect_to(fd.get(), socket_path, deadline);
+    if (o.status == NSS_STATUS_SUCCESS) o = send_all(fd.get(), req.bytes, req.size, deadline);
+    uint8_t header[proto::kHeaderSize];
+    if (o.status == NSS_STATUS_SUCCESS) o = recv_all(fd.get(), header, sizeof header, deadline);
+    if (o.status != NSS_STATUS_SUCCESS) return o;
+    wire::In h(header, sizeof header);
+    uint32_t len = h.u32();
+    if (len < 5 || len > proto::kMaxFrame) return unavailable(EPROTO);  // version, type, status
+    reply.body = static_cast<uint8_t*>(malloc(len));
+    if (reply.body == nullptr) return {NSS_STATUS_TRYAGAIN, ENOMEM};
+    o = recv_all(fd.get(), reply.body, len, deadline);
+    if (o.status != NSS_STATUS_SUCCESS) return o;
+    reply.in = wire::In(reply.body, len);
+    if (reply.in.u16() != proto::kVersion || reply.in.u16() != static_cast<uint16_t>(want))
+        return unavailable(EPROTO);
+    switch (static_cast<Status>(reply.in.u8())) {
+        case Status::ok: return success();
+        case Status::not_found:
+        case Status::user_unknown: return not_found();
+        case Status::unavailable: return unavailable(EAGAIN);
+        case Status::not_supported: return unavailable(ENOENT);
+        default: return unavailable(EIO);
+    }
+}
+
+Outcome passwd_from_daemon(const Paths& paths, const Request& req, passwd* pw, char* buf, size_t buflen) {
+    Reply reply;
+    Outcome o = ask(paths.socket, req, MsgType::passwd_reply, reply);
+    if (o.status != NSS_STATUS_SUCCESS) return o;
+    PasswdFields f{};
+    wire::In& in = reply.in;
+    in.str(f.name.p, f.name.len, proto::kMaxName);
+    f.uid = in.u32();
+    f.gid = in.u32();
+    in.str(f.gecos.p, f.gecos.len, proto::kMaxShort);
+    in.str(f.dir.p, f.dir.len, proto::kMaxShort);
+    in.str(f.shell.p, f.shell.len, proto::kMaxShort);
+    if (!in.done() || f.name.len == 0) return unavailable(EPROTO);
+    return fill_passwd(f, pw, buf, buflen);
+}
+
+Outcome group_from_daemon(const Paths& paths, const Request& req, group* gr, char* buf, size_t buflen) {
+    Reply reply;
+    Outcome o = ask(paths.socket, req, MsgType::group_reply, reply);
+    if (o.status != NSS_STATUS_SUCCESS) return o;
+    wire::In& in = reply.in;
+    Text name{"", 0};
+    in.str(name.p, name.len, proto::kMaxName);
+    uint32_t gid = in.u32();
+    uint32_t count = in.u32();
+    if (!in.ok() || count > proto::kMaxMembers || name.len == 0) return unavailable(EPROTO);
+    WireMembers members(in, count);
+    for (uint32_t i = 0; i < count; ++i) {  // check the whole list before copying any of it
+        Text m{"", 0};
+        in.str(m.p, m.len, proto::kMaxName);
+    }
+    if (!in.done()) return unavailable(EPROTO);
+    return fill_group(name, gid, members, gr, buf, buflen);
+}
+
+// ---- lookups -----------------------------------------------------------------------------
+
+// The checks every lookup starts with; NSS_STATUS_SUCCESS means go on.
+Outcome prologue(Paths& paths) {
+    if (disabled()) return unavailable(ENOENT);
+    if (!paths.init()) return unavailable(ENAMETOOLONG);
+    return success();
+}
+
+Outcome getpwnam(const char* name, passwd* pw, char* buf, size_t buflen) {
+    Paths paths;
+    if (Outcome o = prologue(paths); o.status != NSS_STATUS_SUCCESS) return o;
+    size_t len = 0;
+    if (!valid_name(name, len)) return not_found();
+    {
+        Locked lock;
+        mc::PasswdRecord rec;
+        if (const mc::Reader* r = mapped_locked(paths.cache); r && r->passwd_by_name(name, len, now_s(), rec))
+            return fill_passwd(fields_of(rec), pw, buf, buflen);
+    }
+    return passwd_from_daemon(paths, Request(MsgType::passwd_by_name, name, len, 0), pw, buf, buflen);
+}
+
+Outcome getpwuid(uid_t uid, passwd* pw, char* buf, size_t buflen) {
+    Paths paths;
+    if (Outcome o = prologue(paths); o.status != NSS_STATUS_SUCCESS) return o;
+    {
+        Locked lock;
+        mc::PasswdRecord rec;
+        if (const mc::Reader* r = mapped_locked(paths.cache); r && r->passwd_by_uid(uid, now_s(), rec))
+            return fill_passwd(fields_of(rec), pw, buf, buflen);
+    }
+    return passwd_from_daemon(paths, Request(MsgType::passwd_by_uid, nullptr, 0, uid), pw, buf, buflen);
+}
+
+Outcome getgrnam(const char* name, group* gr, char* buf, size_t buflen) {
+    Paths paths;
+    if (Outcome o = prologue(paths); o.status != NSS_STATUS_SUCCESS) return o;
+    size_t len = 0;
+    if (!valid_name(name, len)) return not_found();
+    {
+        Locked lock;
+        mc::GroupRecord rec;
+        if (const mc::Reader* r = mapped_locked(paths.cache); r && r->group_by_name(name, len, now_s(), rec))
+            return fill_group({rec.name, rec.name_len}, rec.gid, FileMembers(rec), gr, buf, buflen);
+    }
+    return group_from_daemon(paths, Request(MsgType::group_by_name, name, len, 0), gr, buf, buflen);
+}
+
+Outcome getgrgid(gid_t gid, group* gr, char* buf, size_t buflen) {
+    Paths paths;
+    if (Outcome o = prologue(paths); o.status != NSS_STATUS_SUCCESS) return o;
+    {
+        Locked lock;
+        mc::GroupRecord rec;
+        if (const mc::Reader* r = mapped_locked(paths.cache); r && r->group_by_gid(gid, now_s(), rec))
+            return fill_group({rec.name, rec.name_len}, rec.gid, FileMembers(rec), gr, buf, buflen);
+    }
+    return group_from_daemon(paths, Request(MsgType::group_by_gid, nullptr, 0, gid), gr, buf, buflen);
+}
+
+Outcome added(Added a) {
+    return a == Added::no_memory ? Outcome{NSS_STATUS_TRYAGAIN, ENOMEM} : success();
+}
+
+Outcome initgroups(const char* user, gid_t primary, long* start, long* size, gid_t** groups, long limit) {
+    Paths paths;
+    if (Outcome o = prologue(paths); o.status != NSS_STATUS_SUCCESS) return o;
+    size_t len = 0;
+    if (!valid_name(user, len)) return not_found();
+    {
+        Locked lock;
+        mc::PasswdRecord rec;
+        if (const mc::Reader* r = mapped_locked(paths.cache); r && r->passwd_by_name(user, len, now_s(), rec)) {
+            Added a = Added::yes;
+            for (uint32_t i = 0; i < rec.ngroups && a == Added::yes; ++i)
+                a = add_gid(rec.gid_at(i), primary, start, size, groups, limit);
+            return added(a);
+        }
+    }
+    Reply reply;
+    Outcome o = ask(paths.socket, Request(MsgType::init_groups, user, len, 0), MsgType::groups_reply, reply);
+    if (o.status != NSS_STATUS_SUCCESS) return o;
+    uint32_t count = reply.in.u32();
+    if (!reply.in.ok() || count > proto::kMaxGroups || reply.in.remaining() != size_t{count} * 4)
+        return unavailable(EPROTO);
+    Added a = Added::yes;
+    for (uint32_t i = 0; i < count && a == Added::yes; ++i)
+        a = add_gid(reply.in.u32(), primary, start, size, groups, limit);
+    return added(a);
+}
+
+// Enumeration lists the mapped file's records, and only when its enumerate flag is set. A
+// file replaced mid-way ends the listing (the cursor means nothing in the new file).
+void setent(Enumeration Cache::*which) {
+    Paths paths;
+    Locked lock;
+    g_cache.*which = Enumeration{};
+    if (disabled() || !paths.init()) return;
+    if (const mc::Reader* r = mapped_locked(paths.cache); r && r->enumerable())
+        g_cache.*which = Enumeration{true, r->generation(), 0};
+}
+
+void endent(Enumeration Cache::*which) {
+    Locked lock;
+    g_cache.*which = Enumeration{};
+}
+
+// The reader at the enumeration's generation, or nullptr (and the enumeration ends).
+const mc::Reader* enumerating_locked(Enumeration& e) {
+    Paths paths;
+    const mc::Reader* r = nullptr;
+    if (e.active && !disabled() && paths.init()) r = mapped_locked(paths.cache);
+    if (r == nullptr || r->generation() != e.generation) {
+        e = Enumeration{};
+        return nullptr;
+    }
+    return r;
+}
+
+Outcome getpwent(passwd* pw, char* buf, size_t buflen) {
+    Locked lock;
+    Enumeration& e = g_cache.pwent;
+    const mc::Reader* r = enumerating_locked(e);
+    mc::PasswdRecord rec;
+    uint32_t cursor = e.cursor;
+    if (r == nullptr || !r->next_passwd(cursor, now_s(), rec)) {
+        e = Enumeration{};
+        return not_found();
+    }
+    Outcome o = fill_passwd(fields_of(rec), pw, buf, buflen);
+    e.cursor = o.status == NSS_STATUS_SUCCESS ? r->advance(cursor) : cursor;  // ERANGE: same one again
+    return o;
+}
+
+Outcome getgrent(group* gr, char* buf, size_t buflen) {
+    Locked lock;
+    Enumeration& e = g_cache.grent;
+    const mc::Reader* r = enumerating_locked(e);
+    mc::GroupRecord rec;
+    uint32_t cursor = e.cursor;
+    if (r == nullptr || !r->next_group(cursor, now_s(), rec)) {
+        e = Enumeration{};
+        return not_found();
+    }
+    Outcome o = fill_group({rec.name, rec.name_len}, rec.gid, FileMembers(rec), gr, buf, buflen);
+    e.cursor = o.status == NSS_STATUS_SUCCESS ? r->advance(cursor) : cursor;
+    return o;
+}
+
+}  // namespace
+}  // namespace cvat::nss
+
+// ---- entry points (glibc's NSS module interface) -----------------------------------------
+
+namespace nss = cvat::nss;
+#define CVAT_NSS_EXPORT extern "C" __attribute__((visibility("default")))
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_getpwnam_r(const char* name, passwd* pw, char* buf, size_t buflen,
+                                                int* errnop) noexcept {
+    int saved = errno;
+    return nss::finish(nss::getpwnam(name, pw, buf, buflen), saved, errnop);
+}
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_getpwuid_r(uid_t uid, passwd* pw, char* buf, size_t buflen,
+                                                int* errnop) noexcept {
+    int saved = errno;
+    return nss::finish(nss::getpwuid(uid, pw, buf, buflen), saved, errnop);
+}
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_getgrnam_r(const char* name, group* gr, char* buf, size_t buflen,
+                                                int* errnop) noexcept {
+    int saved = errno;
+    return nss::finish(nss::getgrnam(name, gr, buf, buflen), saved, errnop);
+}
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_getgrgid_r(gid_t gid, group* gr, char* buf, size_t buflen,
+                                                int* errnop) noexcept {
+    int saved = errno;
+    return nss::finish(nss::getgrgid(gid, gr, buf, buflen), saved, errnop);
+}
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_initgroups_dyn(const char* user, gid_t group, long* start, long* size,
+                                                    gid_t** groups, long limit, int* errnop) noexcept {
+    int saved = errno;
+    return nss::finish(nss::initgroups(user, group, start, size, groups, limit), saved, errnop);
+}
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_setpwent(int /*stayopen*/) noexcept {
+    int saved = errno;
+    nss::setent(&nss::Cache::pwent);
+    errno = saved;
+    return NSS_STATUS_SUCCESS;
+}
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_getpwent_r(passwd* pw, char* buf, size_t buflen, int* errnop) noexcept {
+    int saved = errno;
+    return nss::finish(nss::getpwent(pw, buf, buflen), saved, errnop);
+}
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_endpwent() noexcept {
+    nss::endent(&nss::Cache::pwent);
+    return NSS_STATUS_SUCCESS;
+}
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_setgrent(int /*stayopen*/) noexcept {
+    int saved = errno;
+    nss::setent(&nss::Cache::grent);
+    errno = saved;
+    return NSS_STATUS_SUCCESS;
+}
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_getgrent_r(group* gr, char* buf, size_t buflen, int* errnop) noexcept {
+    int saved = errno;
+    return nss::finish(nss::getgrent(gr, buf, buflen), saved, errnop);
+}
+
+CVAT_NSS_EXPORT nss_status _nss_cvat_endgrent() noexcept {
+    nss::endent(&nss::Cache::grent);
+    return NSS_STATUS_SUCCESS;
+}
