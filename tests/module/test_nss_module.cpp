@@ -1,0 +1,535 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// libnss_cvat.so.2's contract against a small in-test daemon (a thread speaking the real
+// protocol through common/protocol.hpp on a Unix socket in a temp directory):
+//   test_nss_module           dlopen the module and call its entry points directly
+//   test_nss_module wrapper   getent and id under nss_wrapper (LD_PRELOAD), resolving through
+//                             the module as glibc would
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "nss_mc_writer.hpp"
+#include "nss_module.hpp"
+#include "protocol.hpp"
+#include "transport.hpp"
+
+#include "cmocka.hpp"
+
+namespace {
+
+using namespace cvat;
+using proto::Status;
+
+std::string g_dir;
+cvat::test::NssModule g_nss;
+
+// ---- the in-test daemon ------------------------------------------------------------------
+
+// alice (10001, groups devs 20001 and ops 20002), bob (10002); "unsupported" gets
+// not_supported, everything else not_found.
+proto::Response answer(const proto::Request& req) {
+    auto pw = [](const std::string& name) {
+        proto::PasswdReply r;
+        if (name == "unsupported") r.status = Status::not_supported;
+        if (name != "alice" && name != "bob") return r;
+        r.status = Status::ok;
+        r.name = name;
+        r.uid = r.gid = name == "alice" ? 10001 : 10002;
+        r.gecos = name == "alice" ? "Alice Example" : "Bob";
+        r.dir = "/home/" + name;
+        r.shell = "/bin/bash";
+        return r;
+    };
+    auto gr = [](std::uint32_t gid) {
+        proto::GroupReply r;
+        if (gid == 20001) r = {Status::ok, "devs", 20001, {"alice", "bob"}};
+        if (gid == 20002) r = {Status::ok, "ops", 20002, {"alice"}};
+        return r;
+    };
+    if (auto* m = std::get_if<proto::PasswdByName>(&req)) return pw(m->name);
+    if (auto* m = std::get_if<proto::PasswdByUid>(&req))
+        return pw(m->uid == 10001 ? "alice" : m->uid == 10002 ? "bob" : "");
+    if (auto* m = std::get_if<proto::GroupByName>(&req))
+        return gr(m->name == "devs" ? 20001 : m->name == "ops" ? 20002 : 0);
+    if (auto* m = std::get_if<proto::GroupByGid>(&req)) return gr(m->gid);
+    if (auto* m = std::get_if<proto::InitGroups>(&req)) {
+        proto::GroupsReply r;
+        if (m->user == "alice") r = {Status::ok, {20001, 20002, 10001}};
+        return r;
+    }
+    return proto::Verdict{};
+}
+
+class Daemon {
+public:
+    explicit Daemon(std::string path) : path_(std::move(path)) {
+        ::unlink(path_.c_str());
+        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::strcpy(a.sun_path, path_.c_str());
+        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 128) != 0 ||
+            ::pipe2(stop_, O_CLOEXEC) != 0) {
+            std::printf("Bail out! daemon on %s: %s\n", path_.c_str(), std::strerror(errno));
+            std::exit(1);
+        }
+        thread_ = std::thread([this] { run(); });
+    }
+    ~Daemon() {
+        (void)!::write(stop_[1], "x", 1);
+        thread_.join();
+        ::close(fd_);
+        ::close(stop_[0]);
+        ::close(stop_[1]);
+        ::unlink(path_.c_str());
+    }
+    int connections() const { return connections_.load(); }
+    std::vector<std::string> names() {
+        std::lock_guard l(mu_);
+        return names_;
+    }
+
+private:
+    void run() {
+        for (;;) {
+            pollfd p[2] = {{fd_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+            if (::poll(p, 2, -1) < 0 && errno == EINTR) continue;
+            if (p[1].revents) return;
+            int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c < 0) continue;
+            ++connections_;
+            if (auto body = proto::recv_frame(c, proto::Deadline::after_ms(5000))) {
+                if (auto req = proto::decode_request(*body)) {
+                    {
+                        std::lock_guard l(mu_);
+                        if (auto* m = std::get_if<proto::PasswdByName>(&*req)) names_.push_back(m->name);
+                    }
+                    if (auto frame = proto::encode_response(answer(*req)))
+                        (void)proto::send_frame(c, *frame, proto::Deadline::after_ms(5000));
+                }
+            }
+            ::close(c);
+        }
+    }
+    std::string path_;
+    int fd_ = -1;
+    int stop_[2] = {-1, -1};
+    std::thread thread_;
+    std::atomic<int> connections_{0};
+    std::mutex mu_;
+    std::vector<std::string> names_;
+};
+
+Daemon* g_daemon = nullptr;
+std::string socket_path() { return g_dir + "/socket"; }
+void use_socket(const std::string& p) { setenv("CVAT_AUTH_SOCKET", p.c_str(), 1); }
+
+struct Pw {
+    passwd pw{};
+    char buf[1024];
+    int err = 0;
+    nss_status st = NSS_STATUS_TRYAGAIN;
+    bool inside(const char* p) const { return p >= buf && p < buf + sizeof buf; }
+};
+Pw getpwnam(const char* name) {
+    Pw r;
+    r.st = g_nss.getpwnam_r(name, &r.pw, r.buf, sizeof r.buf, &r.err);
+    return r;
+}
+
+// ---- tests -------------------------------------------------------------------------------
+
+void test_lookups_fill_the_buffer(void**) {
+    Pw a = getpwnam("alice");
+    assert_int_equal(a.st, NSS_STATUS_SUCCESS);
+    assert_string_equal(a.pw.pw_name, "alice");
+    assert_string_equal(a.pw.pw_passwd, "x");
+    assert_string_equal(a.pw.pw_gecos, "Alice Example");
+    assert_string_equal(a.pw.pw_dir, "/home/alice");
+    assert_string_equal(a.pw.pw_shell, "/bin/bash");
+    assert_int_equal(a.pw.pw_uid, 10001);
+    for (const char* p : {a.pw.pw_name, a.pw.pw_passwd, a.pw.pw_gecos, a.pw.pw_dir, a.pw.pw_shell})
+        assert_true(a.inside(p));
+
+    Pw b;
+    b.st = g_nss.getpwuid_r(10002, &b.pw, b.buf, sizeof b.buf, &b.err);
+    assert_int_equal(b.st, NSS_STATUS_SUCCESS);
+    assert_string_equal(b.pw.pw_name, "bob");
+
+    group gr{};
+    char buf[512];
+    int err = 0;
+    assert_int_equal(g_nss.getgrnam_r("devs", &gr, buf, sizeof buf, &err), NSS_STATUS_SUCCESS);
+    assert_int_equal(gr.gr_gid, 20001);
+    assert_true(reinterpret_cast<char*>(gr.gr_mem) >= buf && reinterpret_cast<char*>(gr.gr_mem) < buf + sizeof buf);
+    assert_string_equal(gr.gr_mem[0], "alice");
+    assert_string_equal(gr.gr_mem[1], "bob");
+    assert_null(gr.gr_mem[2]);
+    assert_int_equal(g_nss.getgrgid_r(20002, &gr, buf, sizeof buf, &err), NSS_STATUS_SUCCESS);
+    assert_string_equal(gr.gr_name, "ops");
+
+    long start = 1, size = 1;
+    auto* groups = static_cast<gid_t*>(std::malloc(sizeof(gid_t)));
+    groups[0] = 10001;
+    assert_int_equal(g_nss.initgroups_dyn("alice", 10001, &start, &size, &groups, 0, &err), NSS_STATUS_SUCCESS);
+    assert_int_equal(start, 3);  // the primary group is not repeated
+    assert_int_equal(groups[1], 20001);
+    assert_int_equal(groups[2], 20002);
+    // A limit stops the list (and is still success).
+    start = 1;
+    size = 1;
+    assert_int_equal(g_nss.initgroups_dyn("alice", 10001, &start, &size, &groups, 2, &err), NSS_STATUS_SUCCESS);
+    assert_int_equal(start, 2);
+    std::free(groups);
+
+    Pw n = getpwnam("nobody-here");
+    assert_int_equal(n.st, NSS_STATUS_NOTFOUND);
+    assert_int_equal(g_nss.getgrgid_r(4242, &gr, buf, sizeof buf, &err), NSS_STATUS_NOTFOUND);
+    start = 0;
+    groups = nullptr;
+    size = 0;
+    assert_int_equal(g_nss.initgroups_dyn("bob", 10002, &start, &size, &groups, 0, &err), NSS_STATUS_NOTFOUND);
+    std::free(groups);
+}
+
+void test_small_buffer_then_success(void**) {
+    std::size_t len = 0;
+    for (;; ++len) {
+        passwd pw{};
+        pw.pw_name = reinterpret_cast<char*>(0x1);
+        char buf[128];
+        int err = 0;
+        nss_status st = g_nss.getpwnam_r("alice", &pw, buf, len, &err);
+        if (st == NSS_STATUS_SUCCESS) {
+            assert_string_equal(pw.pw_dir, "/home/alice");
+            break;
+        }
+        assert_int_equal(st, NSS_STATUS_TRYAGAIN);
+        assert_int_equal(err, ERANGE);
+        assert_ptr_equal(pw.pw_name, reinterpret_cast<char*>(0x1));
+        assert_true(len < sizeof buf);
+    }
+    assert_int_equal(len, 6 + 2 + 14 + 12 + 10);  // exactly the strings and their NULs
+    for (std::size_t glen = 0;; ++glen) {
+        group gr{};
+        char buf[128];
+        int err = 0;
+        nss_status st = g_nss.getgrnam_r("devs", &gr, buf, glen, &err);
+        if (st == NSS_STATUS_SUCCESS) {
+            assert_string_equal(gr.gr_mem[1], "bob");
+            break;
+        }
+        assert_int_equal(st, NSS_STATUS_TRYAGAIN);
+        assert_int_equal(err, ERANGE);
+        assert_true(glen < sizeof buf);
+    }
+}
+
+void test_daemon_down_unavail(void**) {
+    use_socket(g_dir + "/absent.sock");
+    Pw a = getpwnam("alice");
+    assert_int_equal(a.st, NSS_STATUS_UNAVAIL);
+    assert_int_equal(a.err, ENOENT);
+    // A socket file nobody listens on: refused.
+    std::string dead = g_dir + "/dead.sock";
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, dead.c_str());
+    assert_int_equal(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ::close(fd);
+    use_socket(dead);
+    a = getpwnam("alice");
+    assert_int_equal(a.st, NSS_STATUS_UNAVAIL);
+    assert_int_equal(a.err, ECONNREFUSED);
+    use_socket(socket_path());
+}
+
+void test_not_supported_unavail(void**) {
+    Pw a = getpwnam("unsupported");
+    assert_int_equal(a.st, NSS_STATUS_UNAVAIL);
+}
+
+void test_disable_env(void**) {
+    int before = g_daemon->connections();
+    setenv("CVAT_NSS_DISABLE", "1", 1);
+    Pw a = getpwnam("alice");
+    group gr{};
+    char buf[256];
+    int err = 0;
+    nss_status g = g_nss.getgrgid_r(20001, &gr, buf, sizeof buf, &err);
+    unsetenv("CVAT_NSS_DISABLE");
+    assert_int_equal(a.st, NSS_STATUS_UNAVAIL);
+    assert_int_equal(g, NSS_STATUS_UNAVAIL);
+    assert_int_equal(g_daemon->connections(), before);
+}
+
+void test_hostile_names_stay_local(void**) {
+    int before = g_daemon->connections();
+    std::string long_name(300, 'a');
+    for (const char* name : {long_name.c_str(), "al\nice", "al:ice", "", "tab\tname", "del\x7f"}) {
+        Pw a = getpwnam(name);
+        assert_int_equal(a.st, NSS_STATUS_NOTFOUND);
+        group gr{};
+        char buf[256];
+        int err = 0;
+        assert_int_equal(g_nss.getgrnam_r(name, &gr, buf, sizeof buf, &err), NSS_STATUS_NOTFOUND);
+    }
+    Pw a = getpwnam(std::string(255, 'b').c_str());  // the longest name allowed goes through
+    assert_int_equal(a.st, NSS_STATUS_NOTFOUND);
+    assert_int_equal(g_daemon->connections(), before + 1);
+    auto names = g_daemon->names();
+    assert_string_equal(names.back().c_str(), std::string(255, 'b').c_str());
+}
+
+void test_errno_preserved(void**) {
+    passwd pw{};
+    char buf[256];
+    errno = EDOM;
+    assert_int_equal(g_nss.getpwnam_r("alice", &pw, buf, sizeof buf, &errno), NSS_STATUS_SUCCESS);
+    assert_int_equal(errno, EDOM);
+    errno = EDOM;
+    assert_int_equal(g_nss.getpwnam_r("nobody-here", &pw, buf, sizeof buf, &errno), NSS_STATUS_NOTFOUND);
+    assert_int_equal(errno, EDOM);
+    int err = EDOM;
+    errno = EILSEQ;
+    assert_int_equal(g_nss.getpwnam_r("alice", &pw, buf, sizeof buf, &err), NSS_STATUS_SUCCESS);
+    assert_int_equal(errno, EILSEQ);
+    assert_int_equal(err, EDOM);
+}
+
+// Waits for a child at most 10 s; a child stuck on a lock the fork left held fails the test.
+int wait_child(pid_t pid) {
+    for (int i = 0; i < 1000; ++i) {
+        int status = 0;
+        if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 99;
+        ::usleep(10000);
+    }
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return 98;
+}
+
+void test_fork_child_looks_up(void**) {
+    // Warm lookups in other threads hold the module's cache lock often while we fork.
+    namespace w = cvat::helper::nss_mc;
+    auto r = w::publish(g_dir + "/nss.mc", {{"carol", 10003, 10003, "Carol", "/home/carol", "/bin/sh", {}, std::time(nullptr) + 3600}}, {}, false);
+    assert_true(r.has_value());
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> busy;
+    for (int t = 0; t < 3; ++t)
+        busy.emplace_back([&] {
+            while (!stop) (void)getpwnam("carol");
+        });
+    int bad = 0;
+    for (int i = 0; i < 40; ++i) {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            Pw warm = getpwnam("carol");
+            Pw cold = getpwnam("alice");
+            _exit(warm.st == NSS_STATUS_SUCCESS && cold.st == NSS_STATUS_SUCCESS &&
+                          std::strcmp(cold.pw.pw_gecos, "Alice Example") == 0
+                      ? 0
+                      : 1);
+        }
+        if (wait_child(pid) != 0) ++bad;
+    }
+    stop = true;
+    for (auto& t : busy) t.join();
+    assert_true(w::withdraw(g_dir + "/nss.mc").has_value());
+    assert_int_equal(bad, 0);
+}
+
+void test_16_threads(void**) {
+    std::atomic<int> bad{0}, good{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 16; ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 50; ++i) {
+                const char* name = (t + i) % 2 ? "alice" : "bob";
+                Pw a = getpwnam(name);
+                if (a.st == NSS_STATUS_SUCCESS && std::strcmp(a.pw.pw_name, name) == 0 && a.inside(a.pw.pw_dir))
+                    ++good;
+                else
+                    ++bad;
+            }
+        });
+    for (auto& t : threads) t.join();
+    assert_int_equal(bad.load(), 0);
+    assert_int_equal(good.load(), 16 * 50);
+}
+
+void test_enumeration(void**) {
+    namespace w = cvat::helper::nss_mc;
+    std::int64_t later = std::time(nullptr) + 3600;
+    std::vector<w::PasswdEntry> users = {{"alice", 10001, 10001, "A", "/home/alice", "/bin/sh", {}, later},
+                                         {"bob", 10002, 10002, "B", "/home/bob", "/bin/sh", {}, later}};
+    std::vector<w::GroupEntry> groups = {{"devs", 20001, {"alice", "bob"}, later}};
+    passwd pw{};
+    group gr{};
+    char buf[512];
+    int err = 0;
+    // No file: nothing to list (enumeration never asks the daemon).
+    g_nss.setpwent(0);
+    assert_int_equal(g_nss.getpwent_r(&pw, buf, sizeof buf, &err), NSS_STATUS_NOTFOUND);
+    g_nss.endpwent();
+    // Flag off (the default): nothing.
+    assert_true(w::publish(g_dir + "/nss.mc", users, groups, false).has_value());
+    g_nss.setpwent(0);
+    assert_int_equal(g_nss.getpwent_r(&pw, buf, sizeof buf, &err), NSS_STATUS_NOTFOUND);
+    g_nss.endpwent();
+    g_nss.setgrent(0);
+    assert_int_equal(g_nss.getgrent_r(&gr, buf, sizeof buf, &err), NSS_STATUS_NOTFOUND);
+    g_nss.endgrent();
+    // Flag on: every record once.
+    assert_true(w::publish(g_dir + "/nss.mc", users, groups, true).has_value());
+    g_nss.setpwent(0);
+    std::string seen;
+    while (g_nss.getpwent_r(&pw, buf, sizeof buf, &err) == NSS_STATUS_SUCCESS) seen += std::string(pw.pw_name) + ",";
+    g_nss.endpwent();
+    assert_string_equal(seen.c_str(), "alice,bob,");
+    g_nss.setgrent(0);
+    assert_int_equal(g_nss.getgrent_r(&gr, buf, sizeof buf, &err), NSS_STATUS_SUCCESS);
+    assert_string_equal(gr.gr_name, "devs");
+    assert_string_equal(gr.gr_mem[1], "bob");
+    assert_int_equal(g_nss.getgrent_r(&gr, buf, sizeof buf, &err), NSS_STATUS_NOTFOUND);
+    g_nss.endgrent();
+    assert_true(w::withdraw(g_dir + "/nss.mc").has_value());
+}
+
+int reset(void**) {
+    use_socket(socket_path());
+    unsetenv("CVAT_NSS_DISABLE");
+    return 0;
+}
+
+// ---- nss_wrapper: getent and id resolve through the module --------------------------------
+
+// Runs argv with the nss_wrapper environment; returns its stdout, or "" with *status != 0.
+std::string run_wrapped(const std::vector<std::string>& argv, int* status) {
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) return "";
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(out[1], 1);
+        setenv("LD_PRELOAD", "libnss_wrapper.so", 1);
+        setenv("NSS_WRAPPER_PASSWD", (g_dir + "/passwd").c_str(), 1);
+        setenv("NSS_WRAPPER_GROUP", (g_dir + "/group").c_str(), 1);
+        setenv("NSS_WRAPPER_MODULE_SO_PATH", std::getenv("NSS_CVAT_SO"), 1);
+        setenv("NSS_WRAPPER_MODULE_FN_PREFIX", "cvat", 1);
+        std::vector<char*> args;
+        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        ::execvp(args[0], args.data());
+        _exit(127);
+    }
+    ::close(out[1]);
+    std::string text;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    ::close(out[0]);
+    *status = wait_child(pid);
+    return text;
+}
+
+void test_getent_passwd(void**) {
+    int st = 0;
+    std::string out = run_wrapped({"getent", "passwd", "alice"}, &st);
+    assert_int_equal(st, 0);
+    assert_string_equal(out.c_str(), "alice:x:10001:10001:Alice Example:/home/alice:/bin/bash\n");
+    out = run_wrapped({"getent", "passwd", "10002"}, &st);
+    assert_string_equal(out.c_str(), "bob:x:10002:10002:Bob:/home/bob:/bin/bash\n");
+    out = run_wrapped({"getent", "passwd", "nobody-here"}, &st);
+    assert_int_equal(st, 2);  // getent: key not found
+}
+
+void test_getent_group(void**) {
+    int st = 0;
+    std::string out = run_wrapped({"getent", "group", "devs"}, &st);
+    assert_int_equal(st, 0);
+    assert_string_equal(out.c_str(), "devs:x:20001:alice,bob\n");
+}
+
+// nss_wrapper 1.1.12's getgrouplist() lists groups with getgrent() rather than calling
+// initgroups_dyn, so `id` sees supplementary groups only from an enumerable cache file.
+void test_id_shows_groups(void**) {
+    namespace w = cvat::helper::nss_mc;
+    std::int64_t later = std::time(nullptr) + 3600;
+    auto r = w::publish(g_dir + "/nss.mc", {},
+                        {{"devs", 20001, {"alice", "bob"}, later}, {"ops", 20002, {"alice"}, later}}, true);
+    assert_true(r.has_value());
+    int st = 0;
+    std::string out = run_wrapped({"id", "alice"}, &st);
+    assert_int_equal(st, 0);
+    std::printf("# id alice: %s", out.c_str());
+    assert_non_null(std::strstr(out.c_str(), "uid=10001(alice)"));
+    assert_non_null(std::strstr(out.c_str(), "20001(devs)"));
+    assert_non_null(std::strstr(out.c_str(), "20002(ops)"));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    bool wrapper = argc > 1 && std::strcmp(argv[1], "wrapper") == 0;
+    char tmpl[] = "/tmp/cvat-nss-module.XXXXXX";
+    if (!mkdtemp(tmpl)) {
+        std::printf("Bail out! mkdtemp: %s\n", std::strerror(errno));
+        return 1;
+    }
+    g_dir = tmpl;
+    std::ofstream(g_dir + "/passwd").close();  // nss_wrapper's files: empty
+    std::ofstream(g_dir + "/group").close();
+    use_socket(socket_path());
+    unsetenv("CVAT_NSS_DISABLE");
+    g_nss = cvat::test::NssModule::load();
+    int failed = 0;
+    {
+        Daemon daemon(socket_path());
+        g_daemon = &daemon;
+        if (wrapper) {
+            const CMUnitTest tests[] = {
+                cmocka_unit_test(test_getent_passwd),
+                cmocka_unit_test(test_getent_group),
+                cmocka_unit_test(test_id_shows_groups),
+            };
+            failed = cmocka_run_group_tests_name("nss_cvat through nss_wrapper", tests, nullptr, nullptr);
+        } else {
+            const CMUnitTest tests[] = {
+                cmocka_unit_test_setup(test_lookups_fill_the_buffer, reset),
+                cmocka_unit_test_setup(test_small_buffer_then_success, reset),
+                cmocka_unit_test_setup(test_daemon_down_unavail, reset),
+                cmocka_unit_test_setup(test_not_supported_unavail, reset),
+                cmocka_unit_test_setup(test_disable_env, reset),
+                cmocka_unit_test_setup(test_hostile_names_stay_local, reset),
+                cmocka_unit_test_setup(test_errno_preserved, reset),
+                cmocka_unit_test_setup(test_fork_child_looks_up, reset),
+                cmocka_unit_test_setup(test_16_threads, reset),
+                cmocka_unit_test_setup(test_enumeration, reset),
+            };
+            failed = cmocka_run_group_tests_name("nss_cvat against an in-test daemon", tests, nullptr, nullptr);
+        }
+        g_daemon = nullptr;
+    }
+    std::filesystem::remove_all(g_dir);
+    return failed;
+}
