@@ -404,7 +404,7 @@ Result<std::unique_ptr<CacheStore>> CacheStore::open(const std::string& cache_di
     if (!db && db.error().corrupt) {
         auto aside = move_aside(path);
         if (!aside) return tl::unexpected<Error>(aside.error());
-        log::warning("cache: ", path, " is corrupt (", log_safe(db.error().error.detail), "); moved to ", *aside,
+        log::warning("cache: ", path, " is corrupt (", db.error().error.detail, "); moved to ", *aside,
                      " and starting an empty cache");
         db = open_db(path);
     }
@@ -566,8 +566,10 @@ Result<std::size_t> CacheStore::expire(std::string_view name) {
         }
         if (Use((*st_)[q_expire_one]).text(name).step() != SQLITE_DONE) CVAT_DB_FAIL("cannot expire a user");
         changed = static_cast<std::size_t>(sqlite3_changes(db_));
-        if (Use((*st_)[q_negative_delete]).text("user").text(name).step() != SQLITE_DONE ||
-            (uid && Use((*st_)[q_negative_delete]).text("uid").text(std::to_string(*uid)).step() != SQLITE_DONE))
+        // One statement per line: a Use resets its statement only at the end of the expression.
+        if (Use((*st_)[q_negative_delete]).text("user").text(name).step() != SQLITE_DONE)
+            CVAT_DB_FAIL("cannot drop negative entries");
+        if (uid && Use((*st_)[q_negative_delete]).text("uid").text(std::to_string(*uid)).step() != SQLITE_DONE)
             CVAT_DB_FAIL("cannot drop negative entries");
     }
     if (!tx.commit()) CVAT_DB_FAIL("cannot commit expiry");
