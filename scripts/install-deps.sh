@@ -8,7 +8,7 @@ PACKAGES=(
   libpam0g-dev libldap-dev libyaml-cpp-dev libssl-dev libexpected-dev
   libcmocka-dev libpamtest0-dev libpam-wrapper libnss-wrapper
   slapd ldap-utils libsasl2-modules
-  nlohmann-json3-dev libcurl4-openssl-dev libqrencode-dev
+  nlohmann-json3-dev libcurl4-openssl-dev libqrencode-dev libsqlite3-dev libargon2-dev
   glewlwyd curl jq sqlite3 binutils
 )
 

@@ -1,0 +1,465 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// helper/cache_store: every field round-trips, lookups by name and uid, expiry, flush,
+// negative entries, file modes, refusals naming the path, a corrupt file moved aside, a newer
+// schema left alone, concurrent callers, and crash safety: a writer SIGKILLed at random
+// moments never loses a write it reported as committed, and the file stays intact.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cache_store.hpp"
+#include "fixture.hpp"
+
+#include "cmocka.hpp"
+
+using namespace cvat::helper;
+using cvat::ErrorCode;
+using cvat::proto::Role;
+using cvat::test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::unique_ptr<CacheStore> open_store(const std::string& dir) {
+    auto s = CacheStore::open(dir);
+    if (!s) fail_msg("open %s: %s", dir.c_str(), s.error().detail.c_str());
+    return std::move(*s);
+}
+
+CachedUser sample_user(const std::string& name, std::uint32_t uid) {
+    CachedUser u;
+    u.name = name;
+    u.backend = "ldap";
+    u.immutable_id = "sid:S-1-5-21-1004336348-1177238915-682003330-" + std::to_string(uid);
+    u.uid = uid;
+    u.gid = uid + 1;
+    u.gecos = "Alice Liddell,Room 1";
+    u.home = "/home/" + name;
+    u.shell = "/bin/bash";
+    u.role = Role::admin;
+    u.email = name + "@example.com";
+    u.first_name = "Alice";
+    u.last_name = "Liddell";
+    u.dn = "CN=" + name + ",CN=Users,DC=ad,DC=example,DC=com";
+    u.groups = {{"cvat-admins", 5001}, {"Domain Users", 5002}, {"grp with ü", 4294967295u}};
+    u.provisional = true;
+    u.fetched_at = 1700000000;
+    u.expires_at = 1700003600;
+    return u;
+}
+
+void expect_same(const CachedUser& a, const CachedUser& b) {
+    assert_string_equal(a.name.c_str(), b.name.c_str());
+    assert_string_equal(a.backend.c_str(), b.backend.c_str());
+    assert_string_equal(a.immutable_id.c_str(), b.immutable_id.c_str());
+    assert_int_equal(a.uid, b.uid);
+    assert_int_equal(a.gid, b.gid);
+    assert_string_equal(a.gecos.c_str(), b.gecos.c_str());
+    assert_string_equal(a.home.c_str(), b.home.c_str());
+    assert_string_equal(a.shell.c_str(), b.shell.c_str());
+    assert_int_equal(static_cast<int>(a.role), static_cast<int>(b.role));
+    assert_string_equal(a.email.c_str(), b.email.c_str());
+    assert_string_equal(a.first_name.c_str(), b.first_name.c_str());
+    assert_string_equal(a.last_name.c_str(), b.last_name.c_str());
+    assert_string_equal(a.dn.c_str(), b.dn.c_str());
+    assert_int_equal(a.groups.size(), b.groups.size());
+    for (std::size_t i = 0; i < a.groups.size(); ++i) {
+        assert_string_equal(a.groups[i].first.c_str(), b.groups[i].first.c_str());
+        assert_int_equal(a.groups[i].second, b.groups[i].second);
+    }
+    assert_int_equal(a.provisional, b.provisional);
+    assert_int_equal(a.fetched_at, b.fetched_at);
+    assert_int_equal(a.expires_at, b.expires_at);
+}
+
+// PRAGMA integrity_check through a connection of our own, independent of CacheStore.
+std::string integrity(const std::string& path) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+        sqlite3_close(db);
+        return "cannot open";
+    }
+    sqlite3_stmt* st = nullptr;
+    std::string out = "no answer";
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+void sql(const std::string& path, const char* text) {
+    sqlite3* db = nullptr;
+    assert_int_equal(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    char* err = nullptr;
+    if (sqlite3_exec(db, text, nullptr, nullptr, &err) != SQLITE_OK) fail_msg("%s: %s", text, err);
+    sqlite3_close(db);
+}
+
+std::vector<std::string> corrupt_copies(const std::string& dir) {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind("cache.sqlite.corrupt-", 0) == 0 && n.find("-wal") == std::string::npos) out.push_back(e.path().string());
+    }
+    return out;
+}
+
+void test_round_trip(void**) {
+    TempDir dir;
+    const CachedUser alice = sample_user("alice", 1104);
+    {
+        auto s = open_store(dir.path());
+        assert_true(s->put_user(alice).has_value());
+        auto got = s->user_by_name("alice");
+        assert_true(got.has_value() && got->has_value());
+        expect_same(**got, alice);
+    }
+    auto s = open_store(dir.path());  // and after a reopen
+    auto got = s->user_by_name("alice");
+    expect_same(**got, alice);
+    assert_false(s->user_by_name("Alice")->has_value());  // names compare exactly
+    assert_false(s->user_by_name("alic")->has_value());
+    // replace by name: fields and groups are the new ones
+    CachedUser changed = alice;
+    changed.role = Role::worker;
+    changed.groups = {{"only", 7}};
+    changed.provisional = false;
+    assert_true(s->put_user(changed).has_value());
+    expect_same(**s->user_by_name("alice"), changed);
+    // empty optional fields and no groups
+    CachedUser bare;
+    bare.name = "bare";
+    bare.uid = 42;
+    assert_true(s->put_user(bare).has_value());
+    expect_same(**s->user_by_name("bare"), bare);
+    // refusals
+    CachedUser nameless = bare;
+    nameless.name.clear();
+    assert_false(s->put_user(nameless).has_value());
+    CachedUser crowded = bare;
+    crowded.groups.assign(cvat::proto::kMaxGroups + 1, {"g", 1});
+    assert_false(s->put_user(crowded).has_value());
+}
+
+void test_by_uid_and_list(void**) {
+    TempDir dir;
+    auto s = open_store(dir.path());
+    assert_true(s->put_user(sample_user("carol", 3000)).has_value());
+    assert_true(s->put_user(sample_user("alice", 1000)).has_value());
+    assert_true(s->put_user(sample_user("bob", 2000)).has_value());
+    auto b = s->user_by_uid(2000);
+    assert_true(b->has_value());
+    assert_string_equal((*b)->name.c_str(), "bob");
+    assert_int_equal((*b)->groups.size(), 3);
+    assert_false(s->user_by_uid(2001)->has_value());
+    // a renamed user leaves an old row with the same uid: the newest fetch wins
+    CachedUser renamed = sample_user("robert", 2000);
+    renamed.fetched_at += 10;
+    assert_true(s->put_user(renamed).has_value());
+    assert_string_equal((*s->user_by_uid(2000))->name.c_str(), "robert");
+    auto all = s->users(100);
+    assert_int_equal(all->size(), 4);
+    assert_string_equal((*all)[0].name.c_str(), "alice");  // ordered by name
+    assert_string_equal((*all)[3].name.c_str(), "robert");
+    assert_int_equal((*all)[0].groups.size(), 3);
+    assert_int_equal(s->users(2)->size(), 2);
+    assert_int_equal(s->users(0)->size(), 0);
+}
+
+void test_negative(void**) {
+    TempDir dir;
+    auto s = open_store(dir.path());
+    assert_true(s->put_negative("user", "ghost", 1000).has_value());
+    assert_true(s->put_negative("uid", "4242", 1000).has_value());
+    assert_true(s->put_negative("group", "nogroup", 1000).has_value());
+    assert_true(s->put_negative("gid", "5001", 1000).has_value());
+    assert_true(*s->negative("user", "ghost", 999));
+    assert_false(*s->negative("user", "ghost", 1000));  // expired at expires_at
+    assert_false(*s->negative("uid", "ghost", 999));     // kinds are separate
+    assert_false(*s->negative("user", "other", 999));
+    assert_true(*s->negative("gid", "5001", 0));
+    assert_false(s->put_negative("host", "x", 1000).has_value());
+    assert_false(s->negative("host", "x", 0).has_value());
+    assert_false(s->put_negative("user", "", 1000).has_value());
+    // put_user clears the name, the uid and the user's groups
+    CachedUser ghost = sample_user("ghost", 4242);
+    ghost.groups = {{"nogroup", 5001}};
+    assert_true(s->put_user(ghost).has_value());
+    assert_false(*s->negative("user", "ghost", 0));
+    assert_false(*s->negative("uid", "4242", 0));
+    assert_false(*s->negative("group", "nogroup", 0));
+    assert_false(*s->negative("gid", "5001", 0));
+    // re-putting moves the expiry
+    assert_true(s->put_negative("user", "x", 10).has_value());
+    assert_true(s->put_negative("user", "x", 20).has_value());
+    assert_true(*s->negative("user", "x", 15));
+}
+
+void test_expire_and_flush(void**) {
+    TempDir dir;
+    auto s = open_store(dir.path());
+    assert_true(s->put_user(sample_user("alice", 1000)).has_value());
+    assert_true(s->put_user(sample_user("bob", 2000)).has_value());
+    assert_true(s->put_negative("user", "alice", 5000).has_value());  // stale, but it shows the drop
+    assert_true(s->put_negative("uid", "1000", 5000).has_value());
+    assert_true(s->put_negative("user", "ghost", 5000).has_value());
+    auto n = s->expire("alice");
+    if (!n) fail_msg("expire: %s", n.error().detail.c_str());
+    assert_int_equal(*n, 1);
+    assert_int_equal((*s->user_by_name("alice"))->expires_at, 0);
+    assert_int_equal((*s->user_by_name("alice"))->groups.size(), 3);  // still served (stale)
+    assert_int_equal((*s->user_by_name("bob"))->expires_at, 1700003600);
+    assert_false(*s->negative("user", "alice", 0));
+    assert_false(*s->negative("uid", "1000", 0));
+    assert_true(*s->negative("user", "ghost", 0));
+    assert_int_equal(*s->expire("nobody"), 0);
+    assert_int_equal(*s->expire(""), 2);
+    assert_int_equal((*s->user_by_name("bob"))->expires_at, 0);
+    assert_false(*s->negative("user", "ghost", 0));
+
+    const auto id = s->assign_id("uuid:keep-me", IdRange{100000, 200000}, {});
+    assert_true(id.has_value());
+    OfflineEntry e;
+    e.name = "alice";
+    e.hash = "$argon2id$...";
+    assert_true(s->put_offline(e).has_value());
+    assert_true(s->put_negative("user", "ghost", 5000).has_value());
+    assert_true(s->flush().has_value());
+    assert_false(s->user_by_name("alice")->has_value());
+    assert_int_equal(s->users(10)->size(), 0);
+    assert_false(*s->negative("user", "ghost", 0));
+    assert_false(s->offline("alice")->has_value());
+    assert_int_equal(**s->recorded_id("uuid:keep-me"), *id);  // IDs stay stable
+    assert_true(s->check_integrity().has_value());
+}
+
+void test_files_and_modes(void**) {
+    TempDir base;
+    const std::string dir = base.path() + "/cache";
+    auto s = open_store(dir);
+    assert_true(s->put_user(sample_user("alice", 1000)).has_value());
+    struct stat st{};
+    assert_int_equal(::stat(dir.c_str(), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    assert_int_equal(::stat((dir + "/cache.sqlite").c_str(), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(::stat((dir + "/cache.sqlite-wal").c_str(), &st), 0);  // WAL mode
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_string_equal(s->path().c_str(), (dir + "/cache.sqlite").c_str());
+    s.reset();
+    // an existing file readable by others is tightened
+    assert_int_equal(::chmod((dir + "/cache.sqlite").c_str(), 0644), 0);
+    s = open_store(dir);
+    assert_int_equal(::stat((dir + "/cache.sqlite").c_str(), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_true(s->user_by_name("alice")->has_value());
+}
+
+void test_open_refusals_name_the_path(void**) {
+    TempDir base;
+    const std::string file = base.path() + "/plain";
+    std::ofstream(file) << "x";
+    auto r = CacheStore::open(file + "/cache");  // parent is not a directory
+    assert_false(r.has_value());
+    assert_int_equal(static_cast<int>(r.error().code), static_cast<int>(ErrorCode::io));
+    assert_non_null(std::strstr(r.error().detail.c_str(), (file + "/cache").c_str()));
+    r = CacheStore::open(file);  // the directory is a file
+    assert_false(r.has_value());
+    assert_non_null(std::strstr(r.error().detail.c_str(), file.c_str()));
+    assert_false(CacheStore::open("").has_value());
+    // cache.sqlite is a directory
+    const std::string dir = base.path() + "/d";
+    assert_int_equal(::mkdir(dir.c_str(), 0700), 0);
+    assert_int_equal(::mkdir((dir + "/cache.sqlite").c_str(), 0700), 0);
+    r = CacheStore::open(dir);
+    assert_false(r.has_value());
+    assert_non_null(std::strstr(r.error().detail.c_str(), (dir + "/cache.sqlite").c_str()));
+    if (::geteuid() != 0) {  // root writes anywhere; the cases above cover it
+        const std::string ro = base.path() + "/ro";
+        assert_int_equal(::mkdir(ro.c_str(), 0500), 0);
+        r = CacheStore::open(ro);
+        assert_false(r.has_value());
+        assert_non_null(std::strstr(r.error().detail.c_str(), ro.c_str()));
+    }
+}
+
+void test_corrupt_file_moved_aside(void**) {
+    TempDir dir;
+    const std::string path = dir.path() + "/cache.sqlite";
+    {
+        std::ofstream f(path, std::ios::binary);
+        for (int i = 0; i < 200; ++i) f << "this is not an SQLite database, it is garbage ";
+    }
+    auto s = open_store(dir.path());
+    auto aside = corrupt_copies(dir.path());
+    assert_int_equal(aside.size(), 1);
+    std::ifstream in(aside[0], std::ios::binary);
+    std::string head(16, '\0');
+    in.read(head.data(), 16);
+    assert_string_equal(head.c_str(), "this is not an S");  // the garbage is kept for the admin
+    assert_true(s->put_user(sample_user("alice", 1000)).has_value());
+    assert_true(s->check_integrity().has_value());
+    s.reset();
+
+    // A real database whose pages after the first are overwritten.
+    {
+        auto s2 = open_store(dir.path());
+        for (int i = 0; i < 200; ++i) assert_true(s2->put_user(sample_user("u" + std::to_string(i), 10000 + i)).has_value());
+    }
+    const auto size = fs::file_size(path);
+    assert_true(size > 3 * 4096);
+    {
+        std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(4096);
+        const std::string junk(size - 4096, '\xa5');
+        f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+    s = open_store(dir.path());
+    assert_true(corrupt_copies(dir.path()).size() >= 1);
+    assert_false(s->user_by_name("alice")->has_value());  // a fresh, empty store
+    assert_true(s->put_user(sample_user("alice", 1000)).has_value());
+    assert_true(s->check_integrity().has_value());
+}
+
+void test_newer_schema_refused(void**) {
+    TempDir dir;
+    assert_true(open_store(dir.path())->put_user(sample_user("alice", 1000)).has_value());
+    sql(dir.path() + "/cache.sqlite", "UPDATE schema_version SET version = 999");
+    auto r = CacheStore::open(dir.path());
+    assert_false(r.has_value());
+    assert_int_equal(static_cast<int>(r.error().code), static_cast<int>(ErrorCode::not_supported));
+    assert_non_null(std::strstr(r.error().detail.c_str(), "999"));
+    assert_int_equal(corrupt_copies(dir.path()).size(), 0);  // not discarded: it holds the ID map
+    sql(dir.path() + "/cache.sqlite", "UPDATE schema_version SET version = 1");
+    assert_true(open_store(dir.path())->user_by_name("alice")->has_value());
+}
+
+void test_concurrent_callers(void**) {
+    TempDir dir;
+    auto s = open_store(dir.path());
+    std::atomic<int> errors{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 50; ++i) {
+                const std::string name = "t" + std::to_string(t) + "-" + std::to_string(i);
+                if (!s->put_user(sample_user(name, static_cast<std::uint32_t>(100000 + t * 1000 + i)))) ++errors;
+                auto u = s->user_by_name(name);
+                if (!u || !u->has_value() || (*u)->groups.size() != 3) ++errors;
+                if (!s->assign_id("uuid:" + name, IdRange{100000, 900000}, {})) ++errors;
+                if (!s->put_negative("user", "x" + name, 10)) ++errors;
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    assert_int_equal(errors.load(), 0);
+    assert_int_equal(s->users(1000)->size(), 400);
+}
+
+// The child: writes users forever, reporting each name after put_user returned.
+[[noreturn]] void crash_writer(const std::string& dir, int round, int out) {
+    auto s = CacheStore::open(dir);
+    if (!s) _exit(2);
+    for (int i = 0;; ++i) {
+        const std::string name = "r" + std::to_string(round) + "-" + std::to_string(i);
+        if (!(*s)->put_user(sample_user(name, static_cast<std::uint32_t>(round * 1000000 + i)))) _exit(3);
+        if (i % 5 == 0 && !(*s)->assign_id("uuid:" + name, IdRange{1000, 60000000}, {})) _exit(4);
+        const std::string line = name + "\n";
+        if (::write(out, line.data(), line.size()) != static_cast<ssize_t>(line.size())) _exit(5);
+    }
+}
+
+void test_crash_safety(void**) {
+    TempDir dir;
+    const auto seed = static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count());
+    std::mt19937 rng(seed);
+    std::printf("# crash test seed %u\n", seed);
+    std::set<std::string> committed;
+    for (int round = 0; round < 10; ++round) {
+        int fds[2];
+        assert_int_equal(::pipe2(fds, O_CLOEXEC), 0);
+        const pid_t pid = ::fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            ::close(fds[0]);
+            crash_writer(dir.path(), round, fds[1]);
+        }
+        ::close(fds[1]);
+        // Round 0 kills at once (during open/migration), later rounds after up to 60 ms.
+        const int delay_ms = round == 0 ? 0 : std::uniform_int_distribution<int>(1, 60)(rng);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
+        std::string buf;
+        char chunk[4096];
+        auto drain = [&](int timeout_ms) {
+            pollfd p{fds[0], POLLIN, 0};
+            if (::poll(&p, 1, timeout_ms) <= 0) return true;
+            const ssize_t n = ::read(fds[0], chunk, sizeof chunk);
+            if (n <= 0) return false;  // EOF
+            buf.append(chunk, static_cast<std::size_t>(n));
+            return true;
+        };
+        while (std::chrono::steady_clock::now() < deadline) drain(1);
+        assert_int_equal(::kill(pid, SIGKILL), 0);
+        while (drain(1000)) {
+        }
+        int status = 0;
+        assert_int_equal(::waitpid(pid, &status, 0), pid);
+        if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+            fail_msg("writer ended on its own (status %d) in round %d", status, round);
+        ::close(fds[0]);
+        // Only whole lines were reported; a torn last line was never written in full.
+        std::size_t start = 0, nl;
+        int reported = 0;
+        while ((nl = buf.find('\n', start)) != std::string::npos) {
+            committed.insert(buf.substr(start, nl - start));
+            start = nl + 1;
+            ++reported;
+        }
+        std::printf("# round %d: killed after %d ms, %d writes reported\n", round, delay_ms, reported);
+
+        auto s = open_store(dir.path());
+        for (const auto& name : committed)
+            if (!s->user_by_name(name)->has_value()) fail_msg("round %d lost committed user %s", round, name.c_str());
+        assert_true(s->check_integrity().has_value());
+        s.reset();
+        const std::string check = integrity(dir.path() + "/cache.sqlite");
+        if (check != "ok") fail_msg("integrity_check after round %d: %s", round, check.c_str());
+    }
+    assert_true(committed.size() > 0);
+    assert_int_equal(corrupt_copies(dir.path()).size(), 0);
+}
+
+}  // namespace
+
+int main() {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_by_uid_and_list),
+        cmocka_unit_test(test_negative),
+        cmocka_unit_test(test_expire_and_flush),
+        cmocka_unit_test(test_files_and_modes),
+        cmocka_unit_test(test_open_refusals_name_the_path),
+        cmocka_unit_test(test_corrupt_file_moved_aside),
+        cmocka_unit_test(test_newer_schema_refused),
+        cmocka_unit_test(test_concurrent_callers),
+        cmocka_unit_test(test_crash_safety),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
