@@ -214,6 +214,10 @@ void put(Writer& w, const GroupByGid& m) { w.put_u32(m.gid); }
 void put(Writer& w, const InitGroups& m) { w.put_str(m.user, kMaxName, "user"); }
 void put(Writer&, const StatusRequest&) {}
 void put(Writer& w, const ExplainRequest& m) { w.put_str(m.user, kMaxName, "user"); }
+void put(Writer& w, const CacheRequest& m) {
+    w.put_u8(static_cast<std::uint8_t>(m.op));
+    w.put_str(m.name, kMaxName, "name");
+}
 
 void put(Writer& w, const Verdict& m) {
     w.put_u8(static_cast<std::uint8_t>(m.status));
@@ -267,6 +271,11 @@ void put(Writer& w, const ExplainReply& m) {
     w.put_count(m.lines.size(), kMaxLines, "lines");
     for (const auto& l : m.lines) w.put_str(l, kMaxText, "line");
 }
+void put(Writer& w, const CacheReply& m) {
+    w.put_u8(static_cast<std::uint8_t>(m.status));
+    w.put_count(m.lines.size(), kMaxLines, "lines");
+    for (const auto& l : m.lines) w.put_str(l, kMaxText, "line");
+}
 
 template <typename T>
 constexpr MsgType type_of() {
@@ -282,13 +291,15 @@ constexpr MsgType type_of() {
     else if constexpr (std::is_same_v<T, InitGroups>) return MsgType::init_groups;
     else if constexpr (std::is_same_v<T, StatusRequest>) return MsgType::status_request;
     else if constexpr (std::is_same_v<T, ExplainRequest>) return MsgType::explain_request;
+    else if constexpr (std::is_same_v<T, CacheRequest>) return MsgType::cache_request;
     else if constexpr (std::is_same_v<T, Verdict>) return MsgType::verdict;
     else if constexpr (std::is_same_v<T, Prompt>) return MsgType::prompt;
     else if constexpr (std::is_same_v<T, PasswdReply>) return MsgType::passwd_reply;
     else if constexpr (std::is_same_v<T, GroupReply>) return MsgType::group_reply;
     else if constexpr (std::is_same_v<T, GroupsReply>) return MsgType::groups_reply;
     else if constexpr (std::is_same_v<T, StatusReply>) return MsgType::status_reply;
-    else return MsgType::explain_reply;
+    else if constexpr (std::is_same_v<T, ExplainReply>) return MsgType::explain_reply;
+    else return MsgType::cache_reply;
 }
 
 template <typename Variant>
@@ -406,6 +417,13 @@ ExplainReply get_explain(Reader& r) {
     for (std::size_t i = 0; i < n && r.ok(); ++i) m.lines.push_back(r.str(kMaxText, "line"));
     return m;
 }
+CacheReply get_cache_reply(Reader& r) {
+    CacheReply m;
+    m.status = r.enumeration<Status>(kStatusMax, "status");
+    std::size_t n = r.count(kMaxLines, 4, "lines");
+    for (std::size_t i = 0; i < n && r.ok(); ++i) m.lines.push_back(r.str(kMaxText, "line"));
+    return m;
+}
 
 // Reads the version and type words; fails on a foreign version.
 Result<MsgType> read_head(Reader& r) {
@@ -448,6 +466,12 @@ Result<Request> decode_request(std::span<const std::uint8_t> body) {
         case MsgType::init_groups: return done<Request>(r, InitGroups{r.str(kMaxName, "user")});
         case MsgType::status_request: return done<Request>(r, StatusRequest{});
         case MsgType::explain_request: return done<Request>(r, ExplainRequest{r.str(kMaxName, "user")});
+        case MsgType::cache_request: {
+            CacheRequest c;
+            c.op = r.enumeration<CacheOp>(kCacheOpMax, "op");
+            c.name = r.str(kMaxName, "name");
+            return done<Request>(r, std::move(c));
+        }
         default: break;
     }
     return fail(ErrorCode::protocol, "unknown request type " + std::to_string(static_cast<unsigned>(*type)));
@@ -471,6 +495,7 @@ Result<Response> decode_response(std::span<const std::uint8_t> body) {
         case MsgType::groups_reply: return done<Response>(r, get_groups(r));
         case MsgType::status_reply: return done<Response>(r, get_status(r));
         case MsgType::explain_reply: return done<Response>(r, get_explain(r));
+        case MsgType::cache_reply: return done<Response>(r, get_cache_reply(r));
         default: break;
     }
     return fail(ErrorCode::protocol, "unknown response type " + std::to_string(static_cast<unsigned>(*type)));
@@ -541,7 +566,7 @@ const char* method_name(AuthMethod m) noexcept {
 const char* request_name(const Request& msg) noexcept {
     static constexpr const char* names[] = {"auth",      "conv",     "account",   "session",
                                             "password",  "getpwnam", "getpwuid",  "getgrnam",
-                                            "getgrgid",  "initgroups", "status", "explain"};
+                                            "getgrgid",  "initgroups", "status", "explain", "cache"};
     static_assert(std::variant_size_v<Request> == std::size(names));
     return names[msg.index()];
 }
@@ -570,6 +595,10 @@ std::string describe_request(const Request& msg) {
                 out += " gid=" + std::to_string(m.gid);
             } else if constexpr (std::is_same_v<T, InitGroups> || std::is_same_v<T, ExplainRequest>) {
                 out += " user=" + log_safe(m.user);
+            } else if constexpr (std::is_same_v<T, CacheRequest>) {
+                static constexpr const char* ops[] = {"list", "show", "expire", "flush"};
+                out += std::string(" op=") + ops[static_cast<std::size_t>(m.op)];
+                if (!m.name.empty()) out += " name=" + log_safe(m.name);
             }
         },
         msg);

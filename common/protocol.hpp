@@ -49,6 +49,9 @@
 //   InitGroups      14   client→daemon  user:str          NSS initgroups_dyn
 //   StatusRequest   20   client→daemon  (no fields)       cvat-authctl status
 //   ExplainRequest  21   client→daemon  user:str          cvat-authctl explain (root only)
+//   CacheRequest    22   client→daemon  op:u8(CacheOp) name:str(kMaxName)
+//       cvat-authctl cache list|show NAME|expire [NAME]|flush (root only). expire with an
+//       empty name expires every entry.
 //
 //   Verdict        100   daemon→client  status:u8(Status) message:str(kMaxText)
 //                                       user:str(kMaxName) role:u8(Role)
@@ -65,6 +68,7 @@
 //   StatusReply    120   daemon→client  version:str uptime_s:u64
 //                                       backends:list(kMaxBackends) of {name:str up:u8 detail:str}
 //   ExplainReply   121   daemon→client  status:u8 role:u8(Role) lines:list(kMaxLines) of str
+//   CacheReply     122   daemon→client  status:u8 lines:list(kMaxLines) of str
 //
 #pragma once
 
@@ -110,6 +114,7 @@ enum class MsgType : std::uint16_t {
     init_groups = 14,
     status_request = 20,
     explain_request = 21,
+    cache_request = 22,
     verdict = 100,
     prompt = 101,
     passwd_reply = 110,
@@ -117,6 +122,7 @@ enum class MsgType : std::uint16_t {
     groups_reply = 112,
     status_reply = 120,
     explain_reply = 121,
+    cache_reply = 122,
 };
 
 // Outcome of a request; pam_cvat maps it to a PAM code in one switch, nss_cvat to NSS codes.
@@ -210,6 +216,12 @@ struct StatusRequest {};
 struct ExplainRequest {
     std::string user;
 };
+enum class CacheOp : std::uint8_t { list = 0, show = 1, expire = 2, flush = 3 };
+inline constexpr std::uint8_t kCacheOpMax = 3;
+struct CacheRequest {
+    CacheOp op = CacheOp::list;
+    std::string name;
+};
 
 struct Verdict {
     Status status = Status::internal;
@@ -258,12 +270,16 @@ struct ExplainReply {
     Role role = Role::none;
     std::vector<std::string> lines;
 };
+struct CacheReply {
+    Status status = Status::internal;
+    std::vector<std::string> lines;
+};
 
 using Request = std::variant<AuthRequest, ConvReply, AccountRequest, SessionRequest,
                              PasswordRequest, PasswdByName, PasswdByUid, GroupByName, GroupByGid,
-                             InitGroups, StatusRequest, ExplainRequest>;
+                             InitGroups, StatusRequest, ExplainRequest, CacheRequest>;
 using Response = std::variant<Verdict, Prompt, PasswdReply, GroupReply, GroupsReply, StatusReply,
-                              ExplainReply>;
+                              ExplainReply, CacheReply>;
 
 // Encode one message as a complete frame (length word included). Fails with too_large when a
 // field is over its cap, so a sender can never produce a frame the peer must refuse.

@@ -41,6 +41,10 @@ void usage(FILE* out) {
                  "      [--service NAME] [--method password|device|auto] [--idp ID]\n"
                  "  explain USER          show the groups found, the role groups matched and the role (root)\n"
                  "  status                is the daemon reachable, and each directory server?\n"
+                 "  cache list            the cached users: uid, gid, role, backend, fresh/stale (root)\n"
+                 "  cache show USER       one cached user, its immutable id and offline credentials (root)\n"
+                 "  cache expire [USER]   make the next lookup ask the directory (all users without USER)\n"
+                 "  cache flush           remove cached users, negative entries, offline credentials\n"
                  "socket: --socket, else $CVAT_AUTH_SOCKET, else helper.socket of the config, else %s\n",
                  CVAT_DEFAULT_SOCKET);
 }
@@ -188,6 +192,26 @@ int explain(const std::string& socket, const std::string& user) {
     return exit_for(e->status);
 }
 
+int cache(const std::string& socket, proto::CacheOp op, const std::string& name) {
+    auto fd = connect_daemon(socket);
+    if (!fd) return kExitUnavailable;
+    auto resp = proto::call(fd->get(), proto::CacheRequest{op, name}, proto::Deadline::after_ms(kCallTimeoutMs));
+    if (!resp) {
+        std::fprintf(stderr, "cvat-authctl: %s\n", resp.error().detail.c_str());
+        return kExitUnavailable;
+    }
+    if (auto* v = std::get_if<proto::Verdict>(&*resp)) {  // a refused request
+        std::fprintf(stderr, "cvat-authctl: %s\n", v->message.c_str());
+        return exit_for(v->status);
+    }
+    auto* c = std::get_if<proto::CacheReply>(&*resp);
+    if (c == nullptr) return kExitUnavailable;
+    for (const auto& line : c->lines) std::printf("%s\n", line.c_str());
+    if (c->status != proto::Status::ok && c->lines.empty())
+        std::fprintf(stderr, "cvat-authctl: %s\n", proto::status_name(c->status));
+    return exit_for(c->status);
+}
+
 int status(const std::string& socket) {
     auto fd = connect_daemon(socket);
     if (!fd) return kExitUnavailable;
@@ -254,6 +278,15 @@ int main(int argc, char** argv) {
     }
     if (cmd == "explain" && args.size() == 2) return explain(socket_path_from(socket, config), args[1]);
     if (cmd == "status" && args.size() == 1) return status(socket_path_from(socket, config));
+    if (cmd == "cache" && args.size() >= 2) {
+        const std::string& op = args[1];
+        const std::string name = args.size() == 3 ? args[2] : std::string();
+        if (op == "list" && args.size() == 2) return cache(socket_path_from(socket, config), proto::CacheOp::list, "");
+        if (op == "show" && args.size() == 3) return cache(socket_path_from(socket, config), proto::CacheOp::show, name);
+        if (op == "expire" && args.size() <= 3)
+            return cache(socket_path_from(socket, config), proto::CacheOp::expire, name);
+        if (op == "flush" && args.size() == 2) return cache(socket_path_from(socket, config), proto::CacheOp::flush, "");
+    }
     usage(stderr);
     return kExitUsage;
 }

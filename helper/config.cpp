@@ -64,8 +64,13 @@ constexpr Sv kSearchKeys[] = {"base", "scope", "filter"};
 constexpr Sv kAttrMapKeys[] = {"user_name", "first_name", "last_name", "email"};
 constexpr Sv kRoleKeys[] = {"admin", "user", "worker"};
 constexpr Sv kHelperKeys[] = {"socket", "user", "log_level", "workers", "max_connections",
-                              "client_timeout", "cache_dir", "default_backend"};
-constexpr Sv kNssKeys[] = {"id_min", "id_max", "home", "shell"};
+                              "client_timeout", "cache_dir", "default_backend", "verdict_ttl",
+                              "offline"};
+constexpr Sv kOfflineKeys[] = {"enabled", "max_age"};
+constexpr Sv kNssKeys[] = {"id_min", "id_max", "home", "shell", "cache_ttl", "negative_ttl",
+                           "refresh_percent", "enumerate", "role_groups", "directory_groups",
+                           "provisional_users"};
+constexpr Sv kRoleGroupKeys[] = {"name", "gid"};
 constexpr Sv kSsoKeys[] = {"enabled", "selection_mode", "enable_pkce", "identity_providers"};
 // Per-IdP keys: CVAT's (docs "SSO configuration"), then this project's extensions.
 constexpr Sv kIdpCommonKeys[] = {"id", "name", "protocol", "email_domain", "weight"};
@@ -432,6 +437,8 @@ private:
         return true;
     }
     bool read_seconds(const Map& m, Sv k, double lo, double hi, int& out_ms);
+    // Whole seconds, or a number with a unit: 90, 90s, 15m, 12h, 7d.
+    bool read_duration(const Map& m, Sv k, std::int64_t lo_s, std::int64_t hi_s, std::int64_t& out_s);
     template <typename E>
     bool read_enum(const Map& m, Sv k, std::initializer_list<std::pair<Sv, E>> names, Sv expected,
                    E& out);
@@ -610,6 +617,39 @@ bool Loader::read_seconds(const Map& m, Sv k, double lo, double hi, int& out_ms)
         return false;
     }
     out_ms = static_cast<int>(std::lround(v * 1000.0));
+    return true;
+}
+
+bool Loader::read_duration(const Map& m, Sv k, std::int64_t lo_s, std::int64_t hi_s, std::int64_t& out_s) {
+    const auto* e = m.find(k);
+    if (!e) return false;
+    const std::string expected = "expected a duration from " + std::to_string(lo_s) + "s to " +
+                                 std::to_string(hi_s) + "s: seconds, or a number with s, m, h or d (15m, 7d), found ";
+    if (!e->value.IsScalar() || is_quoted(e->value)) {
+        error(e->value, m.key(k), expected + describe(e->value));
+        return false;
+    }
+    Sv s = e->value.Scalar();
+    std::int64_t unit = 1;
+    if (!s.empty()) {
+        switch (s.back()) {
+            case 's': unit = 1; break;
+            case 'm': unit = 60; break;
+            case 'h': unit = 3600; break;
+            case 'd': unit = 86400; break;
+            default: unit = 0; break;
+        }
+        if (unit != 0) s.remove_suffix(1);
+        else unit = 1;
+    }
+    std::int64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < 0 || v > hi_s / unit ||
+        v * unit < lo_s || v * unit > hi_s) {
+        error(e->value, m.key(k), expected + describe(e->value));
+        return false;
+    }
+    out_s = v * unit;
     return true;
 }
 
@@ -1335,11 +1375,46 @@ void Loader::load_helper(const Map& top, HelperSettings& h) {
         else if (v == "sso") h.default_backend = DefaultBackend::sso;
         else error(e->value, m->key("default_backend"), "expected ldap or sso, found " + describe(e->value));
     }
+    read_seconds(*m, "verdict_ttl", 0, 3600, h.verdict_ttl_ms);
+    if (auto off = open_child(*m, "offline", kOfflineKeys, Unknown::error)) {
+        read_bool(*off, "enabled", h.offline.enabled);
+        read_duration(*off, "max_age", 1, 366 * 86400, h.offline.max_age_s);
+    }
 }
+
+namespace {
+
+// A group name tools accept everywhere (useradd's NAME_REGEX, with capitals allowed).
+bool portable_group_name(Sv name) {
+    if (name.empty() || name.size() > 32 || name[0] == '-' || (name[0] >= '0' && name[0] <= '9')) return false;
+    for (char c : name)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+              c == '.'))
+            return false;
+    return true;
+}
+
+}  // namespace
+
+namespace {
+
+void role_group_defaults(NssSettings& nss) {
+    const char* names[] = {"", "cvat-worker", "cvat-user", "cvat-admin"};
+    for (std::size_t r = 1; r < nss.role_groups.size(); ++r) {
+        RoleGroup& g = nss.role_groups[r];
+        if (g.name.empty()) g.name = names[r];
+        if (g.gid == 0) g.gid = nss.id_min + static_cast<std::uint32_t>(3 - r);  // admin id_min, user +1, worker +2
+    }
+}
+
+}  // namespace
 
 void Loader::load_nss(const Map& top, NssSettings& nss) {
     auto m = open_child(top, "nss", kNssKeys, Unknown::error);
-    if (!m) return;
+    if (!m) {
+        role_group_defaults(nss);
+        return;
+    }
     // Above the static system range (Debian's 0-999) and below 2^31: tools that hold IDs in
     // a signed int break past it (systemd's UIDS-GIDS notes).
     constexpr long long kLo = 1001, kHi = 2147483646;
@@ -1365,6 +1440,45 @@ void Loader::load_nss(const Map& top, NssSettings& nss) {
                   "found " + quoted(nss.home));
     }
     read_abs_path(*m, "shell", nss.shell);
+    read_duration(*m, "cache_ttl", 1, 30 * 86400, nss.cache_ttl_s);
+    read_duration(*m, "negative_ttl", 0, 86400, nss.negative_ttl_s);
+    read_int_as(*m, "refresh_percent", 0, 99, nss.refresh_percent);
+    read_bool(*m, "enumerate", nss.enumerate);
+    read_bool(*m, "directory_groups", nss.directory_groups);
+    read_bool(*m, "provisional_users", nss.provisional_users);
+    if (auto groups = open_child(*m, "role_groups", kRoleKeys, Unknown::error)) {
+        for (const auto& [role_name, entry] : groups->entries) {
+            proto::Role role = proto::Role::none;
+            proto::parse_role(role_name, role);
+            RoleGroup& g = nss.role_groups[static_cast<std::size_t>(role)];
+            // A bare name, or {name: ..., gid: ...}.
+            if (entry.value.IsScalar()) {
+                if (read_string(*groups, role_name, g.name) && !portable_group_name(g.name))
+                    error(entry.value, groups->key(role_name),
+                          "expected a group name of letters, digits, '_', '-', '.' (at most 32, not starting with "
+                          "a digit or '-'), found " + quoted(g.name));
+                continue;
+            }
+            auto one = open_child(*groups, role_name, kRoleGroupKeys, Unknown::error);
+            if (!one) continue;
+            if (read_string(*one, "name", g.name) && !portable_group_name(g.name))
+                error(one->find("name")->value, one->key("name"),
+                      "expected a group name of letters, digits, '_', '-', '.' (at most 32, not starting with a "
+                      "digit or '-'), found " + quoted(g.name));
+            read_int_as(*one, "gid", 1000, 2147483646, g.gid);
+        }
+    }
+    role_group_defaults(nss);
+    for (std::size_t a = 1; a < nss.role_groups.size(); ++a)
+        for (std::size_t b = a + 1; b < nss.role_groups.size(); ++b)
+            if (nss.role_groups[a].name == nss.role_groups[b].name || nss.role_groups[a].gid == nss.role_groups[b].gid)
+                error(m->node, m->key("role_groups"),
+                      std::string("expected a distinct name and gid for each role's group; ") +
+                          proto::role_name(static_cast<proto::Role>(a)) + " and " +
+                          proto::role_name(static_cast<proto::Role>(b)) + " share " +
+                          (nss.role_groups[a].name == nss.role_groups[b].name
+                               ? "the name " + nss.role_groups[a].name
+                               : "the gid " + std::to_string(nss.role_groups[a].gid)));
 }
 
 Result<Config> Loader::run() {

@@ -132,6 +132,19 @@ struct HelperSettings {
     int client_timeout_ms = 10000;     // a client must send a whole frame within this
     std::string cache_dir = "/var/lib/cvat-auth";
     DefaultBackend default_backend = DefaultBackend::automatic;
+    // A repeated login with the same credentials within this is answered without the
+    // directory (web servers ask PAM on every request). 0 disables the verdict cache.
+    int verdict_ttl_ms = 30000;
+    struct Offline {
+        bool enabled = false;                    // keep Argon2id hashes for logins while no server answers
+        std::int64_t max_age_s = 7 * 86400;      // an entry older than this no longer logs anyone in
+    } offline;
+};
+
+// The group each CVAT role is exposed as through NSS.
+struct RoleGroup {
+    std::string name;
+    std::uint32_t gid = 0;
 };
 
 struct NssSettings {
@@ -139,6 +152,17 @@ struct NssSettings {
     std::uint32_t id_max = 999999;
     std::string home = "/home/%u";
     std::string shell = "/bin/bash";
+    std::int64_t cache_ttl_s = 5400;   // a cached user is fresh this long (SSSD's entry_cache_timeout)
+    std::int64_t negative_ttl_s = 60;  // "no such user" is remembered this long
+    // A fresh entry served after this share of cache_ttl has passed is refreshed in the
+    // background (the caller is answered from the cache at once). 0 turns that off.
+    unsigned refresh_percent = 50;
+    bool enumerate = false;            // getpwent/getgrent list cached users (off: like SSSD)
+    // role_groups[Role]: admin, user, worker (index 0 unused). Default names cvat-admin, ...;
+    // default GIDs id_min, id_min + 1, id_min + 2 (never handed to a user).
+    std::array<RoleGroup, 4> role_groups;
+    bool directory_groups = false;     // also expose the user's directory groups
+    bool provisional_users = false;    // names routed to an IdP resolve before their first login
 };
 
 struct Config {

@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "idmap.hpp"
 #include "ldap_conn.hpp"
 #include "ldap_text.hpp"
 #include "log.hpp"
@@ -441,6 +442,9 @@ public:
     LdapOutcome lookup(std::string_view user) override {
         return guarded([&](LdapOutcome& out) { resolve(user, nullptr, out, Trace(nullptr)); });
     }
+    LdapOutcome lookup_uid(std::uint32_t uid) override {
+        return guarded([&](LdapOutcome& out) { resolve_uid(uid, out); });
+    }
     LdapOutcome explain(std::string_view user) override {
         return guarded([&](LdapOutcome& out) { resolve(user, nullptr, out, Trace(&out.trace)); });
     }
@@ -540,6 +544,7 @@ private:
                                                 std::string& incomplete, Trace& trace);
 
     void resolve(std::string_view name, const Secret* password, LdapOutcome& out, Trace trace);
+    void resolve_uid(std::uint32_t uid, LdapOutcome& out);
     // The user's groups per group_type. `incomplete` gets a reason when the walk stopped
     // early (max_groups, max_nesting, the server's size limit); it stays empty otherwise.
     Outcome<void> collect_groups(const Entry& entry, LdapUser& user, std::string& incomplete, Trace& trace);
@@ -1026,6 +1031,36 @@ void LdapBackendImpl::explain_role(const RoleDecision& d, Trace& trace) const {
         trace.add("role: none (no role group matched and default_role is none: refused)");
 }
 
+namespace {
+
+// Attributes that name an account for good (renames and moves keep them), most specific first.
+constexpr const char* kImmutableIdAttrs[] = {"objectSid", "objectGUID", "ipaUniqueID", "entryUUID", "nsUniqueId"};
+
+// A uidNumber/gidNumber value: decimal, 1..2^31-2 (tools keep IDs in signed ints; 0 is root's).
+std::optional<std::uint32_t> posix_id(const std::string& text) {
+    std::uint32_t v = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || ec != std::errc() || p != text.data() + text.size() || v == 0 || v > 2147483646u)
+        return std::nullopt;
+    return v;
+}
+
+// LdapUser::immutable_id of an entry.
+std::string immutable_id(const Entry& entry) {
+    if (auto sid = sid_to_text(entry.first("objectSid"))) return "sid:" + *sid;
+    if (auto guid = guid_to_text(entry.first("objectGUID"))) return "guid:" + *guid;
+    static constexpr std::pair<const char*, const char*> kTextIds[] = {
+        {"ipaUniqueID", "ipa:"}, {"entryUUID", "uuid:"}, {"nsUniqueId", "nsuniqueid:"}};
+    for (const auto& [attr, prefix] : kTextIds) {
+        std::string v = entry.first(attr);
+        if (!v.empty() && v.size() <= 128 && acceptable_name(v)) return prefix + lower(v);
+    }
+    auto normal = normalize_dn(entry.dn);
+    return "dn:" + (normal ? *normal : lower(entry.dn));
+}
+
+}  // namespace
+
 void LdapBackendImpl::resolve(std::string_view name, const Secret* password, LdapOutcome& out, Trace trace) {
     auto finish = [&](Status s, std::string message) {
         out.status = s;
@@ -1042,7 +1077,8 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     auto filter = expand_user_filter(cfg_.user_search.filter, name);
     if (!filter) return finish(Status::internal, "ldap.user_search.filter: " + filter.error().detail);
 
-    std::vector<std::string> attrs = {"userAccountControl", "memberOf", "uid", "gidNumber"};
+    std::vector<std::string> attrs = {"userAccountControl", "memberOf", "uid", "gidNumber", "uidNumber"};
+    attrs.insert(attrs.end(), std::begin(kImmutableIdAttrs), std::end(kImmutableIdAttrs));
     for (const auto& kv : cfg_.user_attr_map) {
         const std::string& attr = kv.second;
         if (std::none_of(attrs.begin(), attrs.end(), [&](const std::string& a) { return ascii_iequal(a, attr); }))
@@ -1105,6 +1141,9 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     user.email = entry.first(attr_for("email"));
     user.first_name = entry.first(attr_for("first_name"));
     user.last_name = entry.first(attr_for("last_name"));
+    user.uid_number = posix_id(entry.first("uidNumber"));
+    user.gid_number = posix_id(entry.first("gidNumber"));
+    user.immutable_id = immutable_id(entry);
 
     if (std::string uac = entry.first("userAccountControl"); !uac.empty()) {
         long long flags = 0;
@@ -1160,6 +1199,53 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     if (user.role.role == Role::none)
         return finish(Status::perm_denied, "no CVAT role: user is in no role group and default_role is none");
     finish(Status::ok, "");
+}
+
+void LdapBackendImpl::resolve_uid(std::uint32_t uid, LdapOutcome& out) {
+    auto any = any_user_filter(cfg_.user_search.filter);
+    if (!any) {
+        out.status = Status::internal;
+        out.message = "ldap.user_search.filter: " + any.error().detail;
+        return;
+    }
+    const std::string filter = "(&" + *any + "(uidNumber=" + std::to_string(uid) + "))";
+    const std::vector<std::string> attrs = {attr_for("user_name")};
+    bool ambiguous = false;
+    auto found = with_connection<std::vector<Entry>>(
+        service_pool_, Purpose::service,
+        [&](Conn& c) -> OpResult<std::vector<Entry>> {
+            auto r = search(c, cfg_.user_search.base, cfg_.user_search.scope, filter, attrs, kUserSizeLimit,
+                            kUserSizeLimit, false, &ambiguous);
+            if (!r && (r.error().rc == LDAP_NO_SUCH_OBJECT || r.error().rc == LDAP_REFERRAL))
+                return std::vector<Entry>{};
+            return r;
+        },
+        [&](const OpError& e) { return Failure{Status::unavailable, "user search failed: " + e.text}; });
+    if (!found) {
+        out.status = found.error().status;
+        out.message = found.error().message;
+        return;
+    }
+    if (ambiguous || found->size() > 1) {
+        log::warning("ldap: several entries have uidNumber ", std::to_string(uid), ": none is shown");
+        out.status = Status::user_unknown;
+        out.message = "several directory entries have uidNumber " + std::to_string(uid);
+        return;
+    }
+    std::string name = found->empty() ? std::string() : found->front().first(attr_for("user_name"));
+    if (name.empty() || !acceptable_name(name)) {
+        out.status = Status::user_unknown;
+        out.message = "no user has uidNumber " + std::to_string(uid);
+        return;
+    }
+    resolve(name, nullptr, out, Trace(nullptr));
+    // The name may now resolve to someone else (a filter on another attribute): only the
+    // entry that really has the number answers.
+    if (out.status == Status::ok && out.user.uid_number != uid) {
+        out = LdapOutcome{};
+        out.status = Status::user_unknown;
+        out.message = "no user has uidNumber " + std::to_string(uid);
+    }
 }
 
 std::vector<proto::BackendState> LdapBackendImpl::probe() {

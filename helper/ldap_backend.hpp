@@ -3,7 +3,9 @@
 // Thread-safe: the daemon's workers call it concurrently.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +27,12 @@ struct LdapUser {
     std::vector<std::string> groups;   // group DNs after the group_type walk
     bool disabled = false;             // AD userAccountControl ACCOUNTDISABLE (0x2)
     RoleDecision role;
+    // For NSS: POSIX IDs when the entry has them, and the account's immutable identifier,
+    // "sid:S-1-5-…" (AD objectSid), "guid:…" (objectGUID), "ipa:…" (ipaUniqueID),
+    // "uuid:…" (entryUUID), "nsuniqueid:…" (389-ds), else "dn:<normalised DN>".
+    std::optional<std::uint32_t> uid_number;
+    std::optional<std::uint32_t> gid_number;
+    std::string immutable_id;
 };
 
 struct LdapOutcome {
@@ -48,6 +56,9 @@ public:
 
     // Account check without a password: exists, enabled, role (for pam_sm_acct_mgmt).
     virtual LdapOutcome lookup(std::string_view user) = 0;
+
+    // The user whose uidNumber is `uid` (getpwuid of a user not cached yet), as lookup() gives.
+    virtual LdapOutcome lookup_uid(std::uint32_t uid) = 0;
 
     // Like lookup(), with `trace` filled: groups found, role groups matched, and why.
     virtual LdapOutcome explain(std::string_view user) = 0;

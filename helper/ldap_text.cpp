@@ -250,11 +250,12 @@ std::string escape_filter_value(std::string_view value) {
     return out;
 }
 
-Result<std::string> expand_user_filter(std::string_view filter_template, std::string_view user) {
-    // Python %-formatting as Django applies it: `%(user)s` is the value, `%%` a literal '%';
-    // any other '%' would raise in Python, so it is refused here too.
+namespace {
+
+// Python %-formatting as Django applies it: `%(user)s` is the value, `%%` a literal '%';
+// any other '%' would raise in Python, so it is refused here too.
+Result<std::string> fill_user_filter(std::string_view filter_template, const std::string& escaped) {
     std::string out;
-    const std::string escaped = escape_filter_value(user);
     bool placed = false;
     for (std::size_t i = 0; i < filter_template.size();) {
         char c = filter_template[i];
@@ -278,6 +279,16 @@ Result<std::string> expand_user_filter(std::string_view filter_template, std::st
     }
     if (!placed) return fail(ErrorCode::invalid_argument, "user filter has no %(user)s");
     return out;
+}
+
+}  // namespace
+
+Result<std::string> expand_user_filter(std::string_view filter_template, std::string_view user) {
+    return fill_user_filter(filter_template, escape_filter_value(user));
+}
+
+Result<std::string> any_user_filter(std::string_view filter_template) {
+    return fill_user_filter(filter_template, "*");
 }
 
 std::string escape_dn_value(std::string_view value) {

@@ -19,6 +19,10 @@ std::string escape_filter_value(std::string_view value);
 [[nodiscard]] Result<std::string> expand_user_filter(std::string_view filter_template,
                                                      std::string_view user);
 
+// The user filter with %(user)s as a presence match (`(uid=%(user)s)` becomes `(uid=*)`):
+// "any user", to be ANDed with another condition such as (uidNumber=1001).
+[[nodiscard]] Result<std::string> any_user_filter(std::string_view filter_template);
+
 // Escapes a value for use as an RDN value in a DN (RFC 4514 §2.4).
 std::string escape_dn_value(std::string_view value);
 

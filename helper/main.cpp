@@ -71,6 +71,25 @@ Result<void> drop_privileges(const Account& acct) {
     return {};
 }
 
+// The cache directory: created (0700) and handed to helper.user when missing, while still
+// root. One that exists is the admin's (or the package's) and is left as it is.
+Result<void> prepare_cache_dir(const std::string& dir, const std::optional<Account>& account) {
+    if (::mkdir(dir.c_str(), 0700) != 0) {
+        if (errno == EEXIST) return {};
+        return fail(ErrorCode::io, "helper.cache_dir " + dir + ": cannot create: " + std::strerror(errno));
+    }
+    if (account && ::chown(dir.c_str(), account->uid, account->gid) != 0)
+        return fail(ErrorCode::io, "helper.cache_dir " + dir + ": cannot hand to " + account->name + ": " +
+                                       std::strerror(errno));
+    return {};
+}
+
+// nss_cvat finds the mapped cache file next to the socket.
+std::string mc_path_for(const std::string& socket_path) {
+    auto slash = socket_path.rfind('/');
+    return (slash == std::string::npos ? std::string(".") : socket_path.substr(0, slash)) + "/nss.mc";
+}
+
 void daemonize() {
     if (pid_t pid = fork(); pid < 0) {
         std::perror("fork");
@@ -99,6 +118,9 @@ void daemonize() {
 int main(int argc, char** argv) {
     protect_memory();
     umask(077);
+    // The daemon never asks itself who a user is: nss_cvat answers UNAVAIL in this process
+    // (and in anything it starts), so a lookup here cannot loop through our own socket.
+    setenv("CVAT_NSS_DISABLE", "1", 1);
     // A directory server or client that hangs up mid-write is an error to report, not a
     // reason to die (libldap writes without MSG_NOSIGNAL).
     signal(SIGPIPE, SIG_IGN);
@@ -164,6 +186,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "cvat-authd: %s\n", listener.error().detail.c_str());
         return 1;
     }
+    if (auto dir = prepare_cache_dir(config->helper.cache_dir, account); !dir) {
+        std::fprintf(stderr, "cvat-authd: %s\n", dir.error().detail.c_str());
+        return 1;
+    }
     if (account) {
         // The socket stays root's (mode 0666); the daemon must still be able to remove it.
         if (auto dropped = drop_privileges(*account); !dropped) {
@@ -171,6 +197,14 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
+
+    const std::string mc_path = mc_path_for(socket_path);
+    auto accounts = Accounts::open(config->helper.cache_dir, mc_path);
+    if (!accounts) {
+        std::fprintf(stderr, "cvat-authd: %s\n", accounts.error().detail.c_str());
+        return 1;
+    }
+    std::shared_ptr<Accounts> shared_accounts(std::move(*accounts));
 
     auto runtime = build_runtime(std::move(*config));
     if (!runtime) {
@@ -181,7 +215,7 @@ int main(int argc, char** argv) {
     if (!foreground) daemonize();
     log::info("cvat-authd ", CVAT_AUTH_VERSION, " listening on ", socket_path, " (config ", config_path, ")");
 
-    Server server(std::move(*listener), std::move(*runtime), Service(getuid()),
+    Server server(std::move(*listener), std::move(*runtime), Service(getuid(), shared_accounts),
                   [config_path]() -> Result<std::shared_ptr<const Runtime>> {
                       auto fresh = load_config(config_path);
                       if (!fresh) return tl::unexpected(fresh.error());
@@ -190,6 +224,7 @@ int main(int argc, char** argv) {
                   });
     int rc = server.run();
     ::unlink(socket_path.c_str());
+    shared_accounts.reset();  // stops the publisher and refresher; the mapped file stays for warm lookups
     log::info("stopped");
     return rc;
 }

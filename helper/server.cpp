@@ -118,6 +118,7 @@ struct Server::Impl {
     int client_timeout_ms;
 
     mutable std::mutex runtime_mutex;
+    std::string service_cache_dir;  // the one the cache was opened in (a change needs a restart)
     std::shared_ptr<const Runtime> runtime;
 
     std::unordered_map<int, Connection> conns;  // I/O thread only
@@ -136,6 +137,8 @@ struct Server::Impl {
 
     Impl(UniqueFd l, std::shared_ptr<const Runtime> rt, Service s, Reloader r)
         : listener(std::move(l)), service(std::move(s)), reload(std::move(r)), runtime(std::move(rt)) {
+        service.use(runtime);
+        service_cache_dir = runtime->config.helper.cache_dir;
         max_connections = runtime->config.helper.max_connections;
         client_timeout_ms = runtime->config.helper.client_timeout_ms;
     }
@@ -478,6 +481,9 @@ struct Server::Impl {
         if ((*fresh)->config.helper.socket != runtime->config.helper.socket)
             log::warning("helper.socket changed; the new path takes effect at the next restart");
         runtime = std::move(*fresh);
+        service.use(runtime);
+        if (runtime->config.helper.cache_dir != service_cache_dir)
+            log::warning("helper.cache_dir changed; the new directory takes effect at the next restart");
         log::set_level(runtime->config.helper.log_level);
         max_connections = runtime->config.helper.max_connections;
         client_timeout_ms = runtime->config.helper.client_timeout_ms;

@@ -139,23 +139,29 @@ void RecentSignIns::remember(const std::string& idp, const proto::Verdict& v, st
     std::lock_guard lock(mutex_);
     if (entries_.size() >= kMaxEntries) {
         for (auto it = entries_.begin(); it != entries_.end();)
-            it = it->second.until_s <= now_s ? entries_.erase(it) : std::next(it);
+            it = it->second.at_s + kTtlS <= now_s ? entries_.erase(it) : std::next(it);
         if (entries_.size() >= kMaxEntries) entries_.erase(entries_.begin());  // full of live ones
     }
-    entries_[idp + '\n' + v.user] = Entry{v, std::move(trace), now_s + kTtlS};
+    entries_[idp + '\n' + v.user] = Entry{v, std::move(trace), now_s};
 }
 
 std::optional<proto::Verdict> RecentSignIns::find(const std::string& idp, const std::string& user, std::int64_t now_s,
-                                                  std::vector<std::string>* trace) {
+                                                  std::vector<std::string>* trace, std::int64_t max_age_s) {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(idp + '\n' + user);
     if (it == entries_.end()) return std::nullopt;
-    if (it->second.until_s <= now_s) {
+    if (it->second.at_s + kTtlS <= now_s) {
         entries_.erase(it);
         return std::nullopt;
     }
+    if (it->second.at_s + std::min(max_age_s, kTtlS) <= now_s) return std::nullopt;
     if (trace != nullptr) *trace = it->second.trace;
     return it->second.verdict;
+}
+
+void RecentSignIns::clear() {
+    std::lock_guard lock(mutex_);
+    entries_.clear();
 }
 
 // ---- service ----
@@ -167,9 +173,13 @@ bool plausible_user_name(std::string_view name) noexcept {
     return true;
 }
 
-Service::Service(uid_t privileged_uid)
+Service::Service(uid_t privileged_uid, std::shared_ptr<Accounts> accounts)
     : privileged_uid_(privileged_uid), started_(std::chrono::steady_clock::now()),
-      recent_(std::make_shared<RecentSignIns>()) {}
+      recent_(std::make_shared<RecentSignIns>()), accounts_(std::move(accounts)) {}
+
+void Service::use(const std::shared_ptr<const Runtime>& rt) const {
+    if (accounts_) accounts_->use(rt);
+}
 
 bool Service::privileged(const Peer& peer) const {
     return peer.uid == 0 || peer.uid == privileged_uid_;
@@ -189,22 +199,8 @@ Reply Service::handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer
                     return {verdict(Status::bad_request, "no conversation is in progress"), nullptr};
                 else if constexpr (std::is_same_v<T, proto::PasswordRequest>)
                     return {verdict(Status::not_supported, "password change is not available yet"), nullptr};
-                else if constexpr (std::is_same_v<T, proto::PasswdByName> ||
-                                   std::is_same_v<T, proto::PasswdByUid>) {
-                    proto::PasswdReply r;
-                    r.status = Status::not_supported;
-                    return {r, nullptr};
-                } else if constexpr (std::is_same_v<T, proto::GroupByName> ||
-                                     std::is_same_v<T, proto::GroupByGid>) {
-                    proto::GroupReply r;
-                    r.status = Status::not_supported;
-                    return {r, nullptr};
-                } else {
-                    static_assert(std::is_same_v<T, proto::InitGroups>);
-                    proto::GroupsReply r;
-                    r.status = Status::not_supported;
-                    return {r, nullptr};
-                }
+                else if constexpr (std::is_same_v<T, proto::CacheRequest>) return {cache(*rt, peer, m), nullptr};
+                else return {nss(*rt, request), nullptr};
             },
             request);
     } catch (const std::exception& e) {
@@ -240,24 +236,46 @@ Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const proto::AuthR
 }
 
 proto::Verdict Service::password_login(const Runtime& rt, const Route& route, const proto::AuthRequest& r) const {
-    switch (route.kind) {
-        case Route::Kind::none:
-            return verdict(Status::user_unknown, route.why);
-        case Route::Kind::ldap: {
-            LdapOutcome out = rt.ldap->authenticate(r.user, r.password);
-            if (out.status != Status::ok) {
-                proto::Verdict v = verdict(out.status, out.message);
-                // A user who proved the password but may not log in still gets the canonical
-                // name, so the log and the message name the right account.
-                if (out.status == Status::perm_denied) v.user = out.user.username;
-                return v;
-            }
-            return ldap_verdict(out);
+    if (route.kind == Route::Kind::none) return verdict(Status::user_unknown, route.why);
+    const std::string backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp->config().id;
+    // A web server asks on every request: the same credentials again within
+    // helper.verdict_ttl are answered from memory.
+    if (accounts_) {
+        if (auto v = accounts_->cached_verdict(rt, backend, r.service, r.user, r.password)) {
+            log::debug("verdict cache: ", log_safe(r.user), " answered from memory");
+            return *v;
         }
-        case Route::Kind::oidc:
-            return oidc_verdict(*route.idp, route.idp->password_login(r.user, r.password));
     }
-    return verdict(Status::internal, "");
+    proto::Verdict v;
+    if (route.kind == Route::Kind::ldap) {
+        LdapOutcome out = rt.ldap->authenticate(r.user, r.password);
+        if (out.status == Status::ok) {
+            v = ldap_verdict(out);
+            if (accounts_) accounts_->learned_ldap(rt, r.user, out.user, &r.password);
+            recent_->remember("ldap", v, {}, system_wall_clock());
+        } else {
+            v = verdict(out.status, out.message);
+            // A user who proved the password but may not log in still gets the canonical
+            // name, so the log and the message name the right account.
+            if (out.status == Status::perm_denied) v.user = out.user.username;
+        }
+    } else {
+        v = oidc_verdict(rt, *route.idp, route.idp->password_login(r.user, r.password), r.user, &r.password);
+    }
+    if (!accounts_) return v;
+    if (v.status == Status::unavailable) {
+        // No server answered: an offline login, if the admin turned them on.
+        proto::Verdict off = accounts_->offline_login(rt, backend, r.user, r.password);
+        if (off.status == Status::ok) {
+            recent_->remember(backend, off, {"offline login: " + backend + " was unreachable"}, system_wall_clock());
+            return off;
+        }
+        if (off.status == Status::auth_err) return off;
+        return v;
+    }
+    if (v.status == Status::ok) accounts_->remember_verdict(rt, backend, r.service, r.user, r.password, v);
+    else accounts_->forget_verdicts(r.user);
+    return v;
 }
 
 proto::Verdict Service::token_login(const Runtime& rt, const proto::AuthRequest& r) const {
@@ -305,7 +323,7 @@ proto::Verdict Service::token_login(const Runtime& rt, const proto::AuthRequest&
             return verdict(Status::auth_err, "the token belongs to another user");
         }
     }
-    return oidc_verdict(*idp, out);
+    return oidc_verdict(rt, *idp, out, r.user, nullptr);
 }
 
 Reply Service::device_login(const std::shared_ptr<const Runtime>& rt, const Route& route,
@@ -321,7 +339,9 @@ Reply Service::device_login(const std::shared_ptr<const Runtime>& rt, const Rout
     DeviceFlowDeps deps;
     // The flow keeps the runtime it started on alive, across a reload.
     deps.poll = [rt, idp](const DeviceAuthorization& a) { return idp->device_poll(a); };
-    deps.approved = [this, rt, idp](const OidcOutcome& out) { return oidc_verdict(*idp, out); };
+    deps.approved = [this, rt, idp, login = r.user](const OidcOutcome& out) {
+        return oidc_verdict(*rt, *idp, out, login, nullptr);
+    };
     deps.monotonic_ms = [] { return proto::monotonic_ms(); };
     deps.wall_s = [] { return system_wall_clock(); };
     auto flow = std::make_unique<DeviceFlow>(std::move(*start), std::move(options), std::move(deps));
@@ -329,7 +349,8 @@ Reply Service::device_login(const std::shared_ptr<const Runtime>& rt, const Rout
     return {std::move(prompt), std::move(flow)};
 }
 
-proto::Verdict Service::oidc_verdict(const OidcProvider& idp, const OidcOutcome& out) const {
+proto::Verdict Service::oidc_verdict(const Runtime& rt, const OidcProvider& idp, const OidcOutcome& out,
+                                     const std::string& login, const Secret* password) const {
     if (out.status != Status::ok) {
         proto::Verdict v = verdict(out.status, out.message);
         if (out.status == Status::perm_denied) v.user = out.user.username;
@@ -338,6 +359,7 @@ proto::Verdict Service::oidc_verdict(const OidcProvider& idp, const OidcOutcome&
     const OidcUser& u = out.user;
     proto::Verdict v = signed_in(u.username, u.role.role, u.email, u.first_name, u.last_name, idp.config().id);
     recent_->remember(idp.config().id, v, out.trace, system_wall_clock());
+    if (accounts_) accounts_->learned_oidc(rt, idp.config(), login, u, password);
     return v;
 }
 
@@ -350,7 +372,17 @@ proto::Verdict Service::lookup(const Runtime& rt, const std::string& user, const
     }
     if (backend == "ldap") {
         if (!rt.ldap) return verdict(Status::unavailable, kNoLdap);
+        const std::int64_t now = system_wall_clock();
+        // Right after a sign-in (nginx: authenticate, then account, on every request) the
+        // sign-in's answer stands for helper.verdict_ttl, as the verdict itself does.
+        if (rt.config.helper.verdict_ttl_ms > 0)
+            if (auto v = recent_->find("ldap", user, now, nullptr, rt.config.helper.verdict_ttl_ms / 1000))
+                return *v;
         LdapOutcome out = rt.ldap->lookup(user);
+        if (out.status == Status::unavailable) {
+            // The directory is down: a user who signed in (offline, or just before) stays in.
+            if (auto v = recent_->find("ldap", user, now)) return *v;
+        }
         if (out.status != Status::ok) return verdict(out.status, out.message);
         return ldap_verdict(out);
     }
@@ -450,6 +482,48 @@ proto::Response Service::explain(const Runtime& rt, const Peer& peer, const prot
                           "run `cvat-authctl login " + r.user + "` to see the claims and the role they give");
     }
     return e;
+}
+
+proto::Response Service::nss(const Runtime& rt, const proto::Request& request) const {
+    return std::visit(
+        [&](const auto& m) -> proto::Response {
+            using T = std::decay_t<decltype(m)>;
+            if constexpr (std::is_same_v<T, proto::PasswdByName>) {
+                if (!accounts_) return proto::PasswdReply{Status::not_supported, {}, 0, 0, {}, {}, {}};
+                return accounts_->passwd_by_name(rt, m.name);
+            } else if constexpr (std::is_same_v<T, proto::PasswdByUid>) {
+                if (!accounts_) return proto::PasswdReply{Status::not_supported, {}, 0, 0, {}, {}, {}};
+                return accounts_->passwd_by_uid(rt, m.uid);
+            } else if constexpr (std::is_same_v<T, proto::GroupByName>) {
+                if (!accounts_) return proto::GroupReply{Status::not_supported, {}, 0, {}};
+                return accounts_->group_by_name(rt, m.name);
+            } else if constexpr (std::is_same_v<T, proto::GroupByGid>) {
+                if (!accounts_) return proto::GroupReply{Status::not_supported, {}, 0, {}};
+                return accounts_->group_by_gid(rt, m.gid);
+            } else if constexpr (std::is_same_v<T, proto::InitGroups>) {
+                if (!accounts_) return proto::GroupsReply{Status::not_supported, {}};
+                return accounts_->init_groups(rt, m.user);
+            } else {
+                return verdict(Status::bad_request, "not an NSS request");
+            }
+        },
+        request);
+}
+
+proto::Response Service::cache(const Runtime& rt, const Peer& peer, const proto::CacheRequest& r) const {
+    proto::CacheReply c;
+    if (!privileged(peer)) {
+        c.status = Status::perm_denied;
+        c.lines.push_back("the cache holds user data: run cvat-authctl cache as root");
+        return c;
+    }
+    if (!accounts_) {
+        c.status = Status::not_supported;
+        c.lines.push_back("this daemon runs without a cache");
+        return c;
+    }
+    if (r.op == proto::CacheOp::expire || r.op == proto::CacheOp::flush) recent_->clear();
+    return accounts_->cache(rt, r);
 }
 
 std::string describe_response(const proto::Response& response) {

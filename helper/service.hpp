@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include "accounts.hpp"
 #include "config.hpp"
 #include "conversation.hpp"
 #include "ldap_backend.hpp"
@@ -54,8 +55,10 @@ public:
     // `trace` (the IdP's steps and claims, no secrets) is kept for `cvat-authctl explain`.
     void remember(const std::string& idp, const proto::Verdict& verdict, std::vector<std::string> trace,
                   std::int64_t now_s);
+    // A sign-in no older than `max_age_s` (at most the 10 minutes kept).
     std::optional<proto::Verdict> find(const std::string& idp, const std::string& user, std::int64_t now_s,
-                                       std::vector<std::string>* trace = nullptr);
+                                       std::vector<std::string>* trace = nullptr, std::int64_t max_age_s = kTtlS);
+    void clear();
 
 private:
     static constexpr std::size_t kMaxEntries = 10000;
@@ -63,7 +66,7 @@ private:
     struct Entry {
         proto::Verdict verdict;
         std::vector<std::string> trace;
-        std::int64_t until_s;
+        std::int64_t at_s;
     };
     std::mutex mutex_;
     std::unordered_map<std::string, Entry> entries_;
@@ -79,7 +82,12 @@ class Service {
 public:
     // `privileged_uid`: besides root, the uid allowed to ask for explain/status (the daemon's
     // own user, so `sudo -u cvat-auth cvat-authctl` works).
-    explicit Service(uid_t privileged_uid);
+    // `accounts`: the caches and NSS answers; null serves no NSS requests (tests of the
+    // login paths alone).
+    explicit Service(uid_t privileged_uid, std::shared_ptr<Accounts> accounts = nullptr);
+
+    // The runtime now in force (at start and after each reload).
+    void use(const std::shared_ptr<const Runtime>& rt) const;
 
     // Answers one request. Never throws; a failure becomes a Verdict with an error status.
     Reply handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::Request& request) const;
@@ -90,7 +98,10 @@ private:
     proto::Verdict token_login(const Runtime& rt, const proto::AuthRequest& r) const;
     Reply device_login(const std::shared_ptr<const Runtime>& rt, const Route& route,
                        const proto::AuthRequest& r) const;
-    proto::Verdict oidc_verdict(const OidcProvider& idp, const OidcOutcome& out) const;
+    proto::Verdict oidc_verdict(const Runtime& rt, const OidcProvider& idp, const OidcOutcome& out,
+                                const std::string& login, const Secret* password) const;
+    proto::Response nss(const Runtime& rt, const proto::Request& request) const;
+    proto::Response cache(const Runtime& rt, const Peer& peer, const proto::CacheRequest& r) const;
     proto::Response account(const Runtime& rt, const proto::AccountRequest& r) const;
     proto::Response session(const Runtime& rt, const proto::SessionRequest& r) const;
     proto::Verdict lookup(const Runtime& rt, const std::string& user, const std::string& idp) const;
@@ -101,6 +112,7 @@ private:
     uid_t privileged_uid_;
     std::chrono::steady_clock::time_point started_;
     std::shared_ptr<RecentSignIns> recent_;
+    std::shared_ptr<Accounts> accounts_;
 };
 
 // The one-line summary of a response for the request log (never a secret).

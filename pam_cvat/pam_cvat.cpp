@@ -449,7 +449,12 @@ TransactionData* transaction_data(pam_handle_t* pamh) {
 // device flow (refused at the IdP, code expired) gives nothing away and is said in words.
 void show_verdict_message(pam_handle_t* pamh, const Options& o, const proto::Verdict& v, int code,
                           bool after_conversation = false) {
-    if (v.status == Status::ok || code == PAM_IGNORE || v.message.empty()) return;
+    if (code == PAM_IGNORE || v.message.empty()) return;
+    if (v.status == Status::ok) {
+        // A success with words: the login was offline, and the user is told so.
+        if (code == PAM_SUCCESS) show(pamh, o, PAM_TEXT_INFO, v.message);
+        return;
+    }
     if (!after_conversation && (v.status == Status::auth_err || v.status == Status::user_unknown)) return;
     int style = v.status == Status::new_authtok_reqd ? PAM_TEXT_INFO : PAM_ERROR_MSG;
     show(pamh, o, style, v.message);
