@@ -17,7 +17,7 @@ bash tests/fixtures/slapd.sh start "$W/slapd" ad >/dev/null
 U="CN=Users,DC=ad,DC=example,DC=test"
 printf 'Bind-Secret-1\n' >"$W/bind_password"; chmod 600 "$W/bind_password"
 cat >"$W/auth_config.yml" <<YAML
-helper: {socket: $W/socket, log_level: warning}
+helper: {socket: $W/socket, cache_dir: $W/cache, log_level: warning}
 ldap:
   server_uri: $LDAP_URI
   bind_dn: "CN=cvat_bind,$U"

@@ -50,6 +50,7 @@ cat >"$DEMO/auth_config.yml" <<YAML
 # CVAT's Active Directory example (settings.py), as auth_config.yml
 helper:
   socket: $DEMO/socket
+  cache_dir: $DEMO/cache                                 # the persistent cache (default /var/lib/cvat-auth)
 $( [[ $(id -u) -eq 0 ]] && echo "  user: nobody                 # started as root, serves as nobody" )
 ldap:
   server_uri: $LDAP_URI                                  # AUTH_LDAP_SERVER_URI

@@ -184,7 +184,13 @@ void drops_to_helper_user(void**) {
     passwd* nobody = getpwnam("nobody");
     assert_non_null(nobody);
     std::string dir = subdir("drop");
-    Daemon d(dir, ad_config(dir, "", "  user: nobody\n"));
+    // The cache directory must be reachable by nobody (the test's own tree is root's, 0700):
+    // the daemon creates it, as root, and hands it over before dropping privileges.
+    char parent[] = "/tmp/cvat-drop-XXXXXX";
+    assert_non_null(mkdtemp(parent));
+    chmod(parent, 0755);
+    const std::string cache = std::string(parent) + "/cache";
+    Daemon d(dir, ad_config(dir, "", "  user: nobody\n  cache_dir: " + cache + "\n"));
     std::string status = read_file("/proc/" + std::to_string(d.pid()) + "/status");
     std::string uid_line = status.substr(status.find("Uid:"));
     uid_line = uid_line.substr(0, uid_line.find('\n'));
@@ -197,6 +203,15 @@ void drops_to_helper_user(void**) {
     auto walter = login(d, dir, "walter", "walter-Passw0rd");
     assert_int_equal(walter.authenticate, PAM_SUCCESS);
     assert_string_equal(env_of(walter, "CVAT_ROLE").c_str(), "worker");
+    // The cache was written by the unprivileged daemon: everything in it is nobody's, 0600.
+    struct stat st{};
+    assert_int_equal(stat((cache + "/cache.sqlite").c_str(), &st), 0);
+    assert_int_equal(st.st_uid, nobody->pw_uid);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(stat(cache.c_str(), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    d.stop();
+    assert_int_equal(std::system(("rm -rf " + std::string(parent)).c_str()), 0);
 }
 
 // Many clients at once, while one client holds a connection open and sends nothing.

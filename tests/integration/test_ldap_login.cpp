@@ -79,9 +79,11 @@ std::string config(const std::string& dir, const LdapSpec& spec) {
     write_file(dir + "/bind_password", pw + "\n", 0600);
     std::string uris = spec.uris.empty() ? s.ldaps_uri() : spec.uris;
     std::string ca = spec.ca_file.empty() ? s.ca_file() : spec.ca_file;
+    // verdict_ttl 0: every login here must reach the directory (the cache is test_nss's).
     std::string y = "helper:\n"
                     "  socket: @SOCKET@\n"
                     "  log_level: debug\n"
+                    "  verdict_ttl: 0\n"
                     "ldap:\n"
                     "  server_uri: [" + uris + "]\n"
                     "  tls: {ca_file: " + ca + ", require_cert: true}\n"

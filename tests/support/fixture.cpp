@@ -427,6 +427,15 @@ std::string with_socket(std::string yaml, const std::string& socket) {
     for (auto at = yaml.find(marker); at != std::string::npos;
          at = yaml.find(marker, at + socket.size()))
         yaml.replace(at, marker.size(), socket);
+    // The persistent cache goes beside the socket unless the test says where: a test never
+    // writes to the machine's /var/lib/cvat-auth.
+    if (yaml.find("cache_dir:") == std::string::npos) {
+        const std::string dir = socket.substr(0, socket.rfind('/')) + "/cache";
+        if (auto at = yaml.find("helper:\n"); at != std::string::npos && (at == 0 || yaml[at - 1] == '\n'))
+            yaml.insert(at + 8, "  cache_dir: " + dir + "\n");
+        else if (yaml.find("\nhelper:") == std::string::npos && yaml.rfind("helper:", 0) != 0)
+            yaml += "\nhelper:\n  cache_dir: " + dir + "\n";
+    }
     return yaml;
 }
 }  // namespace

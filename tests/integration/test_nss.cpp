@@ -1,0 +1,644 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// CVAT users as users of the host, through the real path: libnss_cvat.so.2 (dlopen, and
+// nss_wrapper under `id`/`getent`) → cvat-authd → slapd, with the persistent cache, the mapped
+// cache file, the verdict cache and offline logins. Fixture users: tests/fixtures/README.md.
+#include "cmocka.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <dlfcn.h>
+#include <grp.h>
+#include <nss.h>
+#include <pwd.h>
+#include <security/pam_appl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixture.hpp"
+#include "pam_driver.hpp"
+
+using namespace cvat::test;
+
+namespace {
+
+const char* kUsers = "CN=Users,DC=ad,DC=example,DC=test";
+constexpr std::uint32_t kIdMin = 300000, kIdMax = 399999;
+
+// ---- the module, as glibc would call it
+
+using GetPwNam = nss_status (*)(const char*, passwd*, char*, size_t, int*);
+using GetPwUid = nss_status (*)(uid_t, passwd*, char*, size_t, int*);
+using GetGrNam = nss_status (*)(const char*, group*, char*, size_t, int*);
+using GetGrGid = nss_status (*)(gid_t, group*, char*, size_t, int*);
+using InitGroupsDyn = nss_status (*)(const char*, gid_t, long*, long*, gid_t**, long, int*);
+
+struct Module {
+    void* handle = nullptr;
+    GetPwNam getpwnam = nullptr;
+    GetPwUid getpwuid = nullptr;
+    GetGrNam getgrnam = nullptr;
+    GetGrGid getgrgid = nullptr;
+    InitGroupsDyn initgroups = nullptr;
+};
+
+struct Pw {
+    nss_status status = NSS_STATUS_UNAVAIL;
+    int err = 0;
+    std::string name, gecos, dir, shell;
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
+struct Gr {
+    nss_status status = NSS_STATUS_UNAVAIL;
+    std::string name;
+    gid_t gid = 0;
+    std::vector<std::string> members;
+};
+
+struct World {
+    TempDir tmp;
+    std::unique_ptr<Slapd> ad;
+    std::unique_ptr<Slapd> ipa;
+    Module nss;
+};
+World* g = nullptr;
+
+Pw to_pw(nss_status st, int err, const passwd& p) {
+    Pw r;
+    r.status = st;
+    r.err = err;
+    if (st == NSS_STATUS_SUCCESS) {
+        r.name = p.pw_name;
+        r.gecos = p.pw_gecos;
+        r.dir = p.pw_dir;
+        r.shell = p.pw_shell;
+        r.uid = p.pw_uid;
+        r.gid = p.pw_gid;
+    }
+    return r;
+}
+
+Pw pwnam(const std::string& name) {
+    passwd p{};
+    char buf[4096];
+    int err = 0;
+    nss_status st = g->nss.getpwnam(name.c_str(), &p, buf, sizeof buf, &err);
+    return to_pw(st, err, p);
+}
+
+Pw pwuid(uid_t uid) {
+    passwd p{};
+    char buf[4096];
+    int err = 0;
+    nss_status st = g->nss.getpwuid(uid, &p, buf, sizeof buf, &err);
+    return to_pw(st, err, p);
+}
+
+Gr to_gr(nss_status st, const group& gr) {
+    Gr r;
+    r.status = st;
+    if (st == NSS_STATUS_SUCCESS) {
+        r.name = gr.gr_name;
+        r.gid = gr.gr_gid;
+        for (char** m = gr.gr_mem; m != nullptr && *m != nullptr; ++m) r.members.emplace_back(*m);
+    }
+    return r;
+}
+
+Gr grnam(const std::string& name) {
+    group gr{};
+    char buf[16384];
+    int err = 0;
+    return to_gr(g->nss.getgrnam(name.c_str(), &gr, buf, sizeof buf, &err), gr);
+}
+
+Gr grgid(gid_t gid) {
+    group gr{};
+    char buf[16384];
+    int err = 0;
+    return to_gr(g->nss.getgrgid(gid, &gr, buf, sizeof buf, &err), gr);
+}
+
+std::vector<gid_t> initgroups(const std::string& user, gid_t primary) {
+    long start = 0, size = 4;
+    gid_t* groups = static_cast<gid_t*>(std::malloc(size * sizeof(gid_t)));
+    int err = 0;
+    nss_status st = g->nss.initgroups(user.c_str(), primary, &start, &size, &groups, 0, &err);
+    std::vector<gid_t> out;
+    if (st == NSS_STATUS_SUCCESS)
+        for (long i = 0; i < start; ++i) out.push_back(groups[i]);
+    std::free(groups);
+    return out;
+}
+
+bool has(const std::vector<std::string>& v, const std::string& s) {
+    for (const auto& x : v)
+        if (x == s) return true;
+    return false;
+}
+
+// ---- configuration and processes
+
+std::string ad_config(const std::string& dir, const std::string& nss_extra = "", const std::string& helper_extra = "") {
+    mkdir(dir.c_str(), 0700);  // arguments are evaluated in any order: the Daemon's dir may not exist yet
+    write_file(dir + "/bind_password", "Bind-Secret-1\n", 0600);
+    const std::string u = kUsers;
+    return "helper:\n"
+           "  socket: @SOCKET@\n"
+           "  log_level: debug\n" +
+           helper_extra +
+           "nss:\n"
+           "  id_min: " + std::to_string(kIdMin) + "\n"
+           "  id_max: " + std::to_string(kIdMax) + "\n"
+           "  home: /home/cvat/%u\n"
+           "  shell: /bin/sh\n" +
+           nss_extra +
+           "ldap:\n"
+           "  server_uri: [" + g->ad->uri() + "]\n"
+           "  bind_dn: \"CN=cvat_bind," + u + "\"\n"
+           "  bind_password_file: " + dir + "/bind_password\n"
+           "  connect_timeout: 1\n"
+           "  timeout: 2\n"
+           "  user_search: {base: \"" + u + "\", scope: subtree, filter: \"(sAMAccountName=%(user)s)\"}\n"
+           "  group_search: {base: \"" + u + "\", scope: subtree, filter: \"(objectClass=group)\"}\n"
+           "  group_type: nested_active_directory\n"
+           "  user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, email: mail}\n"
+           "  role_groups:\n"
+           "    admin: [\"CN=CVAT Admins," + u + "\"]\n"
+           "    user: [\"CN=CVAT Users," + u + "\"]\n"
+           "    worker: [\"CN=CVAT Workers," + u + "\"]\n";
+}
+
+std::string ipa_config(const std::string& dir) {
+    mkdir(dir.c_str(), 0700);
+    write_file(dir + "/bind_password", "Bind-Secret-2\n", 0600);
+    const std::string b = g->ipa->base();
+    return "helper:\n"
+           "  socket: @SOCKET@\n"
+           "  log_level: debug\n"
+           "ldap:\n"
+           "  server_uri: [" + g->ipa->uri() + "]\n"
+           "  bind_dn: \"uid=cvat_bind,cn=sysaccounts,cn=etc," + b + "\"\n"
+           "  bind_password_file: " + dir + "/bind_password\n"
+           "  user_search: {base: \"cn=users,cn=accounts," + b + "\", filter: \"(uid=%(user)s)\"}\n"
+           "  group_search: {base: \"cn=groups,cn=accounts," + b + "\", filter: \"(objectClass=groupOfNames)\"}\n"
+           "  group_type: member_of\n"
+           "  user_attr_map: {user_name: uid, first_name: givenName, last_name: sn, email: mail}\n"
+           "  role_groups:\n"
+           "    admin: [\"cn=cvat-admins,cn=groups,cn=accounts," + b + "\"]\n"
+           "    user: [\"cn=cvat-users,cn=groups,cn=accounts," + b + "\"]\n"
+           "  default_role: worker\n";
+}
+
+std::string subdir(const std::string& name) {
+    std::string d = g->tmp.path() + "/" + name;
+    mkdir(d.c_str(), 0700);
+    return d;
+}
+
+// The module finds the daemon (and the mapped file beside its socket) through this.
+void point_at(const Daemon& d) { setenv("CVAT_AUTH_SOCKET", d.socket().c_str(), 1); }
+
+std::string popen_read(const std::string& cmd, int* status = nullptr) {
+    std::string out;
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    if (p == nullptr) return out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int st = pclose(p);
+    if (status != nullptr) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
+
+// A command under nss_wrapper with nss_cvat as its only module besides empty files.
+std::string under_nss_wrapper(const Daemon& d, const std::string& cmd, int* status = nullptr) {
+    std::string dir = subdir("nsswrap");
+    write_file(dir + "/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0644);
+    write_file(dir + "/group", "root:x:0:\n", 0644);
+    std::string env = "LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD=" + dir + "/passwd NSS_WRAPPER_GROUP=" + dir +
+                      "/group NSS_WRAPPER_MODULE_SO_PATH=" + env_or("NSS_CVAT_SO", "") +
+                      " NSS_WRAPPER_MODULE_FN_PREFIX=cvat CVAT_AUTH_SOCKET=" + d.socket() + " ";
+    return popen_read(env + cmd, status);
+}
+
+PamOutcome login(const Daemon& d, const std::string& user, const std::string& password,
+                 const std::string& service = "cvat-test") {
+    PamCall call;
+    call.confdir = subdir("pam");
+    call.service = service;
+    call.user = user;
+    call.answers = {password};
+    call.module_args = "socket=" + d.socket() + " timeout=10";
+    return pam_login(call);
+}
+
+bool shown(const PamOutcome& o, const std::string& text) {
+    for (const auto& m : o.messages)
+        if (contains(m, text)) return true;
+    return false;
+}
+
+void ldap_modify(const Slapd& s, const std::string& ldif) {
+    std::string file = g->tmp.path() + "/change.ldif";
+    write_file(file, ldif, 0600);
+    std::string cmd = "ldapmodify -x -H " + s.uri() + " -D '" + s.get("LDAP_ADMIN_DN") + "' -w '" +
+                      s.get("LDAP_ADMIN_PW") + "' -f " + file + " >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) fail_msg("ldapmodify failed: %s", ldif.c_str());
+}
+
+// ---- tests: lookups
+
+void lookups_of_directory_users(void**) {
+    Daemon d(subdir("lookups"), ad_config(g->tmp.path() + "/lookups"));
+    point_at(d);
+
+    Pw alice = pwnam("alice");
+    assert_int_equal(alice.status, NSS_STATUS_SUCCESS);
+    assert_string_equal(alice.name.c_str(), "alice");
+    // No uidNumber in the AD tree: the ID comes from objectSid, inside the nss: range, and
+    // the primary group is the user's own.
+    assert_true(alice.uid >= kIdMin && alice.uid <= kIdMax);
+    assert_true(alice.uid > kIdMin + 2);  // never a role group's GID
+    assert_int_equal(alice.gid, alice.uid);
+    assert_string_equal(alice.dir.c_str(), "/home/cvat/alice");
+    assert_string_equal(alice.shell.c_str(), "/bin/sh");
+    assert_string_equal(alice.gecos.c_str(), "Alice Admin");
+
+    Pw again = pwuid(alice.uid);
+    assert_int_equal(again.status, NSS_STATUS_SUCCESS);
+    assert_string_equal(again.name.c_str(), "alice");
+
+    Gr own = grgid(alice.gid);
+    assert_int_equal(own.status, NSS_STATUS_SUCCESS);
+    assert_string_equal(own.name.c_str(), "alice");
+    assert_int_equal(grnam("alice").gid, alice.gid);
+
+    // Roles are groups: alice is in cvat-admin (id_min), bob in cvat-user, walter in cvat-worker.
+    Pw bob = pwnam("bob");
+    Pw walter = pwnam("walter");
+    assert_int_equal(bob.status, NSS_STATUS_SUCCESS);
+    assert_int_equal(walter.status, NSS_STATUS_SUCCESS);
+    assert_int_not_equal(bob.uid, alice.uid);
+    Gr admins = grnam("cvat-admin");
+    assert_int_equal(admins.status, NSS_STATUS_SUCCESS);
+    assert_int_equal(admins.gid, kIdMin);
+    assert_true(has(admins.members, "alice"));
+    assert_false(has(admins.members, "bob"));
+    Gr users = grgid(kIdMin + 1);
+    assert_string_equal(users.name.c_str(), "cvat-user");
+    assert_true(has(users.members, "bob"));
+    assert_string_equal(grnam("cvat-worker").name.c_str(), "cvat-worker");
+    assert_true(has(grnam("cvat-worker").members, "walter"));
+
+    auto gids = initgroups("alice", alice.gid);
+    assert_int_equal(gids.size(), 1);
+    assert_int_equal(gids[0], kIdMin);
+    gids = initgroups("dora", 0);  // in admin and worker groups: the highest role wins
+    assert_int_equal(gids.size(), 1);
+    assert_int_equal(gids[0], kIdMin);
+
+    // Unknown, disabled and role-less users are no users of this host.
+    assert_int_equal(pwnam("nobody-such").status, NSS_STATUS_NOTFOUND);
+    assert_int_equal(pwnam("dave").status, NSS_STATUS_NOTFOUND);
+    assert_int_equal(grnam("no-such-group").status, NSS_STATUS_NOTFOUND);
+    assert_int_equal(pwuid(kIdMax).status, NSS_STATUS_NOTFOUND);
+    // A hostile name is refused, not searched.
+    assert_int_equal(pwnam("*)(sAMAccountName=alice").status, NSS_STATUS_NOTFOUND);
+
+    // The same account gets the same ID from another daemon with a fresh cache: the ID is
+    // derived from the SID, not handed out in arrival order.
+    Daemon other(subdir("lookups2"), ad_config(g->tmp.path() + "/lookups2"));
+    point_at(other);
+    assert_int_equal(pwnam("bob").uid, bob.uid);
+    assert_int_equal(pwnam("alice").uid, alice.uid);
+}
+
+void lookups_with_uid_number(void**) {
+    Daemon d(subdir("ipa"), ipa_config(g->tmp.path() + "/ipa"));
+    point_at(d);
+    // ida has uidNumber 1800004 and gidNumber 1790003 (tests/fixtures/slapd.sh): asked by
+    // number first, before the name was ever seen.
+    Pw ida = pwuid(1800004);
+    assert_int_equal(ida.status, NSS_STATUS_SUCCESS);
+    assert_string_equal(ida.name.c_str(), "ida");
+    assert_int_equal(ida.gid, 1790003);
+    Pw byname = pwnam("ivan");
+    assert_int_equal(byname.uid, 1800001);
+    assert_int_equal(byname.gid, 1800001);
+    assert_int_equal(pwuid(4242).status, NSS_STATUS_NOTFOUND);
+}
+
+void nss_wrapper_id_and_getent(void**) {
+    // nss_wrapper builds `id`'s group list by enumerating groups (glibc itself calls
+    // initgroups_dyn, tested above): enumeration on.
+    Daemon d(subdir("wrap"), ad_config(g->tmp.path() + "/wrap", "  enumerate: true\n"));
+    int status = -1;
+    // The first lookup goes to the daemon, which then publishes the mapped file that
+    // enumeration reads.
+    under_nss_wrapper(d, "getent passwd alice", &status);
+    assert_int_equal(status, 0);
+    usleep(600 * 1000);
+    std::string id = under_nss_wrapper(d, "id alice", &status);
+    print_message("# id alice: %s", id.c_str());
+    assert_int_equal(status, 0);
+    assert_true(contains(id, "(alice)"));
+    assert_true(contains(id, "(cvat-admin)"));
+    std::string pw = under_nss_wrapper(d, "getent passwd bob", &status);
+    assert_int_equal(status, 0);
+    assert_true(contains(pw, "bob:x:"));
+    assert_true(contains(pw, ":/home/cvat/bob:/bin/sh"));
+    usleep(600 * 1000);  // bob joins cvat-user in the mapped file once it is republished
+    std::string gr = under_nss_wrapper(d, "getent group cvat-user", &status);
+    assert_int_equal(status, 0);
+    assert_true(contains(gr, "cvat-user:x:" + std::to_string(kIdMin + 1) + ":"));
+    assert_true(contains(gr, "bob"));
+    under_nss_wrapper(d, "getent passwd nosuchuser", &status);
+    assert_int_equal(status, 2);  // getent: key not found
+}
+
+void small_buffers_then_success(void**) {
+    Daemon d(subdir("erange"), ad_config(g->tmp.path() + "/erange"));
+    point_at(d);
+    for (int warm = 0; warm < 2; ++warm) {  // cold (socket), then warm (mapped file)
+        passwd p{};
+        char tiny[8];
+        int err = 0;
+        nss_status st = g->nss.getpwnam("bob", &p, tiny, sizeof tiny, &err);
+        assert_int_equal(st, NSS_STATUS_TRYAGAIN);
+        assert_int_equal(err, ERANGE);
+        char big[1024];
+        st = g->nss.getpwnam("bob", &p, big, sizeof big, &err);
+        assert_int_equal(st, NSS_STATUS_SUCCESS);
+        assert_string_equal(p.pw_name, "bob");
+        assert_true(p.pw_name >= big && p.pw_name < big + sizeof big);
+        assert_true(p.pw_dir >= big && p.pw_dir < big + sizeof big);
+        usleep(400 * 1000);  // the daemon publishes the mapped file
+    }
+}
+
+void daemon_down_is_unavailable(void**) {
+    std::string dir = subdir("down");
+    setenv("CVAT_AUTH_SOCKET", (dir + "/socket").c_str(), 1);
+    Pw p = pwnam("alice");
+    assert_int_equal(p.status, NSS_STATUS_UNAVAIL);
+    assert_int_equal(pwuid(kIdMin + 5).status, NSS_STATUS_UNAVAIL);
+}
+
+void fork_and_threads(void**) {
+    Daemon d(subdir("threads"), ad_config(g->tmp.path() + "/threads"));
+    point_at(d);
+    const uid_t alice = pwnam("alice").uid;
+    pid_t child = fork();
+    if (child == 0) {
+        Pw p = pwnam("walter");
+        Pw q = pwuid(alice);
+        _exit(p.status == NSS_STATUS_SUCCESS && q.name == "alice" ? 0 : 1);
+    }
+    int st = 0;
+    waitpid(child, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    std::atomic<int> bad{0};
+    std::vector<std::thread> threads;
+    const char* names[] = {"alice", "bob", "walter", "dora", "nestor"};
+    for (int t = 0; t < 16; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 50; ++i) {
+                const char* n = names[(t + i) % 5];
+                Pw p = pwnam(n);
+                if (p.status != NSS_STATUS_SUCCESS || p.name != n) ++bad;
+                if (i % 10 == 0 && grnam("cvat-admin").status != NSS_STATUS_SUCCESS) ++bad;
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    assert_int_equal(bad.load(), 0);
+}
+
+// ---- tests: the cache
+
+void warm_lookups_need_no_daemon(void**) {
+    Daemon d(subdir("warm"), ad_config(g->tmp.path() + "/warm"));
+    point_at(d);
+    assert_int_equal(pwnam("bob").status, NSS_STATUS_SUCCESS);
+    assert_int_equal(grnam("cvat-user").status, NSS_STATUS_SUCCESS);
+    usleep(600 * 1000);  // published
+    struct stat st{};
+    assert_int_equal(stat((g->tmp.path() + "/warm/nss.mc").c_str(), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    // A stopped daemon cannot answer: what comes back came from the mapped file.
+    kill(d.pid(), SIGSTOP);
+    Pw bob = pwnam("bob");
+    Gr users = grnam("cvat-user");
+    auto gids = initgroups("bob", bob.gid);
+    kill(d.pid(), SIGCONT);
+    assert_int_equal(bob.status, NSS_STATUS_SUCCESS);
+    assert_string_equal(bob.name.c_str(), "bob");
+    assert_int_equal(users.status, NSS_STATUS_SUCCESS);
+    assert_true(has(users.members, "bob"));
+    assert_int_equal(gids.size(), 1);
+    assert_int_equal(gids[0], kIdMin + 1);
+    // No secret in the world-readable file.
+    std::string file = read_file(g->tmp.path() + "/warm/nss.mc");
+    assert_false(contains(file, "Bind-Secret"));
+    assert_false(contains(file, "b0b-p"));
+}
+
+void cache_survives_restart_and_kill(void**) {
+    std::string dir = subdir("persist");
+    auto d = std::make_unique<Daemon>(dir, ad_config(dir));
+    point_at(*d);
+    Pw walter = pwnam("walter");
+    assert_int_equal(walter.status, NSS_STATUS_SUCCESS);
+    d->stop();
+    // A clean restart with the directory gone: the cache answers, same ID.
+    g->ad->stop();
+    ::unlink((dir + "/nss.mc").c_str());  // the daemon, not the mapped file, must answer
+    d = std::make_unique<Daemon>(dir, ad_config(dir));
+    Pw again = pwnam("walter");
+    assert_int_equal(again.status, NSS_STATUS_SUCCESS);
+    assert_int_equal(again.uid, walter.uid);
+    g->ad->restart();
+    // kill -9 right after a lookup: what was committed is there after the restart.
+    Pw nestor = pwnam("nestor");
+    assert_int_equal(nestor.status, NSS_STATUS_SUCCESS);
+    kill(d->pid(), SIGKILL);
+    d->stop();
+    g->ad->stop();
+    ::unlink((dir + "/nss.mc").c_str());
+    d = std::make_unique<Daemon>(dir, ad_config(dir));
+    Pw back = pwnam("nestor");
+    assert_int_equal(back.status, NSS_STATUS_SUCCESS);
+    assert_int_equal(back.uid, nestor.uid);
+    // Never seen and the directory down: unavailable, not "no such user".
+    assert_int_equal(pwnam("cyril").status, NSS_STATUS_UNAVAIL);
+    g->ad->restart();
+}
+
+void ttl_negative_entries_and_authctl(void**) {
+    std::string dir = subdir("ttl");
+    Daemon d(dir, ad_config(dir, "  cache_ttl: 2\n  negative_ttl: 60\n  refresh_percent: 0\n"));
+    point_at(d);
+    Pw bob = pwnam("bob");
+    assert_string_equal(bob.gecos.c_str(), "Bob User");
+    ldap_modify(*g->ad, "dn: CN=Bob User,CN=Users,DC=ad,DC=example,DC=test\nchangetype: modify\nreplace: sn\nsn: Renamed\n");
+    assert_string_equal(pwnam("bob").gecos.c_str(), "Bob User");  // fresh for 2 s
+    sleep(3);
+    assert_string_equal(pwnam("bob").gecos.c_str(), "Bob Renamed");
+    ldap_modify(*g->ad, "dn: CN=Bob User,CN=Users,DC=ad,DC=example,DC=test\nchangetype: modify\nreplace: sn\nsn: User\n");
+
+    // Negative: a user added to the directory stays unknown until the negative entry goes.
+    assert_int_equal(pwnam("newbie").status, NSS_STATUS_NOTFOUND);
+    ldap_modify(*g->ad, "dn: CN=New Bie,CN=Users,DC=ad,DC=example,DC=test\nchangetype: add\nobjectClass: user\n"
+                        "cn: New Bie\nsAMAccountName: newbie\nsn: Bie\ngivenName: New\n");
+    assert_int_equal(pwnam("newbie").status, NSS_STATUS_NOTFOUND);
+    const std::string ctl = env_or("CVAT_AUTHCTL", "") + " --socket " + d.socket() + " ";
+    int status = -1;
+    std::string out = popen_read(ctl + "cache expire newbie", &status);
+    assert_int_equal(status, 0);
+    assert_int_equal(pwnam("newbie").status, NSS_STATUS_SUCCESS);
+    ldap_modify(*g->ad, "dn: CN=New Bie,CN=Users,DC=ad,DC=example,DC=test\nchangetype: delete\n");
+
+    out = popen_read(ctl + "cache list", &status);
+    print_message("# cache list:\n%s", out.c_str());
+    assert_int_equal(status, 0);
+    assert_true(contains(out, "bob\t"));
+    assert_true(contains(out, "newbie\t"));
+    out = popen_read(ctl + "cache show bob", &status);
+    assert_int_equal(status, 0);
+    assert_true(contains(out, "immutable id: sid:S-1-5-21-1004336348-1177238915-682003330-1105"));
+    assert_true(contains(out, "role: user"));
+    out = popen_read(ctl + "cache show nosuch", &status);
+    assert_int_not_equal(status, 0);
+    out = popen_read(ctl + "cache flush", &status);
+    assert_int_equal(status, 0);
+    out = popen_read(ctl + "cache list", &status);
+    assert_false(contains(out, "bob\t"));
+    // IDs stay stable across a flush.
+    assert_int_equal(pwnam("bob").uid, bob.uid);
+}
+
+// ---- tests: logins
+
+void verdict_cache(void**) {
+    std::string dir = subdir("verdict");
+    Daemon d(dir, ad_config(dir, "", "  verdict_ttl: 30\n"));
+    const std::string pw = "walter-Passw0rd";
+    assert_int_equal(login(d, "walter", pw).authenticate, PAM_SUCCESS);
+    // The directory hangs: the same credentials are answered from memory, auth and account.
+    kill(std::stoi(g->ad->get("SLAPD_PID")), SIGSTOP);
+    PamOutcome again = login(d, "walter", pw);
+    bool cached = again.authenticate == PAM_SUCCESS && again.acct_mgmt == PAM_SUCCESS;
+    kill(std::stoi(g->ad->get("SLAPD_PID")), SIGCONT);
+    assert_true(cached);
+    // A wrong password is never answered from the cache, and it clears the user's entries.
+    assert_int_equal(login(d, "walter", "not-the-password").authenticate, PAM_AUTH_ERR);
+    kill(std::stoi(g->ad->get("SLAPD_PID")), SIGSTOP);
+    PamOutcome after = login(d, "walter", pw);
+    kill(std::stoi(g->ad->get("SLAPD_PID")), SIGCONT);
+    assert_int_equal(after.authenticate, PAM_AUTHINFO_UNAVAIL);
+    // Another service is another key; a reload clears the cache.
+    assert_int_equal(login(d, "walter", pw).authenticate, PAM_SUCCESS);
+    d.reload(ad_config(dir, "", "  verdict_ttl: 30\n"));
+    kill(std::stoi(g->ad->get("SLAPD_PID")), SIGSTOP);
+    PamOutcome reloaded = login(d, "walter", pw);
+    PamOutcome other = login(d, "walter", pw, "cvat-other");
+    kill(std::stoi(g->ad->get("SLAPD_PID")), SIGCONT);
+    assert_int_equal(reloaded.authenticate, PAM_AUTHINFO_UNAVAIL);
+    assert_int_equal(other.authenticate, PAM_AUTHINFO_UNAVAIL);
+    assert_false(contains(read_file(d.log_path()), pw));
+}
+
+void offline_login(void**) {
+    std::string dir = subdir("offline");
+    const std::string off = "  verdict_ttl: 0\n  offline:\n    enabled: true\n    max_age: 4s\n";
+    Daemon d(dir, ad_config(dir, "", off));
+    const std::string pw = "dora-Passw0rd";
+    // Never signed in online: nothing to check offline against.
+    g->ad->stop();
+    assert_int_equal(login(d, "dora", pw).authenticate, PAM_AUTHINFO_UNAVAIL);
+    g->ad->restart();
+    PamOutcome online = login(d, "dora", pw);
+    assert_int_equal(online.authenticate, PAM_SUCCESS);
+    assert_false(shown(online, "offline"));
+    g->ad->stop();
+    PamOutcome offline = login(d, "dora", pw);
+    assert_int_equal(offline.authenticate, PAM_SUCCESS);
+    assert_int_equal(offline.acct_mgmt, PAM_SUCCESS);
+    assert_true(shown(offline, "offline"));
+    auto role = offline.env.find("CVAT_ROLE");
+    assert_true(role != offline.env.end() && role->second == "admin");
+    assert_int_equal(login(d, "dora", "wrong-password").authenticate, PAM_AUTH_ERR);
+    assert_int_equal(login(d, "dora", "wrong-again").authenticate, PAM_AUTH_ERR);
+    assert_int_equal(login(d, "dora", "wrong-thrice").authenticate, PAM_AUTH_ERR);
+    // After repeated failures the next try is delayed: even the right password waits.
+    assert_int_equal(login(d, "dora", pw).authenticate, PAM_AUTH_ERR);
+    std::string log = read_file(d.log_path());
+    assert_true(contains(log, "refused without checking"));
+    assert_false(contains(log, pw));
+    // Past max_age the entry no longer logs anyone in.
+    sleep(5);
+    assert_int_equal(login(d, "dora", pw).authenticate, PAM_AUTHINFO_UNAVAIL);
+    g->ad->restart();
+    // The stored hash is Argon2id, never the password.
+    std::string db = read_file(dir + "/cache/cache.sqlite");
+    assert_false(contains(db, pw));
+}
+
+int setup(void**) {
+    g = new World;
+    std::string so = env_or("NSS_CVAT_SO", "");
+    g->nss.handle = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (g->nss.handle == nullptr) {
+        std::fprintf(stderr, "cannot load NSS_CVAT_SO=%s: %s\n", so.c_str(), dlerror());
+        return -1;
+    }
+    g->nss.getpwnam = reinterpret_cast<GetPwNam>(dlsym(g->nss.handle, "_nss_cvat_getpwnam_r"));
+    g->nss.getpwuid = reinterpret_cast<GetPwUid>(dlsym(g->nss.handle, "_nss_cvat_getpwuid_r"));
+    g->nss.getgrnam = reinterpret_cast<GetGrNam>(dlsym(g->nss.handle, "_nss_cvat_getgrnam_r"));
+    g->nss.getgrgid = reinterpret_cast<GetGrGid>(dlsym(g->nss.handle, "_nss_cvat_getgrgid_r"));
+    g->nss.initgroups = reinterpret_cast<InitGroupsDyn>(dlsym(g->nss.handle, "_nss_cvat_initgroups_dyn"));
+    if (!g->nss.getpwnam || !g->nss.getpwuid || !g->nss.getgrnam || !g->nss.getgrgid || !g->nss.initgroups)
+        return -1;
+    g->ad = std::make_unique<Slapd>(g->tmp.path() + "/ad", "ad");
+    g->ipa = std::make_unique<Slapd>(g->tmp.path() + "/ipa-slapd", "ipa");
+    return 0;
+}
+
+int teardown(void**) {
+    delete g;
+    g = nullptr;
+    return 0;
+}
+
+}  // namespace
+
+int main() {
+    require_program("slapd");
+    require_program("ldapmodify");
+    const CMUnitTest tests[] = {
+        cmocka_unit_test(lookups_of_directory_users),
+        cmocka_unit_test(lookups_with_uid_number),
+        cmocka_unit_test(nss_wrapper_id_and_getent),
+        cmocka_unit_test(small_buffers_then_success),
+        cmocka_unit_test(daemon_down_is_unavailable),
+        cmocka_unit_test(fork_and_threads),
+        cmocka_unit_test(warm_lookups_need_no_daemon),
+        cmocka_unit_test(cache_survives_restart_and_kill),
+        cmocka_unit_test(ttl_negative_entries_and_authctl),
+        cmocka_unit_test(verdict_cache),
+        cmocka_unit_test(offline_login),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
