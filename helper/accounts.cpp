@@ -739,6 +739,11 @@ void Accounts::publish_now() {
         e.shell = u.shell;
         e.groups = supplementary_gids(*rt, u);
         e.expires = std::min(u.expires_at, now + nss.cache_ttl_s);
+        // Past refresh_percent of its life a directory entry leaves the file: the next lookup
+        // then reaches the daemon, which answers from the cache at once and refreshes it
+        // behind the caller (warm lookups never reach the daemon, so could never trigger that).
+        if (u.backend == "ldap" && nss.refresh_percent > 0)
+            e.expires = std::min(e.expires, u.fetched_at + nss.cache_ttl_s * nss.refresh_percent / 100);
         pw.push_back(std::move(e));
         if (u.role != Role::none && !u.provisional) roles[static_cast<std::size_t>(u.role)].members.push_back(u.name);
         bool clashes = false;

@@ -529,6 +529,24 @@ void ttl_negative_entries_and_authctl(void**) {
     assert_int_equal(pwnam("bob").uid, bob.uid);
 }
 
+void background_refresh(void**) {
+    std::string dir = subdir("refresh");
+    // Times are whole seconds in the cache: 8 s, half of it 4, leave a second either side.
+    Daemon d(dir, ad_config(dir, "  cache_ttl: 8\n  refresh_percent: 50\n"));
+    point_at(d);
+    const std::string dn = "dn: CN=Walter Worker,CN=Users,DC=ad,DC=example,DC=test\nchangetype: modify\nreplace: sn\n";
+    assert_string_equal(pwnam("walter").gecos.c_str(), "Walter Worker");
+    ldap_modify(*g->ad, dn + "sn: Refreshed\n");
+    usleep(5200 * 1000);
+    // Half the TTL has passed: the cached answer comes at once, and a refresh is queued.
+    assert_string_equal(pwnam("walter").gecos.c_str(), "Walter Worker");
+    usleep(800 * 1000);
+    // Still inside the original TTL, the entry is already the directory's new one.
+    assert_string_equal(pwnam("walter").gecos.c_str(), "Walter Refreshed");
+    assert_true(contains(read_file(d.log_path()), "background refresh of walter: updated"));
+    ldap_modify(*g->ad, dn + "sn: Worker\n");
+}
+
 // ---- tests: logins
 
 void verdict_cache(void**) {
@@ -637,6 +655,7 @@ int main() {
         cmocka_unit_test(warm_lookups_need_no_daemon),
         cmocka_unit_test(cache_survives_restart_and_kill),
         cmocka_unit_test(ttl_negative_entries_and_authctl),
+        cmocka_unit_test(background_refresh),
         cmocka_unit_test(verdict_cache),
         cmocka_unit_test(offline_login),
     };
