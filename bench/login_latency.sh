@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Measures login latency through pam_cvat against the test slapd (AD-shaped tree, nested
-# groups), one thread, and the raw libldap floor on the same server.
+# groups), one thread, and the raw libldap floor on the same server; then the same logins
+# answered by the verdict cache (what nginx's repeated requests cost); then getpwnam through
+# nss_cvat, cold (directory) and warm (the published nss.mc).
 #   bench/login_latency.sh [N]      (default N=100)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ bash tests/fixtures/slapd.sh start "$W/slapd" ad >/dev/null
 U="CN=Users,DC=ad,DC=example,DC=test"
 printf 'Bind-Secret-1\n' >"$W/bind_password"; chmod 600 "$W/bind_password"
 cat >"$W/auth_config.yml" <<YAML
-helper: {socket: $W/socket, cache_dir: $W/cache, log_level: warning}
+helper: {socket: $W/socket, cache_dir: $W/cache, log_level: info, verdict_ttl: @TTL@}
 ldap:
   server_uri: $LDAP_URI
   bind_dn: "CN=cvat_bind,$U"
@@ -28,10 +30,28 @@ ldap:
   user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, email: mail}
   role_groups: {admin: ["CN=CVAT Admins,$U"], user: ["CN=CVAT Users,$U"], worker: ["CN=CVAT Workers,$U"]}
 YAML
+start_daemon() {  # TTL
+  sed -i "s/verdict_ttl: [0-9@A-Z]*/verdict_ttl: $1/" "$W/auth_config.yml"
+  "$BUILD/helper/cvat-authd" --foreground --config "$W/auth_config.yml" 2>>"$W/authd.log" &
+  PID=$!
+  for _ in $(seq 100); do [[ -S "$W/socket" ]] && break; sleep 0.05; done
+}
+stop_daemon() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; rm -f "$W/socket"; }
 chmod 600 "$W/auth_config.yml"
-"$BUILD/helper/cvat-authd" --foreground --config "$W/auth_config.yml" 2>"$W/authd.log" &
-PID=$!
-for _ in $(seq 100); do [[ -S "$W/socket" ]] && break; sleep 0.05; done
 export PAM_CVAT_SO=$BUILD/pam_cvat/pam_cvat.so
-"$BUILD/bench/cvat-bench-login" "$W" "$W/socket" alice alice-Passw0rd "$LDAP_URI" "CN=cvat_bind,$U" Bind-Secret-1 \
-  "$U" "(sAMAccountName=alice)" "$N"
+login() {
+  "$BUILD/bench/cvat-bench-login" "$W" "$W/socket" alice alice-Passw0rd "$LDAP_URI" "CN=cvat_bind,$U" Bind-Secret-1 \
+    "$U" "(sAMAccountName=alice)" "$N"
+}
+echo "== every login asks the directory (helper.verdict_ttl: 0)"
+start_daemon 0
+login
+echo "== repeated logins within helper.verdict_ttl (30 s): the verdict cache answers"
+stop_daemon
+start_daemon 30
+login | grep pam_
+echo "== getpwnam through nss_cvat"
+${NSS_BENCH_WRAP:-} "$BUILD/bench/cvat-bench-nss-daemon" "$BUILD/nss_cvat/libnss_cvat.so.2" "$BUILD/helper/cvat-authctl" \
+  "$W/socket" alice "$N" 100000
+# The daemon's own account of each request (its log keeps the time each one took).
+[[ -z "${KEEP_LOG:-}" ]] || cp "$W/authd.log" "$KEEP_LOG"

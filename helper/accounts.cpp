@@ -681,7 +681,7 @@ proto::CacheReply Accounts::cache(const Runtime& rt, const proto::CacheRequest& 
             else verdicts_.forget_user(r.name);
             out.lines.push_back("expired " + std::to_string(*n) + " entr" + (*n == 1 ? "y" : "ies") +
                                 "; the next lookup asks the directory");
-            changed();
+            publish_now();  // before answering: "the next lookup" must not be a warm one
             return out;
         }
         case proto::CacheOp::flush: {
@@ -694,7 +694,7 @@ proto::CacheReply Accounts::cache(const Runtime& rt, const proto::CacheRequest& 
             offline_recent_.clear();
             out.lines.push_back("cache flushed: users, negative entries and offline credentials removed "
                                 "(assigned IDs are kept)");
-            changed();
+            publish_now();
             return out;
         }
     }
@@ -712,6 +712,9 @@ void Accounts::changed() {
 }
 
 void Accounts::publish_now() {
+    // One publication at a time: snapshot and rename together, so an older snapshot never
+    // replaces a newer file.
+    std::lock_guard publishing(publish_mutex_);
     auto rt = current();
     if (!rt || mc_path_.empty()) return;
     const NssSettings& nss = rt->config.nss;

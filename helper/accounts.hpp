@@ -111,6 +111,7 @@ private:
     VerdictCache verdicts_;
     OfflineRecent offline_recent_;
 
+    std::mutex publish_mutex_;
     mutable std::mutex mutex_;
     std::condition_variable wake_;
     std::shared_ptr<const Runtime> rt_;
