@@ -4,7 +4,9 @@
 # Active-Directory-shaped tree with sample users and a private OpenID Connect provider
 # (glewlwyd over HTTPS), starts cvat-authd on CVAT's AD example config plus an sso: section,
 # and logs each user in through real PAM (pam_cvat.so via libpam), printing the CVAT role and
-# the backend that decided it. Stops everything it started.
+# the backend that decided it; then shows the users as users of the host through
+# libnss_cvat.so.2 (under nss_wrapper: the machine's nsswitch.conf is never touched). Stops
+# everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -49,7 +51,7 @@ chmod 600 "$DEMO/bind_password"
 cat >"$DEMO/auth_config.yml" <<YAML
 # CVAT's Active Directory example (settings.py), as auth_config.yml
 helper:
-  socket: $DEMO/socket
+  socket: $DEMO/run/socket                               # nss.mc, the NSS fast path, goes beside it
   cache_dir: $DEMO/cache                                 # the persistent cache (default /var/lib/cvat-auth)
 $( [[ $(id -u) -eq 0 ]] && echo "  user: nobody                 # started as root, serves as nobody" )
 ldap:
@@ -72,6 +74,9 @@ ldap:
     user: ["CN=CVAT Users,$USERS_DN"]
     worker: ["CN=CVAT Workers,$USERS_DN"]
   default_role: user                                     # IAM_DEFAULT_ROLE
+nss:                                                     # users of the host (libnss_cvat.so.2)
+  home: /home/cvat/%u
+  enumerate: true                                        # getent passwd/group list cached users
 sso:                                                     # CVAT Enterprise's own section
   enabled: true
   selection_mode: email_address                          # user@example.test -> this IdP
@@ -95,15 +100,19 @@ echo "== cvat-authctl config check"
 "$BUILD/helper/cvat-authctl" config check "$DEMO/auth_config.yml"
 
 echo "== starting cvat-authd"
+# The socket's directory belongs to the daemon's user (as systemd's RuntimeDirectory would):
+# the daemon publishes nss.mc there.
+mkdir -m 755 "$DEMO/run"
+[[ $(id -u) -eq 0 ]] && chown nobody "$DEMO/run"
 "$BUILD/helper/cvat-authd" --foreground --config "$DEMO/auth_config.yml" 2>"$DEMO/authd.log" &
 DAEMON_PID=$!
-for _ in $(seq 100); do [[ -S "$DEMO/socket" ]] && break; sleep 0.05; done
-[[ -S "$DEMO/socket" ]] || { cat "$DEMO/authd.log"; exit 1; }
+for _ in $(seq 100); do [[ -S "$DEMO/run/socket" ]] && break; sleep 0.05; done
+[[ -S "$DEMO/run/socket" ]] || { cat "$DEMO/authd.log"; exit 1; }
 
 export PAM_CVAT_SO=$BUILD/pam_cvat/pam_cvat.so
 try() {  # USER PASSWORD [MODULE ARGS...]
   local user=$1 pw=$2; shift 2
-  printf '%s\n' "$pw" | "$BUILD/tests/cvat-pam-try" "$DEMO" "$user" "socket=$DEMO/socket" "$@" || true
+  printf '%s\n' "$pw" | "$BUILD/tests/cvat-pam-try" "$DEMO" "$user" "socket=$DEMO/run/socket" "$@" || true
 }
 
 echo
@@ -139,11 +148,30 @@ try walter 'walter-Passw0rd' require_role=admin
 
 echo
 echo "== cvat-authctl explain nestor   (why is Nestor an admin?)"
-"$BUILD/helper/cvat-authctl" --socket "$DEMO/socket" explain nestor
+"$BUILD/helper/cvat-authctl" --socket "$DEMO/run/socket" explain nestor
+
+echo
+echo "== users of the host: libnss_cvat.so.2 (nss_wrapper stands in for /etc/nsswitch.conf: passwd: files cvat)"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$DEMO/passwd"
+printf 'root:x:0:\n' >"$DEMO/group"
+nss() {
+  LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD=$DEMO/passwd NSS_WRAPPER_GROUP=$DEMO/group \
+    NSS_WRAPPER_MODULE_SO_PATH=$BUILD/nss_cvat/libnss_cvat.so.2 NSS_WRAPPER_MODULE_FN_PREFIX=cvat \
+    CVAT_AUTH_SOCKET=$DEMO/run/socket "$@" || true
+}
+for u in alice bob walter nestor ada@example.test; do nss getent passwd "$u"; done
+sleep 0.5   # the daemon republishes nss.mc after the lookups
+for u in alice walter; do echo "\$ id $u"; nss id "$u"; done
+echo "\$ getent group cvat-admin cvat-user cvat-worker"
+nss getent group cvat-admin cvat-user cvat-worker
+
+echo
+echo "== cvat-authctl cache list   (the persistent cache: stable IDs, roles, backends)"
+"$BUILD/helper/cvat-authctl" --socket "$DEMO/run/socket" cache list
 
 echo
 echo "== cvat-authctl status"
-"$BUILD/helper/cvat-authctl" --socket "$DEMO/socket" status || true
+"$BUILD/helper/cvat-authctl" --socket "$DEMO/run/socket" status || true
 echo
 echo "demo done; the daemon's log was:"
 sed 's/^/  /' "$DEMO/authd.log" | tail -n 20
