@@ -339,6 +339,35 @@ void lookups_with_uid_number(void**) {
     assert_int_equal(pwuid(4242).status, NSS_STATUS_NOTFOUND);
 }
 
+void directory_groups(void**) {
+    std::string dir = subdir("dirgroups");
+    Daemon d(dir, ad_config(dir, "  directory_groups: true\n"));
+    point_at(d);
+    Pw alice = pwnam("alice");
+    assert_int_equal(alice.status, NSS_STATUS_SUCCESS);
+    // alice is in Staff and CVAT Admins: both groups are shown, with stable GIDs in the range.
+    Gr staff = grnam("Staff");
+    assert_int_equal(staff.status, NSS_STATUS_SUCCESS);
+    assert_true(staff.gid >= kIdMin && staff.gid <= kIdMax);
+    assert_true(has(staff.members, "alice"));
+    assert_string_equal(grgid(staff.gid).name.c_str(), "Staff");
+    auto gids = initgroups("alice", alice.gid);
+    bool role = false, in_staff = false;
+    for (gid_t gid : gids) {
+        role = role || gid == kIdMin;
+        in_staff = in_staff || gid == staff.gid;
+    }
+    assert_true(role);
+    assert_true(in_staff);
+    // Off (the default), directory groups stay out of NSS.
+    std::string off = subdir("dirgroups-off");
+    Daemon plain(off, ad_config(off));
+    point_at(plain);
+    assert_int_equal(pwnam("alice").status, NSS_STATUS_SUCCESS);
+    assert_int_equal(grnam("Staff").status, NSS_STATUS_NOTFOUND);
+    assert_int_equal(initgroups("alice", alice.gid).size(), 1);
+}
+
 void nss_wrapper_id_and_getent(void**) {
     // nss_wrapper builds `id`'s group list by enumerating groups (glibc itself calls
     // initgroups_dyn, tested above): enumeration on.
@@ -648,6 +677,7 @@ int main() {
     const CMUnitTest tests[] = {
         cmocka_unit_test(lookups_of_directory_users),
         cmocka_unit_test(lookups_with_uid_number),
+        cmocka_unit_test(directory_groups),
         cmocka_unit_test(nss_wrapper_id_and_getent),
         cmocka_unit_test(small_buffers_then_success),
         cmocka_unit_test(daemon_down_is_unavailable),
