@@ -11,12 +11,16 @@ PACKAGES=(
   nlohmann-json3-dev libcurl4-openssl-dev libqrencode-dev libsqlite3-dev libargon2-dev
   glewlwyd curl jq sqlite3 binutils
 )
+# tests/fixtures/samba.sh. Installed without Recommends: libnss-winbind and libpam-winbind
+# would add winbind to /etc/nsswitch.conf and pam_winbind to /etc/pam.d/common-*.
+# samba-ad-provision is itself only a Recommends of samba-ad-dc, hence named.
+SAMBA_PACKAGES=(samba-ad-dc samba-ad-provision ldb-tools)   # and ldap-utils, above
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]} == 0)); then
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+missing=() samba_missing=()
+for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
+for p in "${SAMBA_PACKAGES[@]}"; do installed "$p" || samba_missing+=("$p"); done
+if ((${#missing[@]} + ${#samba_missing[@]} == 0)); then
   echo "install-deps: everything is installed"
   exit 0
 fi
@@ -25,9 +29,13 @@ if [[ $(id -u) -ne 0 ]]; then
 else
   SUDO=
 fi
-echo "install-deps: installing ${missing[*]}"
+echo "install-deps: installing ${missing[*]} ${samba_missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# The packaged slapd and glewlwyd services are never used: tests start their own on loopback.
-$SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+# The packaged slapd, glewlwyd and samba services are never used: tests start their own on
+# loopback.
+if ((${#missing[@]})); then $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; fi
+if ((${#samba_missing[@]})); then
+  $SUDO apt-get install -y -qq --no-install-recommends "${samba_missing[@]}" >/dev/null
+fi
 echo "install-deps: done"
