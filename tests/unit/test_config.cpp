@@ -494,6 +494,195 @@ void misc_structure(void**) {
     expect_line(d, "2:3", "ldap.group_search: required key missing: role_groups are given and group_type is posix_group");
 }
 
+// --- helper: verdict cache and offline logins; nss: cache and groups ------------------------
+
+void verdict_ttl(void**) {
+    assert_int_equal(load_ok(kLdapMin).helper.verdict_ttl_ms, 30000);  // default 30 s
+    Config c = load_ok(std::string(kLdapMin) + "helper:\n  verdict_ttl: 0\n");
+    assert_int_equal(c.helper.verdict_ttl_ms, 0);  // off
+    c = load_ok(std::string(kLdapMin) + "helper:\n  verdict_ttl: 2.5\n");
+    assert_int_equal(c.helper.verdict_ttl_ms, 2500);
+    c = load_ok(std::string(kLdapMin) + "helper:\n  verdict_ttl: 3600\n");
+    assert_int_equal(c.helper.verdict_ttl_ms, 3600000);
+    const char* range = "helper.verdict_ttl: expected a number of seconds from 0 to 3600 (fractions like 0.5 allowed), found ";
+    std::string d = load_error(std::string(kLdapMin) + "helper:\n  verdict_ttl: -1\n");
+    expect_line(d, "7:16", std::string(range) + "'-1'");
+    d = load_error(std::string(kLdapMin) + "helper:\n  verdict_ttl: 3601\n");
+    expect_line(d, "7:16", std::string(range) + "'3601'");
+    d = load_error(std::string(kLdapMin) + "helper:\n  verdict_ttl: 30s\n");
+    expect_line(d, "7:16", std::string(range) + "'30s'");
+}
+
+void offline_settings(void**) {
+    Config c = load_ok(kLdapMin);
+    assert_false(c.helper.offline.enabled);  // off unless asked for
+    assert_int_equal(c.helper.offline.max_age_s, 7 * 86400);
+    c = load_ok(std::string(kLdapMin) + "helper:\n  offline: {enabled: true}\n");
+    assert_true(c.helper.offline.enabled);
+    assert_int_equal(c.helper.offline.max_age_s, 7 * 86400);
+    struct {
+        const char* text;
+        long long seconds;
+    } const good[] = {{"7d", 7 * 86400}, {"12h", 12 * 3600}, {"90", 90}, {"15m", 15 * 60}, {"1s", 1}, {"366d", 366 * 86400}};
+    for (const auto& g : good) {
+        c = load_ok(std::string(kLdapMin) + "helper:\n  offline:\n    enabled: true\n    max_age: " + g.text + "\n");
+        assert_true(c.helper.offline.enabled);
+        if (c.helper.offline.max_age_s != g.seconds) {
+            std::fprintf(stderr, "# max_age %s: %lld s, want %lld\n", g.text,
+                         static_cast<long long>(c.helper.offline.max_age_s), g.seconds);
+            fail();
+        }
+    }
+    const std::string expected =
+        "helper.offline.max_age: expected a duration from 1s to 31622400s: seconds, or a number with s, m, h or d "
+        "(15m, 7d), found ";
+    for (const char* bad : {"7w", "-1", "0", "0d", "367d", "1.5h", "h"}) {
+        std::string d = load_error(std::string(kLdapMin) + "helper:\n  offline:\n    max_age: " + bad + "\n");
+        expect_line(d, "8:14", expected + "'" + bad + "'");
+    }
+    std::string d = load_error(std::string(kLdapMin) + "helper:\n  offline:\n    max_age: \"7d\"\n");
+    expect_line(d, "8:14", expected + "'7d'");
+    d = load_error(std::string(kLdapMin) + "helper:\n  offline:\n    enabled: \"true\"\n");
+    expect_line(d, "8:14", "helper.offline.enabled: expected a boolean (true/false), found the quoted string 'true'");
+    d = load_error(std::string(kLdapMin) + "helper:\n  offline:\n    enabled: true\n    max_ages: 7d\n");
+    expect_line(d, "9:5", "helper.offline.max_ages: unknown key 'max_ages'");
+    d = load_error(std::string(kLdapMin) + "helper:\n  offline: true\n");
+    expect_line(d, "7:12", "helper.offline: expected a mapping");
+}
+
+void nss_cache_settings(void**) {
+    Config c = load_ok(kLdapMin);
+    assert_int_equal(c.nss.cache_ttl_s, 5400);
+    assert_int_equal(c.nss.negative_ttl_s, 60);
+    assert_int_equal(c.nss.refresh_percent, 50);
+    assert_false(c.nss.enumerate);
+    assert_false(c.nss.directory_groups);
+    assert_false(c.nss.provisional_users);
+    c = load_ok(std::string(kLdapMin) +
+                "nss:\n"
+                "  cache_ttl: 2h\n"
+                "  negative_ttl: 0\n"
+                "  refresh_percent: 0\n"
+                "  enumerate: true\n"
+                "  directory_groups: yes\n"
+                "  provisional_users: true\n");
+    assert_int_equal(c.nss.cache_ttl_s, 7200);
+    assert_int_equal(c.nss.negative_ttl_s, 0);  // negative entries off
+    assert_int_equal(c.nss.refresh_percent, 0);
+    assert_true(c.nss.enumerate);
+    assert_true(c.nss.directory_groups);
+    assert_true(c.nss.provisional_users);
+    c = load_ok(std::string(kLdapMin) + "nss: {cache_ttl: 30d, negative_ttl: 15m, refresh_percent: 99}\n");
+    assert_int_equal(c.nss.cache_ttl_s, 30 * 86400);
+    assert_int_equal(c.nss.negative_ttl_s, 15 * 60);
+    assert_int_equal(c.nss.refresh_percent, 99);
+
+    std::string d = load_error(std::string(kLdapMin) +
+                               "nss:\n"
+                               "  cache_ttl: 0\n"
+                               "  negative_ttl: 2d\n"
+                               "  refresh_percent: 100\n"
+                               "  enumerate: \"false\"\n"
+                               "  directory_groups: sometimes\n"
+                               "  provisional_users: [true]\n");
+    auto lines = lines_of(d);
+    assert_int_equal(lines.size(), 6);
+    expect_line(lines[0], "7:14", "nss.cache_ttl: expected a duration from 1s to 2592000s: seconds, or a number with s, m, h or d (15m, 7d), found '0'");
+    expect_line(lines[1], "8:17", "nss.negative_ttl: expected a duration from 0s to 86400s: seconds, or a number with s, m, h or d (15m, 7d), found '2d'");
+    expect_line(lines[2], "9:20", "nss.refresh_percent: expected a whole number from 0 to 99, found '100'");
+    expect_line(lines[3], "10:14", "nss.enumerate: expected a boolean (true/false), found the quoted string 'false'");
+    expect_line(lines[4], "11:21", "nss.directory_groups: expected a boolean (true/false), found 'sometimes'");
+    expect_line(lines[5], "12:22", "nss.provisional_users: expected a boolean (true/false), found a list");
+    d = load_error(std::string(kLdapMin) + "nss:\n  cache_ttl: 31d\n  refresh_percent: -1\n");
+    expect_line(d, "7:14", "nss.cache_ttl: expected a duration from 1s to 2592000s");
+    expect_line(d, "7:14", "found '31d'");
+    expect_line(d, "8:20", "nss.refresh_percent: expected a whole number from 0 to 99, found '-1'");
+    d = load_error(std::string(kLdapMin) + "nss:\n  negative_ttl: 7w\n  cache-ttl: 1h\n");
+    expect_line(d, "7:17", "nss.negative_ttl: expected a duration from 0s to 86400s");
+    expect_line(d, "8:3", "nss.cache-ttl: unknown key 'cache-ttl': did you mean 'cache_ttl'?");
+}
+
+// nss.role_groups[role] as (name, gid), read from a loaded config.
+void expect_role_group(const Config& c, Role role, const char* name, std::uint32_t gid) {
+    const auto& g = c.nss.role_groups[static_cast<std::size_t>(role)];
+    if (g.name != name || g.gid != gid) {
+        std::fprintf(stderr, "# role_groups.%s: %s (gid %u), want %s (gid %u)\n", cvat::proto::role_name(role),
+                     g.name.c_str(), g.gid, name, gid);
+        fail();
+    }
+}
+
+void nss_role_groups(void**) {
+    // Defaults, with no nss: section at all.
+    Config c = load_ok(kLdapMin);
+    expect_role_group(c, Role::admin, "cvat-admin", 200000);
+    expect_role_group(c, Role::user, "cvat-user", 200001);
+    expect_role_group(c, Role::worker, "cvat-worker", 200002);
+    // An nss: section without role_groups; the GIDs follow id_min.
+    c = load_ok(std::string(kLdapMin) + "nss:\n  id_min: 300000\n  id_max: 400000\n");
+    expect_role_group(c, Role::admin, "cvat-admin", 300000);
+    expect_role_group(c, Role::user, "cvat-user", 300001);
+    expect_role_group(c, Role::worker, "cvat-worker", 300002);
+    c = load_ok(std::string(kLdapMin) + "nss:\n  enumerate: false\n");
+    expect_role_group(c, Role::worker, "cvat-worker", 200002);
+    // A bare name keeps the default GID; the map form sets either or both.
+    c = load_ok(std::string(kLdapMin) +
+                "nss:\n"
+                "  id_min: 300000\n"
+                "  id_max: 400000\n"
+                "  role_groups:\n"
+                "    admin: wheel-cvat\n"
+                "    user: {name: staff.cvat, gid: 250000}\n"
+                "    worker: {gid: 5000}\n");
+    expect_role_group(c, Role::admin, "wheel-cvat", 300000);
+    expect_role_group(c, Role::user, "staff.cvat", 250000);
+    expect_role_group(c, Role::worker, "cvat-worker", 5000);
+    c = load_ok(std::string(kLdapMin) + "nss:\n  role_groups: {worker: {name: Labelers_2}}\n");
+    expect_role_group(c, Role::admin, "cvat-admin", 200000);
+    expect_role_group(c, Role::worker, "Labelers_2", 200002);
+
+    // Names tools cannot take, unknown roles and keys, GIDs out of range.
+    const char* bad_name = "expected a group name of letters, digits, '_', '-', '.' (at most 32, not starting with a digit or '-'), found ";
+    std::string d = load_error(std::string(kLdapMin) +
+                               "nss:\n"
+                               "  role_groups:\n"
+                               "    admin: \"cvat admin\"\n"
+                               "    user: {name: -users}\n"
+                               "    worker: {name: 9workers}\n");
+    expect_line(d, "8:12", std::string("nss.role_groups.admin: ") + bad_name + "'cvat admin'");
+    expect_line(d, "9:18", std::string("nss.role_groups.user.name: ") + bad_name + "'-users'");
+    expect_line(d, "10:20", std::string("nss.role_groups.worker.name: ") + bad_name + "'9workers'");
+    d = load_error(std::string(kLdapMin) + "nss:\n  role_groups: {admin: a:b}\n");
+    expect_line(d, "7:24", std::string("nss.role_groups.admin: ") + bad_name + "'a:b'");
+    d = load_error(std::string(kLdapMin) + "nss:\n  role_groups: {admin: abcdefghijklmnopqrstuvwxyz0123456}\n");
+    expect_line(d, "7:24", "nss.role_groups.admin: expected a group name");
+    d = load_error(std::string(kLdapMin) + "nss:\n  role_groups: {root: wheel}\n");
+    expect_line(d, "7:17", "nss.role_groups.root: unknown key 'root'");
+    d = load_error(std::string(kLdapMin) + "nss:\n  role_groups: {admin: {name: a, gid: 999}}\n");
+    expect_line(d, "7:39", "nss.role_groups.admin.gid: expected a whole number from 1000 to 2147483646, found '999'");
+    d = load_error(std::string(kLdapMin) + "nss:\n  role_groups: {admin: {name: a, group: b}}\n");
+    expect_line(d, "7:34", "nss.role_groups.admin.group: unknown key 'group': expected one of name, gid");
+
+    // Two roles on one group: the message names both roles and what they share.
+    d = load_error(std::string(kLdapMin) +
+                   "nss:\n"
+                   "  role_groups:\n"
+                   "    admin: staff\n"
+                   "    worker: {name: staff, gid: 5000}\n");
+    expect_line(d, "7:3", "nss.role_groups: expected a distinct name and gid for each role's group; worker and admin share the name staff");
+    d = load_error(std::string(kLdapMin) + "nss:\n  role_groups: {user: cvat-admin}\n");
+    expect_line(d, "7:3", "nss.role_groups: expected a distinct name and gid for each role's group; user and admin share the name cvat-admin");
+    // A GID given to one role that is another role's default.
+    d = load_error(std::string(kLdapMin) + "nss:\n  role_groups: {admin: {gid: 200002}}\n");
+    expect_line(d, "7:3", "nss.role_groups: expected a distinct name and gid for each role's group; worker and admin share the gid 200002");
+    d = load_error(std::string(kLdapMin) +
+                   "nss:\n"
+                   "  role_groups:\n"
+                   "    user: {gid: 5000}\n"
+                   "    worker: {gid: 5000}\n");
+    expect_line(d, "7:3", "worker and user share the gid 5000");
+}
+
 // --- good files ---------------------------------------------------------------------------
 
 void minimal_ldap_defaults(void**) {
@@ -694,6 +883,10 @@ int main() {
         cmocka_unit_test(oidc_default_role),
         cmocka_unit_test(several_errors_reported),
         cmocka_unit_test(misc_structure),
+        cmocka_unit_test(verdict_ttl),
+        cmocka_unit_test(offline_settings),
+        cmocka_unit_test(nss_cache_settings),
+        cmocka_unit_test(nss_role_groups),
         cmocka_unit_test(minimal_ldap_defaults),
         cmocka_unit_test(full_config_values),
         cmocka_unit_test(examples_load),
