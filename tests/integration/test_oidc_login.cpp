@@ -6,8 +6,10 @@
 // device flow (approved, approved late, denied, expired, slow_down honoured, the prompt's URI,
 // user code and QR code, no_qr), token logins (the IdP's own tokens; forged ones: expired,
 // wrong aud, wrong iss, unknown key, alg none, HS256 keyed with the public key), IdP selection
-// by email domain, by weight and by idp=, an IdP that is down, dead or silent. Prints the
-// median time of 100 password and 100 token logins as TAP comments.
+// by email domain, by weight and by idp=, an IdP that is down, dead or silent; IdP users as
+// users of the host through libnss_cvat.so.2 (unknown before the first login, known after it
+// with the uid from iss + sub and their role group, across a restart; provisional entries;
+// token logins). Prints the median time of 100 password and 100 token logins as TAP comments.
 #include "cmocka.hpp"
 
 #include <sys/wait.h>
@@ -15,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -27,7 +30,11 @@
 #include <vector>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <nss.h>
+#include <pwd.h>
 #include <qrencode.h>
 #include <security/pam_appl.h>
 #include <sys/socket.h>
@@ -814,6 +821,360 @@ void idp_unreachable(void**) {
     if (now_mono() - t0 > kHttpTimeout + kSlack) fail_msg("device start against a silent IdP took %.1f s", now_mono() - t0);
 }
 
+// ---- users of the host (NSS) ---------------------------------------------------------------
+
+// The nss: range of these daemons; role groups take its first three IDs.
+constexpr std::uint32_t kIdMin = 400000, kIdMax = 499999;
+constexpr const char* kHome = "/home/idp/";
+
+// libnss_cvat.so.2 ($NSS_CVAT_SO), its entry points resolved by name as glibc's NSS loader does.
+struct NssEntryPoints {
+    using GetPwNam = nss_status (*)(const char*, passwd*, char*, size_t, int*);
+    using GetPwUid = nss_status (*)(uid_t, passwd*, char*, size_t, int*);
+    using GetGrNam = nss_status (*)(const char*, group*, char*, size_t, int*);
+    using InitGroupsDyn = nss_status (*)(const char*, gid_t, long*, long*, gid_t**, long, int*);
+    void* handle = nullptr;
+    GetPwNam getpwnam = nullptr;
+    GetPwUid getpwuid = nullptr;
+    GetGrNam getgrnam = nullptr;
+    InitGroupsDyn initgroups = nullptr;
+};
+NssEntryPoints g_nss;
+
+// Loads the module once; fails the calling test if it cannot.
+void load_nss() {
+    if (g_nss.handle != nullptr) return;
+    std::string so = env_or("NSS_CVAT_SO", "");
+    void* h = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) fail_msg("cannot load NSS_CVAT_SO=%s: %s", so.c_str(), dlerror());
+    g_nss.getpwnam = reinterpret_cast<NssEntryPoints::GetPwNam>(dlsym(h, "_nss_cvat_getpwnam_r"));
+    g_nss.getpwuid = reinterpret_cast<NssEntryPoints::GetPwUid>(dlsym(h, "_nss_cvat_getpwuid_r"));
+    g_nss.getgrnam = reinterpret_cast<NssEntryPoints::GetGrNam>(dlsym(h, "_nss_cvat_getgrnam_r"));
+    g_nss.initgroups = reinterpret_cast<NssEntryPoints::InitGroupsDyn>(dlsym(h, "_nss_cvat_initgroups_dyn"));
+    if (!g_nss.getpwnam || !g_nss.getpwuid || !g_nss.getgrnam || !g_nss.initgroups)
+        fail_msg("%s lacks an _nss_cvat_* entry point", so.c_str());
+    g_nss.handle = h;
+}
+
+struct Pw {
+    nss_status status = NSS_STATUS_UNAVAIL;
+    std::string name, dir, shell;
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
+struct Gr {
+    nss_status status = NSS_STATUS_UNAVAIL;
+    std::string name;
+    gid_t gid = 0;
+    std::vector<std::string> members;
+    bool lists(const std::string& user) const {
+        return std::find(members.begin(), members.end(), user) != members.end();
+    }
+};
+
+Pw to_pw(nss_status st, const passwd& p) {
+    Pw r;
+    r.status = st;
+    if (st == NSS_STATUS_SUCCESS) {
+        r.name = p.pw_name;
+        r.dir = p.pw_dir;
+        r.shell = p.pw_shell;
+        r.uid = p.pw_uid;
+        r.gid = p.pw_gid;
+    }
+    return r;
+}
+
+Pw pwnam(const std::string& name) {
+    passwd p{};
+    char buf[4096];
+    int err = 0;
+    return to_pw(g_nss.getpwnam(name.c_str(), &p, buf, sizeof buf, &err), p);
+}
+
+Pw pwuid(uid_t uid) {
+    passwd p{};
+    char buf[4096];
+    int err = 0;
+    return to_pw(g_nss.getpwuid(uid, &p, buf, sizeof buf, &err), p);
+}
+
+Gr grnam(const std::string& name) {
+    group gr{};
+    char buf[16384];
+    int err = 0;
+    Gr r;
+    r.status = g_nss.getgrnam(name.c_str(), &gr, buf, sizeof buf, &err);
+    if (r.status == NSS_STATUS_SUCCESS) {
+        r.name = gr.gr_name;
+        r.gid = gr.gr_gid;
+        for (char** m = gr.gr_mem; m != nullptr && *m != nullptr; ++m) r.members.emplace_back(*m);
+    }
+    return r;
+}
+
+std::vector<gid_t> initgroups(const std::string& user, gid_t primary) {
+    long start = 0, size = 4;
+    auto* groups = static_cast<gid_t*>(std::malloc(static_cast<std::size_t>(size) * sizeof(gid_t)));
+    int err = 0;
+    nss_status st = g_nss.initgroups(user.c_str(), primary, &start, &size, &groups, 0, &err);
+    std::vector<gid_t> out;
+    if (st == NSS_STATUS_SUCCESS)
+        for (long i = 0; i < start; ++i) out.push_back(groups[i]);
+    std::free(groups);
+    return out;
+}
+
+const char* nss_name(nss_status st) {
+    switch (st) {
+        case NSS_STATUS_SUCCESS: return "SUCCESS";
+        case NSS_STATUS_NOTFOUND: return "NOTFOUND";
+        case NSS_STATUS_UNAVAIL: return "UNAVAIL";
+        case NSS_STATUS_TRYAGAIN: return "TRYAGAIN";
+        default: return "other";
+    }
+}
+
+// The module finds the daemon, and the mapped file beside its socket, through this.
+void point_at(const Login& l) { setenv("CVAT_AUTH_SOCKET", l.daemon->socket().c_str(), 1); }
+
+// The mapped file (nss.mc) is rewritten a moment after a change (the daemon coalesces changes
+// for 200 ms), and a warm lookup may see the previous file until then: asks `lookup` again
+// until `ok` holds, for at most 3 s, and returns the last answer.
+template <typename Lookup, typename Ok>
+auto settled(Lookup lookup, Ok ok) {
+    double until = now_mono() + 3.0;
+    auto r = lookup();
+    while (!ok(r) && now_mono() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        r = lookup();
+    }
+    return r;
+}
+
+// A daemon under selection_mode email_address (ada@example.test goes to corp-oidc) with an
+// nss: section.
+std::string nss_config(const std::string& nss_extra = "") {
+    return config({IdpEntry{}}, "email_address") +
+           "nss:\n"
+           "  id_min: " + std::to_string(kIdMin) + "\n"
+           "  id_max: " + std::to_string(kIdMax) + "\n"
+           "  home: " + kHome + "%u\n"
+           "  shell: /bin/sh\n" + nss_extra;
+}
+
+std::string run_cmd(const std::string& cmd, int& status) {
+    std::string out;
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while (p != nullptr && (n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    int st = p != nullptr ? pclose(p) : -1;
+    status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
+
+std::string cache_show(const Login& l, const std::string& user) {
+    int st = -1;
+    std::string out = run_cmd(env_or("CVAT_AUTHCTL", "cvat-authctl") + " --socket " + l.daemon->socket() +
+                                  " cache show " + user, st);
+    if (st != 0) fail_msg("cvat-authctl cache show %s (exit %d):\n%s", user.c_str(), st, out.c_str());
+    return out;
+}
+
+// A user of the host as a login made it: found, uid in the range and clear of the role
+// groups' GIDs, its own primary group, home and shell from nss:; getpwuid agrees.
+void expect_host_user(const std::string& what, const Pw& p, const std::string& name) {
+    if (p.status != NSS_STATUS_SUCCESS) fail_msg("%s: getpwnam(%s) %s, want SUCCESS", what.c_str(), name.c_str(), nss_name(p.status));
+    if (p.name != name) fail_msg("%s: pw_name \"%s\", want \"%s\"", what.c_str(), p.name.c_str(), name.c_str());
+    if (p.uid < kIdMin + 3 || p.uid > kIdMax)
+        fail_msg("%s: uid %u outside %u..%u (the first three are the role groups')", what.c_str(), p.uid, kIdMin + 3, kIdMax);
+    if (p.gid != p.uid) fail_msg("%s: gid %u, want the user's own group %u", what.c_str(), p.gid, p.uid);
+    if (p.dir != kHome + name) fail_msg("%s: home \"%s\", want \"%s%s\"", what.c_str(), p.dir.c_str(), kHome, name.c_str());
+    if (p.shell != "/bin/sh") fail_msg("%s: shell \"%s\"", what.c_str(), p.shell.c_str());
+    Pw by_uid = pwuid(p.uid);
+    if (by_uid.status != NSS_STATUS_SUCCESS || by_uid.name != name)
+        fail_msg("%s: getpwuid(%u) %s \"%s\", want %s", what.c_str(), p.uid, nss_name(by_uid.status), by_uid.name.c_str(),
+                 name.c_str());
+}
+
+// `user` is listed in the role group `group` (GID `gid`), and in no other role group.
+void expect_in_role_group(const std::string& what, const std::string& user, const std::string& group, gid_t gid) {
+    Gr gr = settled([&] { return grnam(group); }, [&](const Gr& r) { return r.lists(user); });
+    if (gr.status != NSS_STATUS_SUCCESS || gr.gid != gid || !gr.lists(user))
+        fail_msg("%s: getgrnam(%s) %s gid %u, %zu members, want gid %u listing %s", what.c_str(), group.c_str(),
+                 nss_name(gr.status), gr.gid, gr.members.size(), gid, user.c_str());
+    for (const char* other : {"cvat-admin", "cvat-user", "cvat-worker"})
+        if (group != other && grnam(other).lists(user))
+            fail_msg("%s: %s is listed in %s as well as %s", what.c_str(), user.c_str(), other, group.c_str());
+}
+
+// The uid a fresh daemon (its own cache) gives `user` after one successful login.
+uid_t uid_after_login(const std::string& user, const std::string& password) {
+    Login l = start("nssref", nss_config());
+    point_at(l);
+    expect_success(l, "reference login of " + user, l(user, password), user, "admin", "corp-oidc");
+    Pw p = pwnam(user);
+    expect_host_user("reference daemon", p, user);
+    return p.uid;
+}
+
+// IdP users cannot be looked up at the IdP: ada@example.test is no user of the host until she
+// signs in; then she is, with her role group, and stays across a restart of the daemon.
+void nss_idp_user_after_login(void**) {
+    load_nss();
+    const std::string ada = "ada@example.test", uma = "uma@example.test";
+    const std::string yaml = nss_config();
+    Login l = start("nsslogin", yaml);
+    point_at(l);
+    Pw before = pwnam(ada);
+    if (before.status != NSS_STATUS_NOTFOUND)
+        fail_msg("getpwnam(%s) before any login: %s (uid %u), want NOTFOUND", ada.c_str(), nss_name(before.status),
+                 before.uid);
+    Gr admins = grnam("cvat-admin");
+    assert_int_equal(admins.status, NSS_STATUS_SUCCESS);
+    assert_int_equal(admins.gid, kIdMin);
+    assert_false(admins.lists(ada));
+
+    // The name the host knows is the verdict's canonical one (the email under email_address).
+    auto o = l(ada, idp_password("ada"));
+    expect_success(l, "ada's password login", o, ada, "admin", "corp-oidc");
+    Pw p = pwnam(o.pam_user);
+    expect_host_user("after ada's login", p, ada);
+    expect_in_role_group("after ada's login", ada, "cvat-admin", kIdMin);
+    auto gids = initgroups(ada, p.gid);
+    if (gids.size() != 1 || gids[0] != kIdMin)
+        fail_msg("initgroups(%s): %zu groups, want only cvat-admin (%u)", ada.c_str(), gids.size(), kIdMin);
+    // A negative entry of the lookup before the login does not hide her.
+    assert_int_equal(pwnam(ada).status, NSS_STATUS_SUCCESS);
+
+    expect_success(l, "uma's password login", l(uma, idp_password("uma")), uma, "user", "corp-oidc");
+    Pw pu = pwnam(uma);
+    expect_host_user("after uma's login", pu, uma);
+    assert_int_not_equal(pu.uid, p.uid);
+    expect_in_role_group("after uma's login", uma, "cvat-user", kIdMin + 1);
+    expect_in_role_group("after uma's login", ada, "cvat-admin", kIdMin);
+
+    // A new daemon on the same cache: the IdP never asked, same users, same IDs.
+    l.daemon->stop();
+    l.daemon.reset();
+    // The module keeps the stopped daemon's mapped file until a newer one supersedes it:
+    // one lookup through another socket path drops it, so what follows comes from the new
+    // daemon (its socket, or the file it publishes from its cache).
+    ::unlink((l.dir + "/nss.mc").c_str());
+    setenv("CVAT_AUTH_SOCKET", (l.dir + "/nowhere/socket").c_str(), 1);
+    assert_int_equal(pwnam(ada).status, NSS_STATUS_UNAVAIL);
+    l.daemon = std::make_unique<Daemon>(l.dir, yaml);
+    point_at(l);
+    Pw again = pwnam(ada);
+    expect_host_user("after a restart", again, ada);
+    if (again.uid != p.uid) fail_msg("after a restart ada's uid is %u, was %u", again.uid, p.uid);
+    assert_int_equal(pwnam(uma).uid, pu.uid);
+    expect_in_role_group("after a restart", ada, "cvat-admin", kIdMin);
+    expect_in_role_group("after a restart", uma, "cvat-user", kIdMin + 1);
+    if (!contains(cache_show(l, ada), "uid: " + std::to_string(p.uid)))
+        fail_msg("cache show %s after a restart lacks uid %u", ada.c_str(), p.uid);
+    // Still nobody else.
+    assert_int_equal(pwnam("bert@example.test").status, NSS_STATUS_NOTFOUND);
+}
+
+// The uid comes from iss + sub, not from the order of arrival: two daemons with their own
+// caches, whose users sign in in opposite orders, agree on every uid.
+void nss_idp_uid_from_subject(void**) {
+    load_nss();
+    const std::string ada = "ada@example.test", uma = "uma@example.test";
+    Login a = start("nsssub", nss_config());
+    point_at(a);
+    expect_success(a, "uma first", a(uma, idp_password("uma")), uma, "user", "corp-oidc");
+    expect_success(a, "ada second", a(ada, idp_password("ada")), ada, "admin", "corp-oidc");
+    Pw ada_a = pwnam(ada);
+    Pw uma_a = pwnam(uma);
+    expect_host_user("daemon A", ada_a, ada);
+    expect_host_user("daemon A", uma_a, uma);
+
+    Login b = start("nsssub", nss_config());
+    assert_true(a.dir != b.dir);
+    point_at(b);
+    assert_int_equal(pwnam(ada).status, NSS_STATUS_NOTFOUND);  // B has seen nobody yet
+    expect_success(b, "ada first", b(ada, idp_password("ada")), ada, "admin", "corp-oidc");
+    expect_success(b, "uma second", b(uma, idp_password("uma")), uma, "user", "corp-oidc");
+    Pw ada_b = pwnam(ada);
+    Pw uma_b = pwnam(uma);
+    expect_host_user("daemon B", ada_b, ada);
+    expect_host_user("daemon B", uma_b, uma);
+    print_message("# uids from iss+sub: ada %u, uma %u\n", ada_a.uid, uma_a.uid);
+    if (ada_a.uid != ada_b.uid || uma_a.uid != uma_b.uid)
+        fail_msg("separate caches disagree: ada %u vs %u, uma %u vs %u", ada_a.uid, ada_b.uid, uma_a.uid, uma_b.uid);
+    assert_int_not_equal(ada_a.uid, uma_a.uid);
+
+    // Same issuer, same name, another sub (a token signed with the IdP's key, sub "sub-ada"):
+    // another uid, so the uid follows the subject and not the name.
+    Login c = start("nsssub", nss_config());
+    point_at(c);
+    expect_success(c, "ada with a token for sub-ada", c(ada, idp_signed({})), ada, "admin", "corp-oidc");
+    Pw ada_c = pwnam(ada);
+    expect_host_user("daemon C", ada_c, ada);
+    if (ada_c.uid == ada_a.uid)
+        fail_msg("%s got uid %u for two different subs of the same issuer", ada.c_str(), ada_c.uid);
+}
+
+// nss.provisional_users: a name email_address routes to an IdP resolves before the first
+// login (sshd must know the user to reach the device flow); the login makes the entry
+// permanent, with the uid from iss + sub.
+void nss_idp_provisional_user(void**) {
+    load_nss();
+    const std::string ada = "ada@example.test";
+    const uid_t derived = uid_after_login(ada, idp_password("ada"));
+
+    Login l = start("nssprov", nss_config("  provisional_users: true\n"));
+    point_at(l);
+    Pw prov = pwnam(ada);
+    expect_host_user("provisional entry", prov, ada);
+    std::string show = cache_show(l, ada);
+    if (!contains(show, "provisional")) fail_msg("cache show %s before the login:\n%s", ada.c_str(), show.c_str());
+    // A provisional user has no role yet: no role group lists her.
+    for (const char* group : {"cvat-admin", "cvat-user", "cvat-worker"})
+        if (grnam(group).lists(ada)) fail_msg("provisional %s listed in %s", ada.c_str(), group);
+    // Only names an IdP claims get one.
+    assert_int_equal(pwnam("ada@nowhere.test").status, NSS_STATUS_NOTFOUND);
+
+    expect_success(l, "ada's first login", l(ada, idp_password("ada")), ada, "admin", "corp-oidc");
+    Pw after = settled([&] { return pwnam(ada); }, [&](const Pw& p) { return p.uid != prov.uid; });
+    expect_host_user("after the first login", after, ada);
+    print_message("# provisional uid %u, after the login %u (iss+sub gives %u)\n", prov.uid, after.uid, derived);
+    if (after.uid != derived)
+        fail_msg("after the login ada's uid is %u, want %u (from iss+sub; provisional %u)", after.uid, derived, prov.uid);
+    if (prov.uid == derived) fail_msg("the provisional uid %u already was the one from iss+sub", prov.uid);
+    expect_in_role_group("after the first login", ada, "cvat-admin", kIdMin);
+    show = cache_show(l, ada);
+    if (!contains(show, "backend: corp-oidc\n") || contains(show, "provisional") ||
+        !contains(show, "immutable id: oidc:" + g->idp->issuer() + " "))
+        fail_msg("cache show %s after the login:\n%s", ada.c_str(), show.c_str());
+    // Permanent: another login does not move it.
+    expect_success(l, "ada again", l(ada, idp_password("ada")), ada, "admin", "corp-oidc");
+    assert_int_equal(pwnam(ada).uid, derived);
+}
+
+// A token login teaches the daemon the user as a password login does, with the same uid.
+void nss_idp_token_login(void**) {
+    load_nss();
+    const std::string ada = "ada@example.test";
+    const uid_t derived = uid_after_login(ada, idp_password("ada"));
+    Login l = start("nsstoken", nss_config());
+    point_at(l);
+    assert_int_equal(pwnam(ada).status, NSS_STATUS_NOTFOUND);
+    // glewlwyd keeps one sub per name it found the user by (uid or mail): the token is asked
+    // for under the name the password login used, so it carries the same sub.
+    std::string token = g->idp->id_token(ada, idp_password("ada"));
+    if (token.empty()) fail_msg("the IdP gave no ID token for %s", ada.c_str());
+    expect_success(l, "ada's token login", l(ada, token), ada, "admin", "corp-oidc");
+    Pw p = pwnam(ada);
+    expect_host_user("after a token login", p, ada);
+    if (p.uid != derived) fail_msg("after a token login ada's uid is %u, after a password login %u", p.uid, derived);
+    expect_in_role_group("after a token login", ada, "cvat-admin", kIdMin);
+}
+
 // ---- measurements ---------------------------------------------------------------------------
 
 double median(std::vector<double> v) {
@@ -878,6 +1239,10 @@ int main(int argc, char** argv) {
         cmocka_unit_test(device_expired),
         cmocka_unit_test(device_slow_down),
         cmocka_unit_test(idp_unreachable),
+        cmocka_unit_test(nss_idp_user_after_login),
+        cmocka_unit_test(nss_idp_uid_from_subject),
+        cmocka_unit_test(nss_idp_provisional_user),
+        cmocka_unit_test(nss_idp_token_login),
         cmocka_unit_test(login_latency),
         cmocka_unit_test(idp_stopped),
     };
