@@ -499,19 +499,23 @@ void Accounts::learned_ldap(const Runtime& rt, const std::string& login, const L
                             const Secret* password) {
     CachedUser u;
     store_ldap(rt, user, u);
-    if (password == nullptr || !rt.config.helper.offline.enabled) return;
-    const std::string key = lower(login);
-    if (!offline_recent_.needs_rehash(key, *password)) return;
-    auto hash = logged(offline_hash(*password), "hashing for offline logins");
-    if (!hash) return;
     OfflineEntry e;
-    e.name = key;
     e.backend = "ldap";
-    e.hash = std::move(*hash);
     e.role = user.role.role;
     e.email = user.email;
     e.first_name = user.first_name;
     e.last_name = user.last_name;
+    keep_offline(rt, login, password, std::move(e));
+}
+
+void Accounts::keep_offline(const Runtime& rt, const std::string& login, const Secret* password, OfflineEntry e) {
+    if (password == nullptr || password->empty() || !rt.config.helper.offline.enabled) return;
+    const std::string key = lower(login);
+    if (!offline_recent_.needs_rehash(key, *password)) return;  // this process hashed the same password
+    auto hash = logged(offline_hash(*password), "hashing for offline logins");
+    if (!hash) return;
+    e.name = key;
+    e.hash = std::move(*hash);
     e.stored_at = now_s();
     if (logged(store_->put_offline(e), "storing offline credentials")) offline_recent_.hashed(key, *password);
 }
@@ -533,21 +537,13 @@ void Accounts::learned_oidc(const Runtime& rt, const IdentityProvider& idp, cons
     if (ou.subject.empty() || !nss_name_ok(u.name) || !assign_ids(rt, u, std::nullopt, std::nullopt)) return;
     if (!logged(store_->put_user(u), "storing a user")) return;
     changed();
-    if (password == nullptr || password->empty() || !rt.config.helper.offline.enabled) return;
-    const std::string key = lower(login);
-    if (!offline_recent_.needs_rehash(key, *password)) return;
-    auto hash = logged(offline_hash(*password), "hashing for offline logins");
-    if (!hash) return;
     OfflineEntry e;
-    e.name = key;
     e.backend = idp.id;
-    e.hash = std::move(*hash);
     e.role = ou.role.role;
     e.email = ou.email;
     e.first_name = ou.first_name;
     e.last_name = ou.last_name;
-    e.stored_at = now;
-    if (logged(store_->put_offline(e), "storing offline credentials")) offline_recent_.hashed(key, *password);
+    keep_offline(rt, login, password, std::move(e));
 }
 
 std::optional<proto::Verdict> Accounts::cached_verdict(const Runtime& rt, const std::string& backend,

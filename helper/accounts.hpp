@@ -91,6 +91,8 @@ private:
     bool assign_ids(const Runtime& rt, CachedUser& u, std::optional<std::uint32_t> uid_number,
                     std::optional<std::uint32_t> gid_number);
     void fill_posix(const Runtime& rt, CachedUser& u) const;
+    // Stores an Argon2id hash of `password` with `e` (role, attributes) for offline logins.
+    void keep_offline(const Runtime& rt, const std::string& login, const Secret* password, OfflineEntry e);
     std::vector<std::uint32_t> reserved_ids(const Runtime& rt) const;
     bool fresh(const CachedUser& u, std::int64_t now) const;
     void maybe_refresh(const Runtime& rt, const CachedUser& u, std::int64_t now);

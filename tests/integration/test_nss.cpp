@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "fixture.hpp"
+#include "nss_module.hpp"
 #include "pam_driver.hpp"
 
 using namespace cvat::test;
@@ -33,113 +34,22 @@ namespace {
 const char* kUsers = "CN=Users,DC=ad,DC=example,DC=test";
 constexpr std::uint32_t kIdMin = 300000, kIdMax = 399999;
 
-// ---- the module, as glibc would call it
-
-using GetPwNam = nss_status (*)(const char*, passwd*, char*, size_t, int*);
-using GetPwUid = nss_status (*)(uid_t, passwd*, char*, size_t, int*);
-using GetGrNam = nss_status (*)(const char*, group*, char*, size_t, int*);
-using GetGrGid = nss_status (*)(gid_t, group*, char*, size_t, int*);
-using InitGroupsDyn = nss_status (*)(const char*, gid_t, long*, long*, gid_t**, long, int*);
-
-struct Module {
-    void* handle = nullptr;
-    GetPwNam getpwnam = nullptr;
-    GetPwUid getpwuid = nullptr;
-    GetGrNam getgrnam = nullptr;
-    GetGrGid getgrgid = nullptr;
-    InitGroupsDyn initgroups = nullptr;
-};
-
-struct Pw {
-    nss_status status = NSS_STATUS_UNAVAIL;
-    int err = 0;
-    std::string name, gecos, dir, shell;
-    uid_t uid = 0;
-    gid_t gid = 0;
-};
-
-struct Gr {
-    nss_status status = NSS_STATUS_UNAVAIL;
-    std::string name;
-    gid_t gid = 0;
-    std::vector<std::string> members;
-};
+using Pw = PwEntry;
+using Gr = GrEntry;
 
 struct World {
     TempDir tmp;
     std::unique_ptr<Slapd> ad;
     std::unique_ptr<Slapd> ipa;
-    Module nss;
+    NssModule nss;
 };
 World* g = nullptr;
 
-Pw to_pw(nss_status st, int err, const passwd& p) {
-    Pw r;
-    r.status = st;
-    r.err = err;
-    if (st == NSS_STATUS_SUCCESS) {
-        r.name = p.pw_name;
-        r.gecos = p.pw_gecos;
-        r.dir = p.pw_dir;
-        r.shell = p.pw_shell;
-        r.uid = p.pw_uid;
-        r.gid = p.pw_gid;
-    }
-    return r;
-}
-
-Pw pwnam(const std::string& name) {
-    passwd p{};
-    char buf[4096];
-    int err = 0;
-    nss_status st = g->nss.getpwnam(name.c_str(), &p, buf, sizeof buf, &err);
-    return to_pw(st, err, p);
-}
-
-Pw pwuid(uid_t uid) {
-    passwd p{};
-    char buf[4096];
-    int err = 0;
-    nss_status st = g->nss.getpwuid(uid, &p, buf, sizeof buf, &err);
-    return to_pw(st, err, p);
-}
-
-Gr to_gr(nss_status st, const group& gr) {
-    Gr r;
-    r.status = st;
-    if (st == NSS_STATUS_SUCCESS) {
-        r.name = gr.gr_name;
-        r.gid = gr.gr_gid;
-        for (char** m = gr.gr_mem; m != nullptr && *m != nullptr; ++m) r.members.emplace_back(*m);
-    }
-    return r;
-}
-
-Gr grnam(const std::string& name) {
-    group gr{};
-    char buf[16384];
-    int err = 0;
-    return to_gr(g->nss.getgrnam(name.c_str(), &gr, buf, sizeof buf, &err), gr);
-}
-
-Gr grgid(gid_t gid) {
-    group gr{};
-    char buf[16384];
-    int err = 0;
-    return to_gr(g->nss.getgrgid(gid, &gr, buf, sizeof buf, &err), gr);
-}
-
-std::vector<gid_t> initgroups(const std::string& user, gid_t primary) {
-    long start = 0, size = 4;
-    gid_t* groups = static_cast<gid_t*>(std::malloc(size * sizeof(gid_t)));
-    int err = 0;
-    nss_status st = g->nss.initgroups(user.c_str(), primary, &start, &size, &groups, 0, &err);
-    std::vector<gid_t> out;
-    if (st == NSS_STATUS_SUCCESS)
-        for (long i = 0; i < start; ++i) out.push_back(groups[i]);
-    std::free(groups);
-    return out;
-}
+Pw pwnam(const std::string& name) { return lookup_pwnam(g->nss, name); }
+Pw pwuid(uid_t uid) { return lookup_pwuid(g->nss, uid); }
+Gr grnam(const std::string& name) { return lookup_grnam(g->nss, name); }
+Gr grgid(gid_t gid) { return lookup_grgid(g->nss, gid); }
+std::vector<gid_t> initgroups(const std::string& user, gid_t primary) { return lookup_initgroups(g->nss, user, primary); }
 
 bool has(const std::vector<std::string>& v, const std::string& s) {
     for (const auto& x : v)
@@ -403,11 +313,11 @@ void small_buffers_then_success(void**) {
         passwd p{};
         char tiny[8];
         int err = 0;
-        nss_status st = g->nss.getpwnam("bob", &p, tiny, sizeof tiny, &err);
+        nss_status st = g->nss.getpwnam_r("bob", &p, tiny, sizeof tiny, &err);
         assert_int_equal(st, NSS_STATUS_TRYAGAIN);
         assert_int_equal(err, ERANGE);
         char big[1024];
-        st = g->nss.getpwnam("bob", &p, big, sizeof big, &err);
+        st = g->nss.getpwnam_r("bob", &p, big, sizeof big, &err);
         assert_int_equal(st, NSS_STATUS_SUCCESS);
         assert_string_equal(p.pw_name, "bob");
         assert_true(p.pw_name >= big && p.pw_name < big + sizeof big);
@@ -645,19 +555,7 @@ void offline_login(void**) {
 
 int setup(void**) {
     g = new World;
-    std::string so = env_or("NSS_CVAT_SO", "");
-    g->nss.handle = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (g->nss.handle == nullptr) {
-        std::fprintf(stderr, "cannot load NSS_CVAT_SO=%s: %s\n", so.c_str(), dlerror());
-        return -1;
-    }
-    g->nss.getpwnam = reinterpret_cast<GetPwNam>(dlsym(g->nss.handle, "_nss_cvat_getpwnam_r"));
-    g->nss.getpwuid = reinterpret_cast<GetPwUid>(dlsym(g->nss.handle, "_nss_cvat_getpwuid_r"));
-    g->nss.getgrnam = reinterpret_cast<GetGrNam>(dlsym(g->nss.handle, "_nss_cvat_getgrnam_r"));
-    g->nss.getgrgid = reinterpret_cast<GetGrGid>(dlsym(g->nss.handle, "_nss_cvat_getgrgid_r"));
-    g->nss.initgroups = reinterpret_cast<InitGroupsDyn>(dlsym(g->nss.handle, "_nss_cvat_initgroups_dyn"));
-    if (!g->nss.getpwnam || !g->nss.getpwuid || !g->nss.getgrnam || !g->nss.getgrgid || !g->nss.initgroups)
-        return -1;
+    g->nss = NssModule::load();
     g->ad = std::make_unique<Slapd>(g->tmp.path() + "/ad", "ad");
     g->ipa = std::make_unique<Slapd>(g->tmp.path() + "/ipa-slapd", "ipa");
     return 0;

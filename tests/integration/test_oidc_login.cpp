@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "fixture.hpp"
+#include "nss_module.hpp"
 #include "idp.hpp"
 #include "jwt_forge.hpp"
 #include "pam_driver.hpp"
@@ -827,104 +828,19 @@ void idp_unreachable(void**) {
 constexpr std::uint32_t kIdMin = 400000, kIdMax = 499999;
 constexpr const char* kHome = "/home/idp/";
 
-// libnss_cvat.so.2 ($NSS_CVAT_SO), its entry points resolved by name as glibc's NSS loader does.
-struct NssEntryPoints {
-    using GetPwNam = nss_status (*)(const char*, passwd*, char*, size_t, int*);
-    using GetPwUid = nss_status (*)(uid_t, passwd*, char*, size_t, int*);
-    using GetGrNam = nss_status (*)(const char*, group*, char*, size_t, int*);
-    using InitGroupsDyn = nss_status (*)(const char*, gid_t, long*, long*, gid_t**, long, int*);
-    void* handle = nullptr;
-    GetPwNam getpwnam = nullptr;
-    GetPwUid getpwuid = nullptr;
-    GetGrNam getgrnam = nullptr;
-    InitGroupsDyn initgroups = nullptr;
-};
-NssEntryPoints g_nss;
+// libnss_cvat.so.2 ($NSS_CVAT_SO), loaded once by the first test that needs it.
+NssModule g_nss;
 
-// Loads the module once; fails the calling test if it cannot.
 void load_nss() {
-    if (g_nss.handle != nullptr) return;
-    std::string so = env_or("NSS_CVAT_SO", "");
-    void* h = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (h == nullptr) fail_msg("cannot load NSS_CVAT_SO=%s: %s", so.c_str(), dlerror());
-    g_nss.getpwnam = reinterpret_cast<NssEntryPoints::GetPwNam>(dlsym(h, "_nss_cvat_getpwnam_r"));
-    g_nss.getpwuid = reinterpret_cast<NssEntryPoints::GetPwUid>(dlsym(h, "_nss_cvat_getpwuid_r"));
-    g_nss.getgrnam = reinterpret_cast<NssEntryPoints::GetGrNam>(dlsym(h, "_nss_cvat_getgrnam_r"));
-    g_nss.initgroups = reinterpret_cast<NssEntryPoints::InitGroupsDyn>(dlsym(h, "_nss_cvat_initgroups_dyn"));
-    if (!g_nss.getpwnam || !g_nss.getpwuid || !g_nss.getgrnam || !g_nss.initgroups)
-        fail_msg("%s lacks an _nss_cvat_* entry point", so.c_str());
-    g_nss.handle = h;
+    if (g_nss.handle == nullptr) g_nss = NssModule::load();
 }
 
-struct Pw {
-    nss_status status = NSS_STATUS_UNAVAIL;
-    std::string name, dir, shell;
-    uid_t uid = 0;
-    gid_t gid = 0;
-};
-
-struct Gr {
-    nss_status status = NSS_STATUS_UNAVAIL;
-    std::string name;
-    gid_t gid = 0;
-    std::vector<std::string> members;
-    bool lists(const std::string& user) const {
-        return std::find(members.begin(), members.end(), user) != members.end();
-    }
-};
-
-Pw to_pw(nss_status st, const passwd& p) {
-    Pw r;
-    r.status = st;
-    if (st == NSS_STATUS_SUCCESS) {
-        r.name = p.pw_name;
-        r.dir = p.pw_dir;
-        r.shell = p.pw_shell;
-        r.uid = p.pw_uid;
-        r.gid = p.pw_gid;
-    }
-    return r;
-}
-
-Pw pwnam(const std::string& name) {
-    passwd p{};
-    char buf[4096];
-    int err = 0;
-    return to_pw(g_nss.getpwnam(name.c_str(), &p, buf, sizeof buf, &err), p);
-}
-
-Pw pwuid(uid_t uid) {
-    passwd p{};
-    char buf[4096];
-    int err = 0;
-    return to_pw(g_nss.getpwuid(uid, &p, buf, sizeof buf, &err), p);
-}
-
-Gr grnam(const std::string& name) {
-    group gr{};
-    char buf[16384];
-    int err = 0;
-    Gr r;
-    r.status = g_nss.getgrnam(name.c_str(), &gr, buf, sizeof buf, &err);
-    if (r.status == NSS_STATUS_SUCCESS) {
-        r.name = gr.gr_name;
-        r.gid = gr.gr_gid;
-        for (char** m = gr.gr_mem; m != nullptr && *m != nullptr; ++m) r.members.emplace_back(*m);
-    }
-    return r;
-}
-
-std::vector<gid_t> initgroups(const std::string& user, gid_t primary) {
-    long start = 0, size = 4;
-    auto* groups = static_cast<gid_t*>(std::malloc(static_cast<std::size_t>(size) * sizeof(gid_t)));
-    int err = 0;
-    nss_status st = g_nss.initgroups(user.c_str(), primary, &start, &size, &groups, 0, &err);
-    std::vector<gid_t> out;
-    if (st == NSS_STATUS_SUCCESS)
-        for (long i = 0; i < start; ++i) out.push_back(groups[i]);
-    std::free(groups);
-    return out;
-}
+using Pw = PwEntry;
+using Gr = GrEntry;
+Pw pwnam(const std::string& name) { return lookup_pwnam(g_nss, name); }
+Pw pwuid(uid_t uid) { return lookup_pwuid(g_nss, uid); }
+Gr grnam(const std::string& name) { return lookup_grnam(g_nss, name); }
+std::vector<gid_t> initgroups(const std::string& user, gid_t primary) { return lookup_initgroups(g_nss, user, primary); }
 
 const char* nss_name(nss_status st) {
     switch (st) {

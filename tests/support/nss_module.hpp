@@ -3,8 +3,11 @@
 // entry points resolved by name, as glibc's NSS loader does.
 #pragma once
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include <dlfcn.h>
 #include <grp.h>
@@ -68,5 +71,95 @@ private:
         return p;
     }
 };
+
+// One answer of the module, copied out of the caller's buffer.
+struct PwEntry {
+    nss_status status = NSS_STATUS_UNAVAIL;
+    int err = 0;
+    std::string name, gecos, dir, shell;
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
+struct GrEntry {
+    nss_status status = NSS_STATUS_UNAVAIL;
+    std::string name;
+    gid_t gid = 0;
+    std::vector<std::string> members;
+    bool lists(const std::string& user) const {
+        return std::find(members.begin(), members.end(), user) != members.end();
+    }
+};
+
+inline PwEntry pw_entry(nss_status st, int err, const passwd& p) {
+    PwEntry r;
+    r.status = st;
+    r.err = err;
+    if (st == NSS_STATUS_SUCCESS) {
+        r.name = p.pw_name;
+        r.gecos = p.pw_gecos;
+        r.dir = p.pw_dir;
+        r.shell = p.pw_shell;
+        r.uid = p.pw_uid;
+        r.gid = p.pw_gid;
+    }
+    return r;
+}
+
+inline GrEntry gr_entry(nss_status st, const group& gr) {
+    GrEntry r;
+    r.status = st;
+    if (st == NSS_STATUS_SUCCESS) {
+        r.name = gr.gr_name;
+        r.gid = gr.gr_gid;
+        for (char** m = gr.gr_mem; m != nullptr && *m != nullptr; ++m) r.members.emplace_back(*m);
+    }
+    return r;
+}
+
+// The lookups as glibc makes them, with roomy buffers.
+inline PwEntry lookup_pwnam(const NssModule& m, const std::string& name) {
+    passwd p{};
+    char buf[4096];
+    int err = 0;
+    nss_status st = m.getpwnam_r(name.c_str(), &p, buf, sizeof buf, &err);
+    return pw_entry(st, err, p);
+}
+
+inline PwEntry lookup_pwuid(const NssModule& m, uid_t uid) {
+    passwd p{};
+    char buf[4096];
+    int err = 0;
+    nss_status st = m.getpwuid_r(uid, &p, buf, sizeof buf, &err);
+    return pw_entry(st, err, p);
+}
+
+inline GrEntry lookup_grnam(const NssModule& m, const std::string& name) {
+    group gr{};
+    char buf[16384];
+    int err = 0;
+    nss_status st = m.getgrnam_r(name.c_str(), &gr, buf, sizeof buf, &err);
+    return gr_entry(st, gr);
+}
+
+inline GrEntry lookup_grgid(const NssModule& m, gid_t gid) {
+    group gr{};
+    char buf[16384];
+    int err = 0;
+    nss_status st = m.getgrgid_r(gid, &gr, buf, sizeof buf, &err);
+    return gr_entry(st, gr);
+}
+
+// The supplementary groups initgroups_dyn adds (empty unless it succeeds).
+inline std::vector<gid_t> lookup_initgroups(const NssModule& m, const std::string& user, gid_t primary) {
+    long start = 0, size = 4;
+    auto* groups = static_cast<gid_t*>(std::malloc(static_cast<std::size_t>(size) * sizeof(gid_t)));
+    int err = 0;
+    nss_status st = m.initgroups_dyn(user.c_str(), primary, &start, &size, &groups, 0, &err);
+    std::vector<gid_t> out;
+    if (st == NSS_STATUS_SUCCESS) out.assign(groups, groups + start);
+    std::free(groups);
+    return out;
+}
 
 }  // namespace cvat::test
