@@ -25,6 +25,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "dns_srv.hpp"
 #include "ldap_text.hpp"
 #include "unique_fd.hpp"
 
@@ -54,7 +55,7 @@ using Sv = std::string_view;
 using Keys = std::span<const Sv>;
 
 constexpr Sv kTopKeys[] = {"sso", "ldap", "helper", "nss"};
-constexpr Sv kLdapKeys[] = {"server_uri", "start_tls", "tls", "referrals", "bind_dn",
+constexpr Sv kLdapKeys[] = {"server_uri", "dns_srv", "start_tls", "tls", "referrals", "bind_dn",
                             "bind_password", "bind_password_file", "user_search", "group_search",
                             "group_type", "user_attr_map", "role_groups", "default_role",
                             "connect_timeout", "timeout", "pool_size", "max_nesting",
@@ -953,8 +954,15 @@ void Loader::load_ldap(const Map& top, LdapConfig& ldap) {
             if (ldap.server_uri.empty() && errors_.size() == errors_before)
                 error(e->value, m->key("server_uri"), "expected at least one ldaps:// or ldap:// URI");
         }
-    } else {
-        missing(*m, "server_uri", "the directory's URI(s), e.g. ldaps://ad.example.com");
+    } else if (!m->has("dns_srv")) {
+        missing(*m, "server_uri", "the directory's URI(s), e.g. ldaps://ad.example.com, or dns_srv");
+    }
+    // dns_srv: the targets of an SRV record (RFC 2782), tried before server_uri.
+    if (read_string(*m, "dns_srv", ldap.dns_srv)) {
+        if (std::string why = check_srv_name(ldap.dns_srv); !why.empty()) {
+            error(m->find("dns_srv")->value, m->key("dns_srv"), why + ", found " + quoted(ldap.dns_srv));
+            ldap.dns_srv.clear();
+        }
     }
 
     read_bool(*m, "start_tls", ldap.start_tls);
@@ -988,6 +996,20 @@ void Loader::load_ldap(const Map& top, LdapConfig& ldap) {
         if (u.scheme == "ldaps" && ldap.start_tls)
             warning(uri_nodes[i], uri_keys[i],
                     "start_tls applies to ldap:// URIs only; ldaps:// is TLS from the first byte");
+    }
+    // SRV targets are host names known only at run time: plain ldap:// to them counts as the
+    // network.
+    if (!ldap.dns_srv.empty() && srv_scheme(ldap.dns_srv) == "ldap" && !ldap.start_tls) {
+        const YAML::Node& at = m->find("dns_srv")->value;
+        if (ldap.allow_cleartext_password)
+            warning(at, m->key("dns_srv"),
+                    "user passwords cross the network to the SRV targets in clear text "
+                    "(allow_cleartext_password: true)");
+        else
+            error(at, m->key("dns_srv"),
+                  "the targets of " + quoted(ldap.dns_srv) + " are reached with ldap://, so user passwords would "
+                  "cross the network in clear text; use start_tls: true, an _ldaps._tcp record, or set "
+                  "allow_cleartext_password: true");
     }
 
     // Service account.

@@ -47,6 +47,8 @@ struct TlsConfig {
 struct LdapConfig {
     bool configured = false;             // the file has an ldap: section
     std::vector<std::string> server_uri; // tried in order (failover); a string is split at spaces
+    // Extension: an SRV name (_ldap._tcp.example.com); its targets are tried before server_uri.
+    std::string dns_srv;
     bool start_tls = false;
     TlsConfig tls;
     bool referrals = false;

@@ -33,10 +33,12 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "dns_srv.hpp"
 #include "idmap.hpp"
 #include "ldap_conn.hpp"
 #include "ldap_text.hpp"
 #include "log.hpp"
+#include "server_list.hpp"
 
 namespace cvat::helper {
 
@@ -325,6 +327,7 @@ struct Conn {
     std::unique_ptr<IoGuard> guard;  // declared before `ld`: outlives the handle that points to it
     LdapPtr ld;
     std::size_t server = 0;     // index into the server list
+    std::uint64_t generation = 0;  // of the DNS SRV targets when opened (0: no dns_srv)
     Clock::time_point idle_since;
     bool reused = false;        // came from the pool (may have died while idle)
 };
@@ -427,9 +430,9 @@ public:
     explicit LdapBackendImpl(LdapConfig config)
         : cfg_(std::move(config)),
           service_pool_("service", cfg_.pool_size),
-          user_pool_("user-bind", cfg_.pool_size) {
-        for (const std::string& uri : cfg_.server_uri) servers_.push_back(describe_server(uri, cfg_.start_tls));
-        down_until_.assign(servers_.size(), Clock::time_point{});
+          user_pool_("user-bind", cfg_.pool_size),
+          servers_(cfg_.server_uri, make_discovery(cfg_),
+                   [this](const std::string& uri) { return describe_server(uri, cfg_.start_tls); }) {
         fill_default_attr("user_name", "uid");
         fill_default_attr("email", "mail");
         fill_default_attr("first_name", "givenName");
@@ -451,9 +454,9 @@ public:
     std::vector<proto::BackendState> probe() override;
 
     Result<void> validate() const {
-        if (servers_.empty()) return fail(ErrorCode::config, "ldap.server_uri: no server");
-        for (const ServerInfo& s : servers_)
-            if (!s.parse_error.empty())
+        if (servers_.empty() && !servers_.discovers()) return fail(ErrorCode::config, "ldap.server_uri: no server");
+        for (std::size_t i = 0; i < servers_.size(); ++i)
+            if (const ServerInfo& s = servers_[i]; !s.parse_error.empty())
                 return fail(ErrorCode::config, "ldap.server_uri: " + log_safe(s.uri) + ": " + s.parse_error);
         if (auto f = expand_user_filter(cfg_.user_search.filter, "x"); !f)
             return fail(ErrorCode::config, "ldap.user_search.filter: " + f.error().detail);
@@ -489,12 +492,21 @@ private:
     Ms connect_timeout() const { return Ms(std::max(1, cfg_.connect_timeout_ms)); }
     Ms op_timeout() const { return Ms(std::max(1, cfg_.timeout_ms)); }
 
-    // Servers to try, best first: those not recently failed in config order, then the rest.
-    std::vector<std::size_t> server_order() {
+    // The SRV targets' resolver (null without dns_srv). A DNS lookup waits at most
+    // connect_timeout (whole seconds, 1-5) per try, two tries.
+    static std::unique_ptr<SrvDiscovery> make_discovery(const LdapConfig& c) {
+        if (c.dns_srv.empty()) return nullptr;
+        return std::make_unique<SrvDiscovery>(c.dns_srv, std::clamp((c.connect_timeout_ms + 999) / 1000, 1, 5), 2);
+    }
+
+    // Servers to try, best first: those not recently failed in list order (SRV targets by
+    // RFC 2782, then server_uri), then the rest.
+    std::vector<std::size_t> server_order(std::uint64_t* generation = nullptr, std::string* problem = nullptr) {
         std::vector<std::size_t> up, down;
+        const std::vector<std::size_t> order = servers_.order(generation, problem);
         auto now = Clock::now();
         std::lock_guard lock(servers_m_);
-        for (std::size_t i = 0; i < servers_.size(); ++i) (down_until_[i] > now ? down : up).push_back(i);
+        for (std::size_t i : order) (down_until_[i] > now ? down : up).push_back(i);
         up.insert(up.end(), down.begin(), down.end());
         return up;
     }
@@ -553,11 +565,11 @@ private:
     void explain_role(const RoleDecision& d, Trace& trace) const;
 
     LdapConfig cfg_;
-    std::vector<ServerInfo> servers_;
     Pool service_pool_;
     Pool user_pool_;
+    ServerList<ServerInfo> servers_;
     std::mutex servers_m_;
-    std::vector<Clock::time_point> down_until_;  // guarded by servers_m_
+    std::map<std::size_t, Clock::time_point> down_until_;  // by server index; guarded by servers_m_
 };
 
 Outcome<ConnPtr> LdapBackendImpl::open_server(std::size_t i, bool& fatal) {
@@ -681,7 +693,9 @@ Outcome<ConnPtr> LdapBackendImpl::open_server(std::size_t i, bool& fatal) {
 
 Outcome<ConnPtr> LdapBackendImpl::open_any(Purpose purpose) {
     std::string errors;
-    for (std::size_t i : server_order()) {
+    std::uint64_t generation = 0;
+    std::string dns_problem;
+    for (std::size_t i : server_order(&generation, &dns_problem)) {
         const ServerInfo& s = servers_[i];
         if (!errors.empty()) errors += "; ";
         // Belt and braces with the config loader: a password goes over plain LDAP only to
@@ -694,6 +708,7 @@ Outcome<ConnPtr> LdapBackendImpl::open_any(Purpose purpose) {
         auto conn = open_server(i, fatal);
         if (conn) {
             mark_up(i);
+            (*conn)->generation = generation;
             return conn;
         }
         if (fatal) {
@@ -703,6 +718,8 @@ Outcome<ConnPtr> LdapBackendImpl::open_any(Purpose purpose) {
         mark_down(i, conn.error().message);
         errors += s.uri + ": " + conn.error().message;
     }
+    servers_.all_failed();  // DNS may know better servers now
+    if (!dns_problem.empty()) errors += (errors.empty() ? "dns_srv: " : "; dns_srv: ") + dns_problem;
     return failure(Status::unavailable, "directory unreachable: " + log_safe(errors));
 }
 
@@ -829,6 +846,8 @@ Outcome<T> LdapBackendImpl::with_connection(Pool& pool, Purpose purpose, Op&& op
         return failure(Status::unavailable, "directory busy: no free LDAP connection");
     }
     Lease lease(pool, std::move(first));
+    // A pooled connection to the targets of an older SRV answer: the record changed, follow it.
+    if (lease.conn() && lease.conn()->generation != servers_.generation()) lease.discard();
     // A fresh connection per server at most, plus one retry for a stale pooled one.
     const std::size_t max_attempts = servers_.size() + 1;
     for (std::size_t attempt = 0; attempt < max_attempts; ++attempt) {
@@ -1251,7 +1270,15 @@ void LdapBackendImpl::resolve_uid(std::uint32_t uid, LdapOutcome& out) {
 std::vector<proto::BackendState> LdapBackendImpl::probe() {
     std::vector<proto::BackendState> states;
     try {
-        for (std::size_t i = 0; i < servers_.size(); ++i) {
+        std::string dns_problem;
+        // Up to 64 SRV targets: probe the first few (the status reply and the wait are bounded).
+        constexpr std::size_t kMaxProbed = 16;
+        const std::vector<std::size_t> order = server_order(nullptr, &dns_problem);
+        for (std::size_t i : order) {
+            if (states.size() == kMaxProbed) {
+                states.back().detail += " (" + std::to_string(order.size() - kMaxProbed) + " more servers not probed)";
+                break;
+            }
             const ServerInfo& s = servers_[i];
             proto::BackendState st;
             st.name = "ldap " + s.uri;
@@ -1276,7 +1303,8 @@ std::vector<proto::BackendState> LdapBackendImpl::probe() {
             }
             states.push_back(std::move(st));
         }
-        if (servers_.empty()) states.push_back(proto::BackendState{"ldap", false, "no server configured"});
+        if (!dns_problem.empty()) states.push_back(proto::BackendState{"ldap dns_srv " + cfg_.dns_srv, false, dns_problem});
+        if (states.empty()) states.push_back(proto::BackendState{"ldap", false, "no server configured"});
     } catch (const std::exception& e) {
         log::error("ldap: probe failed: ", log_safe(e.what()));
     } catch (...) {

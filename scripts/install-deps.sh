@@ -10,6 +10,7 @@ PACKAGES=(
   slapd ldap-utils libsasl2-modules
   nlohmann-json3-dev libcurl4-openssl-dev libqrencode-dev libsqlite3-dev libargon2-dev
   glewlwyd curl jq sqlite3 binutils
+  dnsmasq-base util-linux
 )
 # tests/fixtures/samba.sh. Installed without Recommends: libnss-winbind and libpam-winbind
 # would add winbind to /etc/nsswitch.conf and pam_winbind to /etc/pam.d/common-*.
@@ -33,7 +34,8 @@ echo "install-deps: installing ${missing[*]} ${samba_missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # The packaged slapd, glewlwyd and samba services are never used: tests start their own on
-# loopback.
+# loopback. dnsmasq-base is the binary without the dnsmasq package's service (which would
+# start on install and take port 53); tests/integration/test_dns_srv starts its own.
 if ((${#missing[@]})); then $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; fi
 if ((${#samba_missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${samba_missing[@]}" >/dev/null

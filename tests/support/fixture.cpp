@@ -440,7 +440,9 @@ std::string with_socket(std::string yaml, const std::string& socket) {
 }
 }  // namespace
 
-Daemon::Daemon(const std::string& dir, const std::string& config_yaml)
+Daemon::Daemon(const std::string& dir, const std::string& config_yaml) : Daemon(dir, config_yaml, {}) {}
+
+Daemon::Daemon(const std::string& dir, const std::string& config_yaml, const std::vector<std::string>& wrapper)
     : dir_(dir),
       config_(dir + "/auth_config.yml"),
       socket_(dir + "/socket"),
@@ -464,8 +466,12 @@ Daemon::Daemon(const std::string& dir, const std::string& config_yaml)
         // The daemon must read its socket from the config, not from the test's environment.
         ::unsetenv("CVAT_AUTH_SOCKET");
         ::unsetenv("AUTH_CONFIG_PATH");
-        ::execl(authd.c_str(), authd.c_str(), "--foreground", "--config", config_.c_str(),
-                static_cast<char*>(nullptr));
+        std::vector<std::string> args = wrapper;
+        args.insert(args.end(), {authd, "--foreground", "--config", config_});
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execvp(argv[0], argv.data());
         ::_exit(127);
     }
     track(pid_);

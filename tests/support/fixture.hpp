@@ -98,6 +98,10 @@ private:
 class Daemon {
 public:
     Daemon(const std::string& dir, const std::string& config_yaml);
+    // The same, run as `wrapper... cvat-authd --foreground --config ...`: the wrapper must end
+    // by exec'ing its arguments (e.g. unshare -m sh -c '... && exec "$@"' sh), so pid() is
+    // the daemon's.
+    Daemon(const std::string& dir, const std::string& config_yaml, const std::vector<std::string>& wrapper);
     ~Daemon();
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;

@@ -860,6 +860,42 @@ int teardown(void**) {
     return 0;
 }
 
+// ldap.dns_srv (issue 8 point 3): SRV discovery instead of, or before, server_uri.
+void dns_srv_checks(void**) {
+    const char* rest = "  user_search: {base: 'dc=example,dc=com', filter: '(uid=%(user)s)'}\n";
+    // SRV only: server_uri may be left out; _ldaps._tcp targets are TLS.
+    Config c = load_ok(std::string("ldap:\n  dns_srv: _ldaps._tcp.example.com\n") + rest);
+    assert_string_equal(c.ldap.dns_srv.c_str(), "_ldaps._tcp.example.com");
+    assert_true(c.ldap.server_uri.empty());
+    assert_true(c.warnings.empty());
+    // AD's record with StartTLS, plus a static fallback.
+    c = load_ok(std::string("ldap:\n  dns_srv: _ldap._tcp.dc._msdcs.ad.example.com.\n  start_tls: true\n"
+                            "  server_uri: ldaps://backup.example.com\n") + rest);
+    assert_string_equal(c.ldap.dns_srv.c_str(), "_ldap._tcp.dc._msdcs.ad.example.com.");
+    assert_int_equal(c.ldap.server_uri.size(), 1);
+    // Plain ldap:// to targets known only at run time: refused, or allowed with a warning.
+    std::string d = load_error(std::string("ldap:\n  dns_srv: _ldap._tcp.example.com\n") + rest);
+    expect_line(d, "2:12", "ldap.dns_srv: the targets of '_ldap._tcp.example.com' are reached with ldap://");
+    c = load_ok(std::string("ldap:\n  dns_srv: _ldap._tcp.example.com\n  allow_cleartext_password: true\n") + rest);
+    expect_warning(c, "2:12", "ldap.dns_srv: user passwords cross the network to the SRV targets in clear text");
+    // Not an SRV name.
+    d = load_error(std::string("ldap:\n  dns_srv: ldap.example.com\n") + rest);
+    expect_line(d, "2:12", "ldap.dns_srv: expected _service._tcp.domain");
+    d = load_error(std::string("ldap:\n  dns_srv: _ldaps._udp.example.com\n") + rest);
+    expect_line(d, "2:12", "expected _service._tcp.domain");
+    d = load_error(std::string("ldap:\n  dns_srv: '_ldaps._tcp.exa mple.com'\n") + rest);
+    expect_line(d, "2:12", "characters other than letters, digits, - and _");
+    d = load_error(std::string("ldap:\n  dns_srv: _ldaps._tcp..example.com\n") + rest);
+    expect_line(d, "2:12", "empty label");
+    d = load_error(std::string("ldap:\n  dns_srv: _ldaps._tcp.") + std::string(64, 'a') + ".com\n" + rest);
+    expect_line(d, "2:12", "a label longer than 63 bytes");
+    d = load_error(std::string("ldap:\n  dns_srv: [_ldaps._tcp.example.com]\n") + rest);
+    expect_line(d, "2:12", "ldap.dns_srv: expected a string");
+    // Neither key: the message names both.
+    d = load_error(std::string("ldap:\n") + rest);
+    expect_line(d, "2:3", "ldap.server_uri: required key missing: expected the directory's URI(s), e.g. ldaps://ad.example.com, or dns_srv");
+}
+
 }  // namespace
 
 int main() {
@@ -890,6 +926,7 @@ int main() {
         cmocka_unit_test(minimal_ldap_defaults),
         cmocka_unit_test(full_config_values),
         cmocka_unit_test(examples_load),
+        cmocka_unit_test(dns_srv_checks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
