@@ -31,7 +31,7 @@ struct World {
 World* g = nullptr;
 
 // verdict_ttl 30: a web server's cache is on, so "the old password no longer works" also
-// proves the change cleared it. A user in an email domain goes to an IdP (never contacted).
+// proves the change cleared it; offline logins are on, for offline_hash_dropped. A user in an email domain goes to an IdP (never contacted).
 std::string config(const std::string& dir) {
     write_file(dir + "/bind_password", "Bind-Secret-3\n", 0600);
     const std::string b = kBase;
@@ -39,6 +39,7 @@ std::string config(const std::string& dir) {
            "  socket: @SOCKET@\n"
            "  log_level: debug\n"
            "  verdict_ttl: 30\n"
+           "  offline: {enabled: true, max_age: 1h}\n"
            "ldap:\n"
            "  server_uri: [" + g->slapd->ldaps_uri() + "]\n"
            "  tls: {ca_file: " + g->slapd->ca_file() + ", require_cert: true}\n"
@@ -258,6 +259,30 @@ void idp_user_is_told_where(void**) {
     expect_said("an IdP's user", o, "change it at https://127.0.0.1:9");
 }
 
+// A change drops the offline hash: with the directory down right after it, the old password
+// logs nobody in (without the drop it would, offline).
+void offline_hash_dropped(void**) {
+    // Another PAM service: the web-server verdict cache (per service) does not answer.
+    auto offline_login = [](const std::string& password) {
+        PamCall c = call_for("pat", {password});
+        c.service = "cvat-offline";
+        return pam_login(c);
+    };
+    expect_pam("pat online (stores the offline hash)", login("pat", "pat-Passw0rd").authenticate, PAM_SUCCESS);
+    g->slapd->stop();
+    auto o = offline_login("pat-Passw0rd");
+    g->slapd->restart();
+    expect_pam("pat offline before the change", o.authenticate, PAM_SUCCESS);
+    expect_said("pat offline", o, "offline");
+
+    o = passwd("pat", "pat-Passw0rd", "pat-Newpass1");
+    expect_pam("pat's change", o.chauthtok, PAM_SUCCESS);
+    g->slapd->stop();
+    o = offline_login("pat-Passw0rd");
+    g->slapd->restart();
+    expect_pam("pat's old password offline after the change", o.authenticate, PAM_AUTHINFO_UNAVAIL);
+}
+
 }  // namespace
 
 int main() {
@@ -273,6 +298,7 @@ int main() {
         cmocka_unit_test(change_refusals_and_success),
         cmocka_unit_test(stacked_tokens),
         cmocka_unit_test(idp_user_is_told_where),
+        cmocka_unit_test(offline_hash_dropped),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
