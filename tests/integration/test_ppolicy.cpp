@@ -234,6 +234,11 @@ void change_refusals_and_success(void**) {
     o = passwd("paul", "paul-Newpass1", "paul-Newpass2");
     expect_pam("paul's second change", o.chauthtok, PAM_SUCCESS);
     expect_pam("paul, newest password", login("paul", "paul-Newpass2").authenticate, PAM_SUCCESS);
+    // The daemon logs at debug level; no password of the changes may appear.
+    const std::string log = read_file(g->daemon->log_path());
+    for (const char* pw : {"paul-Passw0rd", "paul-Newpass1", "paul-Newpass2", "short1"})
+        if (contains(log, pw)) fail_msg("the daemon log holds a password (%s)", pw);
+    if (!contains(log, "changed (RFC 3062)")) fail_msg("no change logged in %s", g->daemon->log_path().c_str());
 }
 
 // use_first_pass / use_authtok as in pam_unix: without a token from an earlier module the

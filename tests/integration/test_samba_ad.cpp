@@ -244,6 +244,10 @@ void change_over_ldaps(void**) {
     expect_pam("walter, new password", o.authenticate, PAM_SUCCESS);
     if (env_of(o, "CVAT_ROLE") != "worker") fail_msg("walter's role after the change: %s", env_of(o, "CVAT_ROLE").c_str());
     expect_pam("walter, old password", login("walter", "Walter-Passw0rd!").authenticate, PAM_AUTH_ERR);
+    const std::string log = read_file(g->daemon->log_path());
+    if (!contains(log, "changed (unicodePwd)")) fail_msg("AD was not recognised: %s", g->daemon->log_path().c_str());
+    for (const char* pw : {"Walter-Passw0rd!", "Walter-Newpass1!"})
+        if (contains(log, pw)) fail_msg("the daemon log holds a password (%s)", pw);
 }
 
 // pwdLastSet 0 (data 773): the user cannot bind, so the service account performs the change
