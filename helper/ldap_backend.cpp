@@ -263,6 +263,40 @@ void read_policy(LDAP* ld, LDAPControl** ctrls, PolicyResponse& out) {
     out.error = error == PP_noError ? -1 : static_cast<int>(error);
 }
 
+// The final answer to the operation `msgid`, waited for until `deadline`: result code, the
+// server's words, its password policy control. Connection faults are errors (for failover).
+struct OpReply {
+    int err = LDAP_OTHER;
+    std::string diag;
+    PolicyResponse policy;
+};
+OpResult<OpReply> await_reply(LDAP* ld, int msgid, Clock::time_point deadline) {
+    timeval tv = to_timeval(remaining(deadline));
+    LDAPMessage* res_raw = nullptr;
+    int rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res_raw);
+    MessagePtr res(res_raw);
+    if (rc == 0) {
+        ldap_abandon_ext(ld, msgid, nullptr, nullptr);
+        return op_error(LDAP_TIMEOUT, "no answer in time");
+    }
+    if (rc < 0) {
+        int err = LDAP_SERVER_DOWN;
+        ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
+        return op_error(is_connection_fault(err) ? err : LDAP_SERVER_DOWN, describe(ld, err));
+    }
+    OpReply reply;
+    char* diag_raw = nullptr;
+    LDAPControl** ctrls_raw = nullptr;
+    rc = ldap_parse_result(ld, res.get(), &reply.err, nullptr, &diag_raw, nullptr, &ctrls_raw, 0);
+    LdapString diag(diag_raw);
+    ControlsPtr ctrls(ctrls_raw);
+    if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
+    if (diag) reply.diag = diag.get();  // raw: callers log_safe() it into messages
+    read_policy(ld, ctrls.get(), reply.policy);
+    if (is_connection_fault(reply.err)) return op_error(reply.err, describe(ld, reply.err, diag.get()));
+    return reply;
+}
+
 // --- connections and pools ---------------------------------------------------------------
 
 // Deadlines for a connection's socket I/O. libldap 2.5 as Debian builds it (without
@@ -763,29 +797,15 @@ OpResult<void> LdapBackendImpl::bind(Conn& conn, const std::string& dn, const ch
     int rc = ldap_sasl_bind(ld, dn.c_str(), LDAP_SASL_SIMPLE, &cred, request ? server_ctrls : nullptr, nullptr,
                             &msgid);
     if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
-    timeval tv = to_timeval(remaining(deadline));
-    LDAPMessage* res_raw = nullptr;
-    rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res_raw);
-    MessagePtr res(res_raw);
-    if (rc == 0) {
-        ldap_abandon_ext(ld, msgid, nullptr, nullptr);
-        return op_error(LDAP_TIMEOUT, "no answer to the bind in time");
+    auto reply = await_reply(ld, msgid, deadline);
+    if (!reply) {
+        if (reply.error().rc == LDAP_TIMEOUT) return op_error(LDAP_TIMEOUT, "no answer to the bind in time");
+        return tl::unexpected<OpError>(reply.error());
     }
-    if (rc < 0) {
-        int err = LDAP_SERVER_DOWN;
-        ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
-        return op_error(is_connection_fault(err) ? err : LDAP_SERVER_DOWN, describe(ld, err));
-    }
-    int err = LDAP_OTHER;
-    char* diag_raw = nullptr;
-    LDAPControl** ctrls_raw = nullptr;
-    rc = ldap_parse_result(ld, res.get(), &err, nullptr, &diag_raw, nullptr, policy ? &ctrls_raw : nullptr, 0);
-    LdapString diag(diag_raw);
-    ControlsPtr ctrls(ctrls_raw);
-    if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
-    if (diag_out != nullptr && diag) *diag_out = diag.get();
-    if (policy != nullptr) read_policy(ld, ctrls.get(), *policy);
-    if (err != LDAP_SUCCESS) return op_error(err, describe(ld, err, diag.get()));
+    if (diag_out != nullptr) *diag_out = reply->diag;
+    if (policy != nullptr) *policy = reply->policy;
+    if (reply->err != LDAP_SUCCESS)
+        return op_error(reply->err, describe(ld, reply->err, reply->diag.empty() ? nullptr : reply->diag.c_str()));
     return {};
 }
 
@@ -922,39 +942,6 @@ Failure map_bind_error(const OpError& e, const std::string& diag) {
     }
 }
 
-// The final answer to an operation sent with msgid: result code, words, policy control.
-struct OpReply {
-    int err = LDAP_OTHER;
-    std::string diag;
-    PolicyResponse policy;
-};
-OpResult<OpReply> await_reply(LDAP* ld, int msgid, Clock::time_point deadline) {
-    timeval tv = to_timeval(remaining(deadline));
-    LDAPMessage* res_raw = nullptr;
-    int rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res_raw);
-    MessagePtr res(res_raw);
-    if (rc == 0) {
-        ldap_abandon_ext(ld, msgid, nullptr, nullptr);
-        return op_error(LDAP_TIMEOUT, "no answer in time");
-    }
-    if (rc < 0) {
-        int err = LDAP_SERVER_DOWN;
-        ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
-        return op_error(is_connection_fault(err) ? err : LDAP_SERVER_DOWN, describe(ld, err));
-    }
-    OpReply reply;
-    char* diag_raw = nullptr;
-    LDAPControl** ctrls_raw = nullptr;
-    rc = ldap_parse_result(ld, res.get(), &reply.err, nullptr, &diag_raw, nullptr, &ctrls_raw, 0);
-    LdapString diag(diag_raw);
-    ControlsPtr ctrls(ctrls_raw);
-    if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
-    if (diag) reply.diag = log_safe(diag.get());
-    read_policy(ld, ctrls.get(), reply.policy);
-    if (is_connection_fault(reply.err)) return op_error(reply.err, describe(ld, reply.err, diag.get()));
-    return reply;
-}
-
 // Microsoft's LDAP_CAP_ACTIVE_DIRECTORY_OID (MS-ADTS 3.1.1.3.4.3), in supportedCapabilities.
 constexpr const char* kAdCapability = "1.2.840.113556.1.4.800";
 
@@ -1014,7 +1001,7 @@ OpResult<AccountVerdict> LdapBackendImpl::change_by_exop(Conn& c, const std::str
     if (reply->err == LDAP_SUCCESS) return AccountVerdict{};
     std::string words = policy_error_words(reply->policy.error);
     if (words.empty()) words = "the directory refused the new password";
-    if (!reply->diag.empty()) words += " (" + reply->diag + ")";
+    if (!reply->diag.empty()) words += " (" + log_safe(reply->diag) + ")";
     return AccountVerdict{Status::authtok_err, words};
 }
 
@@ -1069,7 +1056,7 @@ OpResult<AccountVerdict> LdapBackendImpl::change_on_ad(Conn& c, const std::strin
     auto reply = await_reply(ld, msgid, deadline);
     if (!reply) return tl::unexpected<OpError>(reply.error());
     if (reply->err == LDAP_SUCCESS) return AccountVerdict{};
-    return ad_change_refusal(reply->err, reply->diag);
+    return ad_change_refusal(reply->err, log_safe(reply->diag));
 }
 
 void LdapBackendImpl::change(std::string_view name, const Secret& old_pw, const Secret& new_pw, LdapOutcome& out) {
