@@ -15,6 +15,7 @@
 
 #include "fixture.hpp"
 #include "pam_driver.hpp"
+#include "pam_expect.hpp"
 
 using namespace cvat::test;
 
@@ -96,20 +97,7 @@ PamOutcome passwd(const std::string& user, const std::string& old_pw, const std:
 }
 
 void expect_pam(const std::string& what, int got, int want) {
-    if (got != want)
-        fail_msg("%s: PAM code %d (%s), want %d (%s); daemon log %s", what.c_str(), got, pam_strerror(nullptr, got),
-                 want, pam_strerror(nullptr, want), g->daemon->log_path().c_str());
-}
-
-std::string all_messages(const PamOutcome& o) {
-    std::string s;
-    for (const auto& m : o.messages) s += m + " | ";
-    return s;
-}
-
-void expect_said(const std::string& what, const PamOutcome& o, const std::string& text) {
-    if (!contains(all_messages(o), text))
-        fail_msg("%s: no \"%s\" among the messages: %s", what.c_str(), text.c_str(), all_messages(o).c_str());
+    cvat::test::expect_pam(what, got, want, "daemon log " + g->daemon->log_path());
 }
 
 // --- states --------------------------------------------------------------------------------
