@@ -23,6 +23,12 @@
 //    pam_sss answers when a password change cannot be done; PAM_IGNORE would let passwd(1)
 //    report success for a password that was never changed. Elsewhere it is
 //    PAM_AUTHINFO_UNAVAIL: this daemon cannot serve the request.
+//  - chauthtok: the current password through pam_get_authtok(PAM_OLDAUTHTOK) in the
+//    preliminary pass (a stacked one is used; use_first_pass never prompts), asked of root too,
+//    since the directory changes a password as its owner; the new one through
+//    pam_get_authtok(PAM_AUTHTOK) in the update pass (asked twice; use_authtok: stacked only).
+//    The daemon checks the current password when it changes the password (one bind, so an
+//    expired password's last grace login is not spent on a separate check).
 //  - close_session and setcred have nothing to do: PAM_SUCCESS.
 
 #include <cerrno>
