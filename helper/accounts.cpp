@@ -562,6 +562,13 @@ void Accounts::remember_verdict(const Runtime& rt, const std::string& backend, c
 
 void Accounts::forget_verdicts(const std::string& user) { verdicts_.forget_user(user); }
 
+void Accounts::forget_credentials(const std::string& user) {
+    verdicts_.forget_user(user);
+    const std::string key = lower(user);
+    offline_recent_.forget(key);
+    logged(store_->drop_offline(key), "dropping offline credentials");
+}
+
 proto::Verdict Accounts::offline_login(const Runtime& rt, const std::string& backend, const std::string& login,
                                        const Secret& password) {
     proto::Verdict v;

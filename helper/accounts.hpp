@@ -69,6 +69,9 @@ public:
     void remember_verdict(const Runtime& rt, const std::string& backend, const std::string& service,
                           const std::string& user, const Secret& password, const proto::Verdict& v);
     void forget_verdicts(const std::string& user);
+    // After a password change: the user's cached verdicts and offline hash go, so the old
+    // password opens nothing any more.
+    void forget_credentials(const std::string& user);
 
     // Offline login (helper.offline), tried when no server of `backend` answered. ok with a
     // message saying it was offline; auth_err for a wrong password (later tries delayed);

@@ -16,6 +16,7 @@
 #include "ldap_backend.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -38,6 +39,7 @@
 #include "ldap_conn.hpp"
 #include "ldap_text.hpp"
 #include "log.hpp"
+#include "password_policy.hpp"
 #include "server_list.hpp"
 
 namespace cvat::helper {
@@ -240,6 +242,7 @@ Status ad_bind_status(const std::string& diag, std::string& why) {
     std::string code;
     for (std::size_t i = pos + 5; i < diag.size() && std::isxdigit(static_cast<unsigned char>(diag[i])); ++i)
         code.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(diag[i]))));
+    if (code == "525") { why = "unknown user"; return Status::user_unknown; }
     if (code == "530" || code == "531") { why = "logon not permitted now or from here"; return Status::perm_denied; }
     if (code == "532") { why = "password expired"; return Status::new_authtok_reqd; }
     if (code == "773") { why = "password must be changed"; return Status::new_authtok_reqd; }
@@ -247,6 +250,53 @@ Status ad_bind_status(const std::string& diag, std::string& why) {
     if (code == "701") { why = "account expired"; return Status::acct_expired; }
     if (code == "775") { why = "account locked"; return Status::perm_denied; }
     return Status::auth_err;
+}
+
+// The password policy response control among `ctrls`, if the server sent one.
+void read_policy(LDAP* ld, LDAPControl** ctrls, PolicyResponse& out) {
+    LDAPControl* c = ldap_control_find(LDAP_CONTROL_PASSWORDPOLICYRESPONSE, ctrls, nullptr);
+    if (c == nullptr) return;
+    ber_int_t expire = -1, grace = -1;
+    LDAPPasswordPolicyError error = PP_noError;
+    if (ldap_parse_passwordpolicy_control(ld, c, &expire, &grace, &error) != LDAP_SUCCESS) return;
+    out.present = true;
+    out.expire_s = expire;
+    out.grace = grace;
+    out.error = error == PP_noError ? -1 : static_cast<int>(error);
+}
+
+// The final answer to the operation `msgid`, waited for until `deadline`: result code, the
+// server's words, its password policy control. Connection faults are errors (for failover).
+struct OpReply {
+    int err = LDAP_OTHER;
+    std::string diag;
+    PolicyResponse policy;
+};
+OpResult<OpReply> await_reply(LDAP* ld, int msgid, Clock::time_point deadline) {
+    timeval tv = to_timeval(remaining(deadline));
+    LDAPMessage* res_raw = nullptr;
+    int rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res_raw);
+    MessagePtr res(res_raw);
+    if (rc == 0) {
+        ldap_abandon_ext(ld, msgid, nullptr, nullptr);
+        return op_error(LDAP_TIMEOUT, "no answer in time");
+    }
+    if (rc < 0) {
+        int err = LDAP_SERVER_DOWN;
+        ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
+        return op_error(is_connection_fault(err) ? err : LDAP_SERVER_DOWN, describe(ld, err));
+    }
+    OpReply reply;
+    char* diag_raw = nullptr;
+    LDAPControl** ctrls_raw = nullptr;
+    rc = ldap_parse_result(ld, res.get(), &reply.err, nullptr, &diag_raw, nullptr, &ctrls_raw, 0);
+    LdapString diag(diag_raw);
+    ControlsPtr ctrls(ctrls_raw);
+    if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
+    if (diag) reply.diag = diag.get();  // raw: callers log_safe() it into messages
+    read_policy(ld, ctrls.get(), reply.policy);
+    if (is_connection_fault(reply.err)) return op_error(reply.err, describe(ld, reply.err, diag.get()));
+    return reply;
 }
 
 // --- connections and pools ---------------------------------------------------------------
@@ -442,6 +492,10 @@ public:
     LdapOutcome authenticate(std::string_view user, const Secret& password) override {
         return guarded([&](LdapOutcome& out) { resolve(user, &password, out, Trace(nullptr)); });
     }
+    LdapOutcome change_password(std::string_view user, const Secret& old_password,
+                                const Secret& new_password) override {
+        return guarded([&](LdapOutcome& out) { change(user, old_password, new_password, out); });
+    }
     LdapOutcome lookup(std::string_view user) override {
         return guarded([&](LdapOutcome& out) { resolve(user, nullptr, out, Trace(nullptr)); });
     }
@@ -535,9 +589,12 @@ private:
     // Connects to the first server that answers (failover).
     Outcome<ConnPtr> open_any(Purpose purpose);
 
-    // Simple bind with a deadline. The password is passed by pointer, never copied.
+    // Simple bind with a deadline. The password is passed by pointer, never copied. With
+    // `policy`, the bind carries the password policy request control and `policy` gets the
+    // server's response control (user binds).
     OpResult<void> bind(Conn& conn, const std::string& dn, const char* pw, std::size_t pw_len,
-                        Clock::time_point deadline, std::string* diag_out = nullptr);
+                        Clock::time_point deadline, std::string* diag_out = nullptr,
+                        PolicyResponse* policy = nullptr);
     // Search with a deadline, paged when `paged`, stopping after `max_entries`.
     OpResult<std::vector<Entry>> search(Conn& conn, const std::string& base, Scope scope,
                                         const std::string& filter, const std::vector<std::string>& attrs,
@@ -556,6 +613,19 @@ private:
                                                 std::string& incomplete, Trace& trace);
 
     void resolve(std::string_view name, const Secret* password, LdapOutcome& out, Trace trace);
+
+    // Password change (change_password()): the user's entry, the directory's kind, then one
+    // of the two ways on a user-bind connection.
+    void change(std::string_view name, const Secret& old_pw, const Secret& new_pw, LdapOutcome& out);
+    // True when the root DSE lists the Active Directory capability; asked once per backend.
+    Outcome<bool> is_active_directory();
+    // Bind as `dn` with the old password, then RFC 3062 Password Modify.
+    OpResult<AccountVerdict> change_by_exop(Conn& c, const std::string& dn, const Secret& old_pw,
+                                            const Secret& new_pw);
+    // Bind as `dn` (or, for a password AD says must change, as bind_dn), then the unicodePwd
+    // delete-old/add-new modify (MS-ADTS 3.1.1.3.1.5.2): the old value is the proof.
+    OpResult<AccountVerdict> change_on_ad(Conn& c, const std::string& dn, const Secret& old_pw,
+                                          const Secret& new_pw);
     void resolve_uid(std::uint32_t uid, LdapOutcome& out);
     // The user's groups per group_type. `incomplete` gets a reason when the walk stopped
     // early (max_groups, max_nesting, the server's size limit); it stays empty otherwise.
@@ -570,6 +640,7 @@ private:
     ServerList<ServerInfo> servers_;
     std::mutex servers_m_;
     std::map<std::size_t, Clock::time_point> down_until_;  // by server index; guarded by servers_m_
+    std::atomic<int> directory_kind_{0};         // 0 not asked yet, 1 other LDAP, 2 Active Directory
 };
 
 Outcome<ConnPtr> LdapBackendImpl::open_server(std::size_t i, bool& fatal) {
@@ -724,35 +795,34 @@ Outcome<ConnPtr> LdapBackendImpl::open_any(Purpose purpose) {
 }
 
 OpResult<void> LdapBackendImpl::bind(Conn& conn, const std::string& dn, const char* pw, std::size_t pw_len,
-                                     Clock::time_point deadline, std::string* diag_out) {
+                                     Clock::time_point deadline, std::string* diag_out, PolicyResponse* policy) {
     LDAP* ld = conn.ld.get();
     GuardScope io(*conn.guard, deadline);
     berval cred{};
     cred.bv_len = pw_len;
     cred.bv_val = const_cast<char*>(pw);  // libldap takes a non-const berval; it only reads
+    ControlPtr request;
+    if (policy != nullptr) {
+        *policy = PolicyResponse{};
+        LDAPControl* c = nullptr;
+        int crc = ldap_create_passwordpolicy_control(ld, &c);
+        if (crc != LDAP_SUCCESS) return op_error(crc, describe(ld, crc));
+        request.reset(c);
+    }
+    LDAPControl* server_ctrls[2] = {request.get(), nullptr};
     int msgid = -1;
-    int rc = ldap_sasl_bind(ld, dn.c_str(), LDAP_SASL_SIMPLE, &cred, nullptr, nullptr, &msgid);
+    int rc = ldap_sasl_bind(ld, dn.c_str(), LDAP_SASL_SIMPLE, &cred, request ? server_ctrls : nullptr, nullptr,
+                            &msgid);
     if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
-    timeval tv = to_timeval(remaining(deadline));
-    LDAPMessage* res_raw = nullptr;
-    rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res_raw);
-    MessagePtr res(res_raw);
-    if (rc == 0) {
-        ldap_abandon_ext(ld, msgid, nullptr, nullptr);
-        return op_error(LDAP_TIMEOUT, "no answer to the bind in time");
+    auto reply = await_reply(ld, msgid, deadline);
+    if (!reply) {
+        if (reply.error().rc == LDAP_TIMEOUT) return op_error(LDAP_TIMEOUT, "no answer to the bind in time");
+        return tl::unexpected<OpError>(reply.error());
     }
-    if (rc < 0) {
-        int err = LDAP_SERVER_DOWN;
-        ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
-        return op_error(is_connection_fault(err) ? err : LDAP_SERVER_DOWN, describe(ld, err));
-    }
-    int err = LDAP_OTHER;
-    char* diag_raw = nullptr;
-    rc = ldap_parse_result(ld, res.get(), &err, nullptr, &diag_raw, nullptr, nullptr, 0);
-    LdapString diag(diag_raw);
-    if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
-    if (diag_out != nullptr && diag) *diag_out = diag.get();
-    if (err != LDAP_SUCCESS) return op_error(err, describe(ld, err, diag.get()));
+    if (diag_out != nullptr) *diag_out = reply->diag;
+    if (policy != nullptr) *policy = reply->policy;
+    if (reply->err != LDAP_SUCCESS)
+        return op_error(reply->err, describe(ld, reply->err, reply->diag.empty() ? nullptr : reply->diag.c_str()));
     return {};
 }
 
@@ -889,6 +959,167 @@ Failure map_bind_error(const OpError& e, const std::string& diag) {
     default:
         return Failure{Status::unavailable, "bind failed: " + e.text};
     }
+}
+
+// Microsoft's LDAP_CAP_ACTIVE_DIRECTORY_OID (MS-ADTS 3.1.1.3.4.3), in supportedCapabilities.
+constexpr const char* kAdCapability = "1.2.840.113556.1.4.800";
+
+Outcome<bool> LdapBackendImpl::is_active_directory() {
+    if (int k = directory_kind_.load(); k != 0) return k == 2;
+    static const std::vector<std::string> kAttrs = {"supportedCapabilities"};
+    auto found = with_connection<std::vector<Entry>>(
+        service_pool_, Purpose::service,
+        [&](Conn& c) { return search(c, "", Scope::base, "(objectClass=*)", kAttrs, 1, 1, false, nullptr); },
+        [&](const OpError& e) { return Failure{Status::unavailable, "reading the root DSE failed: " + e.text}; });
+    if (!found) return tl::unexpected<Failure>(found.error());
+    bool ad = false;
+    if (!found->empty())
+        if (const auto* caps = found->front().values("supportedCapabilities"))
+            ad = std::find(caps->begin(), caps->end(), kAdCapability) != caps->end();
+    directory_kind_.store(ad ? 2 : 1);
+    return ad;
+}
+
+// The words for a refused bind of the password's owner during a change.
+AccountVerdict refused_owner_bind(const OpError& e, const std::string& diag, const PolicyResponse& policy) {
+    if (policy.error == PP_passwordExpired)
+        return {Status::authtok_err,
+                "your password has expired and no grace logins are left: ask an administrator to reset it"};
+    if (auto v = bind_policy_verdict(false, policy)) return *v;
+    Failure f = map_bind_error(e, diag);
+    if (f.status == Status::auth_err) f.message = "the current password is wrong";
+    return {f.status, f.message};
+}
+
+OpResult<AccountVerdict> LdapBackendImpl::change_by_exop(Conn& c, const std::string& dn, const Secret& old_pw,
+                                                         const Secret& new_pw) {
+    const auto deadline = Clock::now() + op_timeout();
+    std::string diag;
+    PolicyResponse policy;
+    auto bound = bind(c, dn, old_pw.c_str(), old_pw.size(), deadline, &diag, &policy);
+    if (!bound) {
+        if (is_connection_fault(bound.error().rc)) return tl::unexpected<OpError>(bound.error());
+        return refused_owner_bind(bound.error(), diag, policy);
+    }
+    // After a changeAfterReset bind the server allows nothing but this operation.
+    LDAP* ld = c.ld.get();
+    GuardScope io(*c.guard, deadline);
+    berval id{dn.size(), const_cast<char*>(dn.data())};
+    berval old_bv{old_pw.size(), const_cast<char*>(old_pw.c_str())};  // read only
+    berval new_bv{new_pw.size(), const_cast<char*>(new_pw.c_str())};
+    LDAPControl* raw = nullptr;
+    int rc = ldap_create_passwordpolicy_control(ld, &raw);
+    if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
+    ControlPtr request(raw);
+    LDAPControl* ctrls[2] = {request.get(), nullptr};
+    int msgid = -1;
+    rc = ldap_passwd(ld, &id, &old_bv, &new_bv, ctrls, nullptr, &msgid);
+    if (rc != LDAP_SUCCESS) return op_error(is_connection_fault(rc) ? rc : LDAP_SERVER_DOWN, describe(ld, rc));
+    auto reply = await_reply(ld, msgid, deadline);
+    if (!reply) return tl::unexpected<OpError>(reply.error());
+    if (reply->err == LDAP_SUCCESS) return AccountVerdict{};
+    std::string words = policy_error_words(reply->policy.error);
+    if (words.empty()) words = "the directory refused the new password";
+    if (!reply->diag.empty()) words += " (" + log_safe(reply->diag) + ")";
+    return AccountVerdict{Status::authtok_err, words};
+}
+
+OpResult<AccountVerdict> LdapBackendImpl::change_on_ad(Conn& c, const std::string& dn, const Secret& old_pw,
+                                                       const Secret& new_pw) {
+    if (!servers_[c.server].tls)
+        return AccountVerdict{Status::authtok_err,
+                              "Active Directory changes passwords only over an encrypted connection: use an "
+                              "ldaps:// server_uri or start_tls"};
+    auto old_value = ad_unicode_pwd(old_pw.view());
+    auto new_value = ad_unicode_pwd(new_pw.view());
+    if (!old_value) return AccountVerdict{Status::auth_err, "the current password is wrong"};
+    if (!new_value) return AccountVerdict{Status::authtok_err, "the new password is not valid UTF-8 text"};
+    const auto deadline = Clock::now() + op_timeout();
+    std::string diag;
+    auto bound = bind(c, dn, old_pw.c_str(), old_pw.size(), deadline, &diag);
+    if (!bound) {
+        if (is_connection_fault(bound.error().rc)) return tl::unexpected<OpError>(bound.error());
+        AccountVerdict v = refused_owner_bind(bound.error(), diag, PolicyResponse{});
+        if (v.status != Status::new_authtok_reqd) return v;
+        // 773/532: the password is right but may only be changed. AD grants User-Change-
+        // Password to Everyone on user objects: the service account performs the change and
+        // the old value it deletes is the proof.
+        if (cfg_.bind_dn.empty())
+            return AccountVerdict{Status::authtok_err,
+                                  "your password must be changed, which needs ldap.bind_dn: ask an administrator"};
+        auto service = bind(c, cfg_.bind_dn, cfg_.bind_password.c_str(), cfg_.bind_password.size(), deadline);
+        if (!service) {
+            if (is_connection_fault(service.error().rc)) return tl::unexpected<OpError>(service.error());
+            return AccountVerdict{Status::unavailable, "service bind failed: " + service.error().text};
+        }
+    }
+    LDAP* ld = c.ld.get();
+    GuardScope io(*c.guard, deadline);
+    berval old_bv{old_value->size(), const_cast<char*>(old_value->c_str())};
+    berval new_bv{new_value->size(), const_cast<char*>(new_value->c_str())};
+    berval* old_vals[2] = {&old_bv, nullptr};
+    berval* new_vals[2] = {&new_bv, nullptr};
+    char attr[] = "unicodePwd";
+    LDAPMod del{};
+    del.mod_op = LDAP_MOD_DELETE | LDAP_MOD_BVALUES;
+    del.mod_type = attr;
+    del.mod_vals.modv_bvals = old_vals;
+    LDAPMod add{};
+    add.mod_op = LDAP_MOD_ADD | LDAP_MOD_BVALUES;
+    add.mod_type = attr;
+    add.mod_vals.modv_bvals = new_vals;
+    LDAPMod* mods[3] = {&del, &add, nullptr};
+    int msgid = -1;
+    int rc = ldap_modify_ext(ld, dn.c_str(), mods, nullptr, nullptr, &msgid);
+    if (rc != LDAP_SUCCESS) return op_error(is_connection_fault(rc) ? rc : LDAP_SERVER_DOWN, describe(ld, rc));
+    auto reply = await_reply(ld, msgid, deadline);
+    if (!reply) return tl::unexpected<OpError>(reply.error());
+    if (reply->err == LDAP_SUCCESS) return AccountVerdict{};
+    return ad_change_refusal(reply->err, log_safe(reply->diag));
+}
+
+void LdapBackendImpl::change(std::string_view name, const Secret& old_pw, const Secret& new_pw, LdapOutcome& out) {
+    // Local checks first (an empty simple bind would be an anonymous "success").
+    if (new_pw.empty()) {
+        out.status = Status::authtok_err;
+        out.message = "the new password is empty";
+        return;
+    }
+    if (old_pw.empty()) {
+        out.status = Status::auth_err;
+        out.message = "the current password is empty";
+        return;
+    }
+    resolve(name, nullptr, out, Trace(nullptr));
+    if (out.status != Status::ok) return;  // unknown, disabled, no role, unreachable
+    const LdapUser& user = out.user;
+    if (user.account_status == Status::perm_denied || user.account_status == Status::acct_expired) {
+        out.status = user.account_status;
+        out.message = user.account_message;
+        return;
+    }
+    auto ad = is_active_directory();
+    if (!ad) {
+        out.status = ad.error().status;
+        out.message = ad.error().message;
+        return;
+    }
+    const std::string dn = user.dn;
+    auto done = with_connection<AccountVerdict>(
+        user_pool_, Purpose::user_bind,
+        [&](Conn& c) { return *ad ? change_on_ad(c, dn, old_pw, new_pw) : change_by_exop(c, dn, old_pw, new_pw); },
+        [&](const OpError& e) { return Failure{Status::unavailable, "password change failed: " + e.text}; });
+    if (!done) {
+        out.status = done.error().status;
+        out.message = done.error().message;
+    } else {
+        out.status = done->status;
+        out.message = done->message;
+    }
+    if (out.status == Status::ok)
+        log::info("ldap: password of ", log_safe(dn), " changed", *ad ? " (unicodePwd)" : " (RFC 3062)");
+    else
+        log::info("ldap: password change of ", log_safe(dn), " refused: ", out.message);
 }
 
 // Key for the visited set of the group walk: the normalised DN (raw, lower-cased, if the
@@ -1054,6 +1285,10 @@ namespace {
 
 // Attributes that name an account for good (renames and moves keep them), most specific first.
 constexpr const char* kImmutableIdAttrs[] = {"objectSid", "objectGUID", "ipaUniqueID", "entryUUID", "nsUniqueId"};
+// The account state (password_policy.hpp): AD's attributes and OpenLDAP ppolicy's operational
+// ones, which a search returns only when named.
+constexpr const char* kAccountStateAttrs[] = {"accountExpires", "lockoutTime", "pwdLastSet", "pwdAccountLockedTime",
+                                              "pwdReset"};
 
 // A uidNumber/gidNumber value: decimal, 1..2^31-2 (tools keep IDs in signed ints; 0 is root's).
 std::optional<std::uint32_t> posix_id(const std::string& text) {
@@ -1098,6 +1333,7 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
 
     std::vector<std::string> attrs = {"userAccountControl", "memberOf", "uid", "gidNumber", "uidNumber"};
     attrs.insert(attrs.end(), std::begin(kImmutableIdAttrs), std::end(kImmutableIdAttrs));
+    attrs.insert(attrs.end(), std::begin(kAccountStateAttrs), std::end(kAccountStateAttrs));
     for (const auto& kv : cfg_.user_attr_map) {
         const std::string& attr = kv.second;
         if (std::none_of(attrs.begin(), attrs.end(), [&](const std::string& a) { return ascii_iequal(a, attr); }))
@@ -1176,23 +1412,41 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
         trace.add("userAccountControl: ", uac, user.disabled ? " (ACCOUNTDISABLE set)" : " (enabled)");
     }
 
+    std::string notice;  // a password policy warning for the user's screen
     if (password != nullptr) {
         std::string diag;
+        PolicyResponse policy;
         auto bound = with_connection<bool>(
             user_pool_, Purpose::user_bind,
             [&](Conn& c) -> OpResult<bool> {
                 diag.clear();
                 auto r = bind(c, user.dn, password->c_str(), password->size(),
-                              Clock::now() + op_timeout(), &diag);
+                              Clock::now() + op_timeout(), &diag, &policy);
                 if (!r) return tl::unexpected<OpError>(r.error());
                 return true;
             },
-            [&](const OpError& e) { return map_bind_error(e, diag); });
+            [&](const OpError& e) {
+                if (auto v = bind_policy_verdict(false, policy)) return Failure{v->status, v->message};
+                return map_bind_error(e, diag);
+            });
         if (!bound) {
             log::debug("ldap: bind as ", log_safe(user.dn), " refused: ", bound.error().message);
             user = LdapUser{};  // nothing about the account for someone who could not bind
             return finish(bound.error().status, bound.error().message);
         }
+        if (auto v = bind_policy_verdict(true, policy); v && v->status != Status::ok) {
+            trace.add("password policy: ", v->message);
+            return finish(v->status, v->message);
+        } else if (v) {
+            notice = v->message;
+        }
+    } else {
+        const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
+        AccountVerdict state = directory_account_state(entry.attrs, now_s);
+        user.account_status = state.status;
+        user.account_message = std::move(state.message);
+        if (state.status != Status::ok) trace.add("account state: ", user.account_message);
     }
     // Only now, with the password proven (or for an account check), may the answer depend on
     // the disabled flag: before the bind it would tell strangers which accounts exist.
@@ -1217,7 +1471,7 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     explain_role(user.role, trace);
     if (user.role.role == Role::none)
         return finish(Status::perm_denied, "no CVAT role: user is in no role group and default_role is none");
-    finish(Status::ok, "");
+    finish(Status::ok, notice);
 }
 
 void LdapBackendImpl::resolve_uid(std::uint32_t uid, LdapOutcome& out) {

@@ -26,6 +26,11 @@ struct LdapUser {
     std::string last_name;
     std::vector<std::string> groups;   // group DNs after the group_type walk
     bool disabled = false;             // AD userAccountControl ACCOUNTDISABLE (0x2)
+    // lookup() only: the account's state for the account phase (AD accountExpires, lockoutTime,
+    // pwdLastSet; ppolicy pwdAccountLockedTime, pwdReset). ok, acct_expired, perm_denied
+    // (locked) or new_authtok_reqd; lookup() itself stays ok, so NSS still sees the user.
+    proto::Status account_status = proto::Status::ok;
+    std::string account_message;
     RoleDecision role;
     // For NSS: POSIX IDs when the entry has them, and the account's immutable identifier,
     // "sid:S-1-5-…" (AD objectSid), "guid:…" (objectGUID), "ipa:…" (ipaUniqueID),
@@ -53,6 +58,17 @@ public:
     // No server answers within the timeouts: unavailable. Disabled account or no role under
     // default_role none: perm_denied. Success: ok with the user filled in.
     virtual LdapOutcome authenticate(std::string_view user, const Secret& password) = 0;
+
+    // authenticate() answers ok with a `message` when the password policy warns (expires
+    // soon, grace logins left); new_authtok_reqd when the password expired or must change.
+
+    // Changes the user's password, as the user, proving `old_password`: the RFC 3062 Password
+    // Modify operation, or on Active Directory (rootDSE capability 1.2.840.113556.1.4.800) the
+    // unicodePwd delete-old/add-new modify, which needs TLS. ok; auth_err for a wrong old
+    // password; authtok_err with the server's reason for a refused new one; perm_denied and
+    // acct_expired for locked and expired accounts; unavailable as for logins.
+    virtual LdapOutcome change_password(std::string_view user, const Secret& old_password,
+                                        const Secret& new_password) = 0;
 
     // Account check without a password: exists, enabled, role (for pam_sm_acct_mgmt).
     virtual LdapOutcome lookup(std::string_view user) = 0;

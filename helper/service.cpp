@@ -197,8 +197,7 @@ Reply Service::handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer
                 else if constexpr (std::is_same_v<T, proto::ExplainRequest>) return {explain(*rt, peer, m), nullptr};
                 else if constexpr (std::is_same_v<T, proto::ConvReply>)
                     return {verdict(Status::bad_request, "no conversation is in progress"), nullptr};
-                else if constexpr (std::is_same_v<T, proto::PasswordRequest>)
-                    return {verdict(Status::not_supported, "password change is not available yet"), nullptr};
+                else if constexpr (std::is_same_v<T, proto::PasswordRequest>) return {change_password(*rt, m), nullptr};
                 else if constexpr (std::is_same_v<T, proto::CacheRequest>) return {cache(*rt, peer, m), nullptr};
                 else return {nss(*rt, request), nullptr};
             },
@@ -253,6 +252,7 @@ proto::Verdict Service::password_login(const Runtime& rt, const Route& route, co
             v = ldap_verdict(out);
             if (accounts_) accounts_->learned_ldap(rt, r.user, out.user, &r.password);
             recent_->remember("ldap", v, {}, system_wall_clock());
+            v.message = out.message;  // a password policy warning, shown once at login
         } else {
             v = verdict(out.status, out.message);
             // A user who proved the password but may not log in still gets the canonical
@@ -363,7 +363,8 @@ proto::Verdict Service::oidc_verdict(const Runtime& rt, const OidcProvider& idp,
     return v;
 }
 
-proto::Verdict Service::lookup(const Runtime& rt, const std::string& user, const std::string& idp) const {
+proto::Verdict Service::lookup(const Runtime& rt, const std::string& user, const std::string& idp,
+                               bool account_phase) const {
     std::string backend = idp;
     if (backend.empty()) {
         Route route = route_user(rt, user, "");
@@ -384,6 +385,12 @@ proto::Verdict Service::lookup(const Runtime& rt, const std::string& user, const
             if (auto v = recent_->find("ldap", user, now)) return *v;
         }
         if (out.status != Status::ok) return verdict(out.status, out.message);
+        if (account_phase && out.user.account_status != Status::ok) {
+            // Locked, expired, or the password must change: the account phase says so.
+            proto::Verdict v = verdict(out.user.account_status, out.user.account_message);
+            v.user = out.user.username;
+            return v;
+        }
         return ldap_verdict(out);
     }
     if (auto v = recent_->find(backend, user, system_wall_clock())) return *v;
@@ -392,11 +399,36 @@ proto::Verdict Service::lookup(const Runtime& rt, const std::string& user, const
 
 proto::Response Service::account(const Runtime& rt, const proto::AccountRequest& r) const {
     if (!plausible_user_name(r.user)) return verdict(Status::user_unknown, "");
-    proto::Verdict v = lookup(rt, r.user, r.idp);
+    proto::Verdict v = lookup(rt, r.user, r.idp, true);
     if (v.status == Status::ok && v.role < r.require_role) {
         v.status = Status::perm_denied;
         v.message = std::string("access requires the CVAT role ") + proto::role_name(r.require_role) +
                     "; " + v.user + " has the role " + proto::role_name(v.role);
+    }
+    return v;
+}
+
+proto::Verdict Service::change_password(const Runtime& rt, const proto::PasswordRequest& r) const {
+    if (!plausible_user_name(r.user)) return verdict(Status::user_unknown, "");
+    if (r.new_password.empty()) return verdict(Status::authtok_err, "the new password is empty");
+    Route route = route_user(rt, r.user, "");
+    if (route.kind == Route::Kind::none) return verdict(Status::user_unknown, route.why);
+    if (route.kind == Route::Kind::oidc) {
+        const IdentityProvider& idp = route.idp->config();
+        return verdict(Status::not_supported, "your password belongs to " + idp.name + ": change it at " +
+                                                  idp.server_url);
+    }
+    LdapOutcome out = rt.ldap->change_password(r.user, r.old_password, r.new_password);
+    proto::Verdict v = verdict(out.status, out.message);
+    v.user = out.user.username;
+    if (out.status == Status::ok) {
+        v.message = "password changed";
+        // Neither a web server's cached verdict nor an offline hash may keep the old password.
+        if (accounts_) {
+            accounts_->forget_credentials(r.user);
+            if (!out.user.username.empty() && out.user.username != r.user)
+                accounts_->forget_credentials(out.user.username);
+        }
     }
     return v;
 }

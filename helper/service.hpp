@@ -104,7 +104,10 @@ private:
     proto::Response cache(const Runtime& rt, const Peer& peer, const proto::CacheRequest& r) const;
     proto::Response account(const Runtime& rt, const proto::AccountRequest& r) const;
     proto::Response session(const Runtime& rt, const proto::SessionRequest& r) const;
-    proto::Verdict lookup(const Runtime& rt, const std::string& user, const std::string& idp) const;
+    // `account_phase`: the account's state (locked, expired, must change) decides too.
+    proto::Verdict lookup(const Runtime& rt, const std::string& user, const std::string& idp,
+                          bool account_phase = false) const;
+    proto::Verdict change_password(const Runtime& rt, const proto::PasswordRequest& r) const;
     proto::Response status(const Runtime& rt, const Peer& peer) const;
     proto::Response explain(const Runtime& rt, const Peer& peer, const proto::ExplainRequest& r) const;
     bool privileged(const Peer& peer) const;

@@ -23,6 +23,12 @@
 //    pam_sss answers when a password change cannot be done; PAM_IGNORE would let passwd(1)
 //    report success for a password that was never changed. Elsewhere it is
 //    PAM_AUTHINFO_UNAVAIL: this daemon cannot serve the request.
+//  - chauthtok: the current password through pam_get_authtok(PAM_OLDAUTHTOK) in the
+//    preliminary pass (a stacked one is used; use_first_pass never prompts), asked of root too,
+//    since the directory changes a password as its owner; the new one through
+//    pam_get_authtok(PAM_AUTHTOK) in the update pass (asked twice; use_authtok: stacked only).
+//    The daemon checks the current password when it changes the password (one bind, so an
+//    expired password's last grace login is not spent on a separate check).
 //  - close_session and setcred have nothing to do: PAM_SUCCESS.
 
 #include <cerrno>
@@ -729,16 +735,14 @@ int chauthtok(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     int rc = get_user(pamh, user);
     if (rc != PAM_SUCCESS) return rc;
     if (below_minimum_uid(pamh, o, user)) return PAM_IGNORE;
-    // root resets a password without knowing the old one (the daemon sees root by SO_PEERCRED);
-    // an expired password is changed by its owner, who must give the old one.
-    bool need_old = getuid() != 0 || (flags & PAM_CHANGE_EXPIRED_AUTHTOK) != 0;
-
+    // The directory changes a password as its owner, proving the current one, so the current
+    // password is asked even of root (as pam_ldap without an administrator DN).
     if (flags & PAM_PRELIM_CHECK) {
-        if (need_old) {
-            const char* old = nullptr;
-            rc = pam_get_authtok(pamh, PAM_OLDAUTHTOK, &old, "Current password: ");
-            if (rc != PAM_SUCCESS) return rc;
-        }
+        // pam_get_authtok(3): a current password stacked by an earlier module is used
+        // (try_first_pass, the default), use_first_pass never prompts.
+        const char* old = nullptr;
+        rc = pam_get_authtok(pamh, PAM_OLDAUTHTOK, &old, "Current password: ");
+        if (rc != PAM_SUCCESS) return rc == PAM_AUTH_ERR ? PAM_AUTHTOK_RECOVERY_ERR : rc;
         // Fail before the new password is typed twice if the daemon cannot be reached.
         DaemonLink link(pamh, o);
         if (!link.connect()) return pam_code(Status::unavailable, o, Phase::password);
@@ -754,17 +758,19 @@ int chauthtok(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     if (pam_get_item(pamh, PAM_OLDAUTHTOK, &old) == PAM_SUCCESS && old != nullptr) {
         const char* s = static_cast<const char*>(old);
         req.old_password = Secret(std::string_view(s, strnlen(s, proto::kMaxSecret + 1)));
-    } else if (need_old) {
-        return PAM_AUTHTOK_RECOVERY_ERR;
     }
+    if (req.old_password.empty()) return PAM_AUTHTOK_RECOVERY_ERR;  // pam_unix: no old token
     // libpam's pam_get_authtok: asks twice, honours use_authtok, wipes its own copies.
     const char* fresh = nullptr;
     rc = pam_get_authtok(pamh, PAM_AUTHTOK, &fresh, nullptr);
     if (rc != PAM_SUCCESS) return rc;
     if (fresh == nullptr) return PAM_AUTHTOK_ERR;
     req.new_password = Secret(std::string_view(fresh, strnlen(fresh, proto::kMaxSecret + 1)));
-    if (req.new_password.empty() || req.new_password.size() > proto::kMaxSecret ||
-        req.old_password.size() > proto::kMaxSecret)
+    if (req.new_password.empty()) {
+        show(pamh, o, PAM_ERROR_MSG, "The new password is empty.");
+        return PAM_AUTHTOK_ERR;
+    }
+    if (req.new_password.size() > proto::kMaxSecret || req.old_password.size() > proto::kMaxSecret)
         return PAM_AUTHTOK_ERR;
 
     DaemonLink link(pamh, o);

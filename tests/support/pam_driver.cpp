@@ -78,8 +78,16 @@ void pam_transaction(const PamCall& call, const pam_conv& conv, PamOutcome& out)
         out.seconds = now_s() - started;
         return;
     }
-    rc = out.authenticate = pam_authenticate(pamh, 0);
-    if (rc == PAM_SUCCESS && call.account) rc = out.acct_mgmt = pam_acct_mgmt(pamh, 0);
+    if (call.change_only) {
+        rc = out.chauthtok = pam_chauthtok(pamh, 0);
+    } else if (call.account_only) {
+        rc = out.acct_mgmt = pam_acct_mgmt(pamh, 0);
+    } else {
+        rc = out.authenticate = pam_authenticate(pamh, 0);
+        if (rc == PAM_SUCCESS && call.account) rc = out.acct_mgmt = pam_acct_mgmt(pamh, 0);
+        if (rc == PAM_NEW_AUTHTOK_REQD && call.change_expired)
+            rc = out.chauthtok = pam_chauthtok(pamh, PAM_CHANGE_EXPIRED_AUTHTOK);
+    }
     if (rc == PAM_SUCCESS && call.session) {
         rc = out.open_session = pam_open_session(pamh, 0);
     }

@@ -19,12 +19,17 @@ struct PamCall {
     std::string module_args;             // e.g. "socket=/tmp/x/socket require_role=admin"
     bool account = true;                 // also run pam_acct_mgmt after a successful auth
     bool session = false;                // also run pam_open_session / pam_close_session
+    bool change_expired = false;         // pam_acct_mgmt said PAM_NEW_AUTHTOK_REQD: then
+                                         // pam_chauthtok(PAM_CHANGE_EXPIRED_AUTHTOK), as login/sshd
+    bool change_only = false;            // pam_chauthtok(0) alone, as passwd(1) (no authenticate)
+    bool account_only = false;           // pam_acct_mgmt alone, as sshd after a public key
 };
 
 struct PamOutcome {
     int authenticate = -1;               // PAM return codes; -1 = not run
     int acct_mgmt = -1;
     int open_session = -1;
+    int chauthtok = -1;
     std::string pam_user;                // PAM_USER after authenticate
     std::map<std::string, std::string> env;  // pam_getenvlist after the last step
     std::vector<std::string> messages;   // every text the module showed (prompts and info)
