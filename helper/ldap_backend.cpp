@@ -58,6 +58,21 @@ constexpr int kPageSize = 500;
 constexpr int kUserSizeLimit = 2;
 // member=... clauses per nested-group query: keeps filters well under AD's 10 MB limit.
 constexpr std::size_t kMembersPerQuery = 64;
+// Pages of one paged search before it counts as cut: 20,000 entries at kPageSize, twice over.
+constexpr std::size_t kMaxPages = 80;
+// AD range retrieval (MS-ADTS 3.1.1.3.1.3.3): ranged reads of one attribute of one entry at
+// most this many times (MaxValRange 1500 x 100 = 150,000 values).
+constexpr std::size_t kMaxRangeRounds = 100;
+// Values of `member` read per group by the top-down role group check, and groups it visits.
+constexpr std::size_t kMaxMemberValues = 100000;
+constexpr std::size_t kMaxCheckedGroups = 1024;
+// LDAP_MATCHING_RULE_IN_CHAIN (MS-ADTS 3.1.1.3.4.4.1) and LDAP_CAP_ACTIVE_DIRECTORY_OID in
+// the root DSE's supportedCapabilities (AD and Samba; OpenLDAP has neither).
+constexpr const char* kInChain = "1.2.840.113556.1.4.1941";
+constexpr const char* kCapActiveDirectory = "1.2.840.113556.1.4.800";
+// In-chain has no depth parameter: it is used only when max_nesting allows at least this
+// (the default); a lower max_nesting asks for a depth bound only the walk can keep.
+constexpr unsigned kInChainMinNesting = 16;
 // Longest user name looked up (LOGIN_NAME_MAX, the protocol's cap).
 constexpr std::size_t kMaxUserName = proto::kMaxName;
 // AD ACCOUNTDISABLE flag of userAccountControl (MS-ADTS 2.2.16).
@@ -174,6 +189,9 @@ std::string group_filter_part(const std::string& filter) {
 struct Entry {
     std::string dn;
     std::map<std::string, std::vector<std::string>> attrs;
+    // AD range retrieval: attributes that came as "attr;range=LOW-HIGH", by lower-case name,
+    // with where the rest starts ("1500"), or "" when the last range ended with "*".
+    std::map<std::string, std::string> ranges;
     const std::vector<std::string>* values(const std::string& name) const {
         auto it = attrs.find(lower(name));
         return it == attrs.end() ? nullptr : &it->second;
@@ -430,6 +448,7 @@ public:
           user_pool_("user-bind", cfg_.pool_size) {
         for (const std::string& uri : cfg_.server_uri) servers_.push_back(describe_server(uri, cfg_.start_tls));
         down_until_.assign(servers_.size(), Clock::time_point{});
+        server_ad_.assign(servers_.size(), -1);
         fill_default_attr("user_name", "uid");
         fill_default_attr("email", "mail");
         fill_default_attr("first_name", "givenName");
@@ -552,12 +571,30 @@ private:
                               std::string& incomplete, Trace& trace);
     void explain_role(const RoleDecision& d, Trace& trace) const;
 
+    // Whether the server of `conn` is Active Directory (LDAP_CAP_ACTIVE_DIRECTORY_OID in the
+    // root DSE), asked once per server. A root DSE that cannot be read: not AD.
+    OpResult<bool> server_is_ad(Conn& conn);
+    // Every value of `attr` of entry `dn`, by AD range retrieval when the server ranges it:
+    // `values` holds those read so far and `from` where the next range starts ("0": ask for
+    // "attr;range=0-*" outright, which AD answers complete or cut at MaxValRange; "": a plain
+    // read). Stops at `max` values or kMaxRangeRounds reads with `truncated` set.
+    OpResult<void> read_values(Conn& conn, const std::string& dn, const std::string& attr,
+                               std::vector<std::string>& values, std::string from, std::size_t max,
+                               bool& truncated);
+    // When the group list came out incomplete: is the user in role group `group` after all?
+    // Asked from the group down (DESIGN.md §5, bounded: max_nesting levels, kMaxCheckedGroups
+    // groups, kMaxMemberValues values of member per group); unknown when a bound cut it.
+    enum class Membership { member, not_member, unknown };
+    Outcome<Membership> check_role_group(const std::string& group, const Entry& entry, const LdapUser& user,
+                                         Trace& trace);
+
     LdapConfig cfg_;
     std::vector<ServerInfo> servers_;
     Pool service_pool_;
     Pool user_pool_;
     std::mutex servers_m_;
     std::vector<Clock::time_point> down_until_;  // guarded by servers_m_
+    std::vector<signed char> server_ad_;         // -1 not asked yet, 0/1; guarded by servers_m_
 };
 
 Outcome<ConnPtr> LdapBackendImpl::open_server(std::size_t i, bool& fatal) {
@@ -756,7 +793,11 @@ OpResult<std::vector<Entry>> LdapBackendImpl::search(Conn& conn, const std::stri
     } cookie_guard{cookie};
     if (truncated != nullptr) *truncated = false;
 
-    for (;;) {
+    for (std::size_t pages = 0;; ++pages) {
+        if (pages >= kMaxPages) {
+            if (truncated != nullptr) *truncated = true;
+            return entries;
+        }
         ControlPtr page;
         if (paged) {
             LDAPControl* c = nullptr;
@@ -787,12 +828,32 @@ OpResult<std::vector<Entry>> LdapBackendImpl::search(Conn& conn, const std::stri
             BerPtr ber(ber_raw);
             for (; a; a.reset(ldap_next_attribute(ld, e, ber.get()))) {
                 ValuesPtr vals(ldap_get_values_len(ld, e, a.get()));
-                auto& out = entry.attrs[lower(a.get())];
+                std::string name = lower(a.get());
+                if (auto r = name.find(";range="); r != std::string::npos) {
+                    // "member;range=0-1499": the rest starts at 1500; "member;range=1500-*": done.
+                    std::string hi = name.substr(name.find('-', r) == std::string::npos ? name.size()
+                                                                                         : name.find('-', r) + 1);
+                    name.resize(r);
+                    unsigned long long last = 0;
+                    auto [p, ec] = std::from_chars(hi.data(), hi.data() + hi.size(), last);
+                    entry.ranges[name] = hi == "*" ? std::string()
+                                         : (ec == std::errc() && p == hi.data() + hi.size() && !hi.empty())
+                                             ? std::to_string(last + 1)
+                                             : std::string();
+                }
+                auto& out = entry.attrs[name];
                 for (berval** v = vals.get(); v != nullptr && *v != nullptr; ++v)
                     out.emplace_back((*v)->bv_val, (*v)->bv_len);
             }
             entries.push_back(std::move(entry));
         }
+
+        // Search result references (RFC 4511 §4.5.3; Samba sends one to its Configuration
+        // partition from the domain root) are skipped above: with referrals off nothing follows
+        // them, with referrals on libldap has chased them before this point.
+        if (const int refs = ldap_count_references(ld, res.get()); refs > 0)
+            log::debug("ldap: search under ", log_safe(base), ": ", std::to_string(refs),
+                       cfg_.referrals ? " referral(s) chased by libldap" : " referral(s) ignored (referrals: false)");
 
         int err = LDAP_OTHER;
         char* diag_raw = nullptr;
@@ -917,6 +978,179 @@ Outcome<std::vector<std::string>> LdapBackendImpl::group_dns(const std::string& 
     return dns;
 }
 
+OpResult<bool> LdapBackendImpl::server_is_ad(Conn& conn) {
+    {
+        std::lock_guard lock(servers_m_);
+        if (server_ad_[conn.server] >= 0) return server_ad_[conn.server] == 1;
+    }
+    static const std::vector<std::string> kCaps = {"supportedCapabilities"};
+    auto r = search(conn, "", Scope::base, "(objectClass=*)", kCaps, 1, 1, false, nullptr);
+    if (!r && is_connection_fault(r.error().rc)) return tl::unexpected<OpError>(r.error());
+    bool ad = false;
+    if (r && !r->empty())
+        if (const auto* caps = r->front().values("supportedCapabilities"))
+            ad = std::find(caps->begin(), caps->end(), kCapActiveDirectory) != caps->end();
+    std::lock_guard lock(servers_m_);
+    server_ad_[conn.server] = ad ? 1 : 0;
+    return ad;
+}
+
+OpResult<void> LdapBackendImpl::read_values(Conn& conn, const std::string& dn, const std::string& attr,
+                                            std::vector<std::string>& values, std::string from, std::size_t max,
+                                            bool& truncated) {
+    truncated = false;
+    const std::string key = lower(attr);
+    for (std::size_t round = 0;; ++round) {
+        if (round >= kMaxRangeRounds || values.size() >= max) {
+            truncated = true;
+            return {};
+        }
+        const std::string wanted = from.empty() ? attr : attr + ";range=" + from + "-*";
+        if (!from.empty())
+            log::debug("ldap: range retrieval: ", log_safe(dn), " ", wanted, " (", std::to_string(values.size()),
+                       " values so far)");
+        auto r = search(conn, dn, Scope::base, "(objectClass=*)", {wanted}, 1, 1, false, nullptr);
+        if (!r) {
+            if (r.error().rc == LDAP_NO_SUCH_OBJECT) return {};
+            return tl::unexpected<OpError>(r.error());
+        }
+        if (r->empty()) return {};
+        const Entry& e = r->front();
+        if (const auto* v = e.values(key))
+            for (const std::string& x : *v) {
+                if (values.size() >= max) {
+                    truncated = true;
+                    return {};
+                }
+                values.push_back(x);
+            }
+        auto next = e.ranges.find(key);
+        if (next == e.ranges.end() || next->second.empty()) return {};  // plain, or the last range
+        from = next->second;
+    }
+}
+
+Outcome<LdapBackendImpl::Membership> LdapBackendImpl::check_role_group(const std::string& group,
+                                                                       const Entry& entry,
+                                                                       const LdapUser& user, Trace& trace) {
+    const std::string gf = group_filter_part(cfg_.group_search.filter);
+    const bool nested = cfg_.group_type == GroupType::nested_active_directory ||
+                        cfg_.group_type == GroupType::nested_group_of_names;
+    static const std::vector<std::string> kNoAttrs = {"1.1"};
+    // The test of one group: its entry matches this filter when the user is a direct member.
+    std::string direct;
+    std::string base_of_test;  // the entry the filter is tried on
+    switch (cfg_.group_type) {
+    case GroupType::member_of:
+        direct = "(memberOf=" + escape_filter_value(group) + ")";
+        base_of_test = user.dn;
+        break;
+    case GroupType::posix_group: {
+        std::string uid = entry.first("uid");
+        if (uid.empty()) uid = user.username;
+        direct = "(&" + gf + "(|(memberUid=" + escape_filter_value(uid) + ")";
+        if (std::string gid = entry.first("gidNumber"); !gid.empty())
+            direct += "(gidNumber=" + escape_filter_value(gid) + ")";
+        direct += "))";
+        break;
+    }
+    default:
+        direct = "(&" + gf + "(member=" + escape_filter_value(user.dn) + "))";
+        break;
+    }
+    std::string how;
+    auto r = with_connection<Membership>(
+        service_pool_, Purpose::service,
+        [&](Conn& c) -> OpResult<Membership> {
+            auto test = [&](const std::string& dn, const std::string& filter) -> OpResult<bool> {
+                auto found = search(c, dn, Scope::base, filter, kNoAttrs, 1, 1, false, nullptr);
+                if (!found) {
+                    if (found.error().rc == LDAP_NO_SUCH_OBJECT || found.error().rc == LDAP_REFERRAL) return false;
+                    return tl::unexpected<OpError>(found.error());
+                }
+                return !found->empty();
+            };
+            if (!nested) {
+                auto hit = test(base_of_test.empty() ? group : base_of_test, direct);
+                if (!hit) return tl::unexpected<OpError>(hit.error());
+                how = "direct membership asked of the group";
+                return *hit ? Membership::member : Membership::not_member;
+            }
+            auto ad = server_is_ad(c);
+            if (!ad) return tl::unexpected<OpError>(ad.error());
+            // Down from the role group, level by level: is the user a direct member of a group
+            // of this level? If not, the next level is the groups among this level's members.
+            std::set<std::string> seen{dn_key(group)};
+            std::vector<std::string> level{group};
+            std::size_t visited = 0;
+            for (unsigned depth = 0; !level.empty(); ++depth) {
+                for (const std::string& g : level) {
+                    auto hit = test(g, direct);
+                    if (!hit) return tl::unexpected<OpError>(hit.error());
+                    if (*hit) {
+                        how = depth == 0 ? "direct member" : "member of " + g + ", " + std::to_string(depth) +
+                                                                 " level(s) below";
+                        return Membership::member;
+                    }
+                }
+                if (depth >= cfg_.max_nesting) {
+                    how = "deeper than max_nesting " + std::to_string(cfg_.max_nesting);
+                    return Membership::unknown;
+                }
+                std::vector<std::string> next;
+                for (const std::string& g : level) {
+                    std::vector<std::string> members;
+                    bool cut = false;
+                    // On AD ask for a range outright: Windows cuts a plain read at MaxValRange
+                    // (and says so), Samba answers ranged requests but never cuts plain ones.
+                    auto read = read_values(c, g, "member", members, *ad ? "0" : "", kMaxMemberValues, cut);
+                    if (!read) return tl::unexpected<OpError>(read.error());
+                    if (cut) {
+                        how = "group " + g + " has more than " + std::to_string(kMaxMemberValues) + " members";
+                        return Membership::unknown;
+                    }
+                    // Which members are groups: asked in batches by DN (AD's distinguishedName,
+                    // OpenLDAP's and 389-ds's entryDN).
+                    const char* dn_attr = *ad ? "distinguishedName" : "entryDN";
+                    for (std::size_t from = 0; from < members.size(); from += kMembersPerQuery) {
+                        std::string any;
+                        const std::size_t to = std::min(members.size(), from + kMembersPerQuery);
+                        for (std::size_t i = from; i < to; ++i)
+                            if (!seen.count(dn_key(members[i])))
+                                any += std::string("(") + dn_attr + "=" + escape_filter_value(members[i]) + ")";
+                        if (any.empty()) continue;
+                        bool cut_groups = false;
+                        auto groups = search(c, cfg_.group_search.base, cfg_.group_search.scope,
+                                             "(&" + gf + "(|" + any + "))", kNoAttrs, 0, kMaxCheckedGroups, true,
+                                             &cut_groups);
+                        if (!groups) {
+                            if (groups.error().rc == LDAP_NO_SUCH_OBJECT) break;
+                            return tl::unexpected<OpError>(groups.error());
+                        }
+                        for (Entry& sub : *groups) {
+                            if (!seen.insert(dn_key(sub.dn)).second) continue;
+                            if (++visited > kMaxCheckedGroups || cut_groups) {
+                                how = "more than " + std::to_string(kMaxCheckedGroups) + " groups below it";
+                                return Membership::unknown;
+                            }
+                            next.push_back(std::move(sub.dn));
+                        }
+                    }
+                }
+                level = std::move(next);
+            }
+            how = "not a member at any level";
+            return Membership::not_member;
+        },
+        [&](const OpError& e) { return Failure{Status::unavailable, "role group check failed: " + e.text}; });
+    if (!r) return tl::unexpected<Failure>(r.error());
+    trace.add("role group check of ", group, ": ",
+              *r == Membership::member ? "member" : *r == Membership::not_member ? "not a member" : "unknown",
+              " (", how, ")");
+    log::debug("ldap: role group check of ", log_safe(group), " for ", log_safe(user.dn), ": ", how);
+    return *r;
+}
+
 Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vector<std::string>& groups,
                                            std::string& incomplete, Trace& trace) {
     const std::string gf = group_filter_part(cfg_.group_search.filter);
@@ -970,6 +1204,25 @@ Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user
     case GroupType::member_of: {
         const auto* vals = entry.values("memberOf");
         if (vals == nullptr) return {};
+        std::vector<std::string> all;
+        if (auto next = entry.ranges.find("memberof"); next != entry.ranges.end() && !next->second.empty()) {
+            // AD cut the user's memberOf at MaxValRange ("memberOf;range=0-1499"): read the rest.
+            all = *vals;
+            bool cut = false;
+            auto r = with_connection<bool>(
+                service_pool_, Purpose::service,
+                [&](Conn& c) -> OpResult<bool> {
+                    all.resize(vals->size());
+                    auto read = read_values(c, user.dn, "memberOf", all, next->second, cfg_.max_groups + 1, cut);
+                    if (!read) return tl::unexpected<OpError>(read.error());
+                    return true;
+                },
+                [&](const OpError& e) { return Failure{Status::unavailable, "reading memberOf failed: " + e.text}; });
+            if (!r) return tl::unexpected<Failure>(r.error());
+            trace.add("memberOf read by range retrieval: ", std::to_string(all.size()), " values");
+            if (cut) incomplete = "memberOf has more values than were read";
+            vals = &all;
+        }
         for (const std::string& g : *vals) {
             if (user.groups.size() >= cfg_.max_groups) {
                 incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
@@ -980,7 +1233,29 @@ Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user
         }
         return {};
     }
-    case GroupType::nested_active_directory:
+    case GroupType::nested_active_directory: {
+        // On AD one search finds the groups of every level (the server follows the chain and
+        // its cycles). It has no depth parameter: a max_nesting below the default asks for a
+        // bound only the walk keeps. max_groups bounds it as any group search.
+        bool ad = false;
+        if (cfg_.max_nesting >= kInChainMinNesting) {
+            auto probe = with_connection<bool>(
+                service_pool_, Purpose::service, [&](Conn& c) { return server_is_ad(c); },
+                [&](const OpError& e) { return Failure{Status::unavailable, "root DSE: " + e.text}; });
+            if (!probe) return tl::unexpected<Failure>(probe.error());
+            ad = *probe;
+        }
+        if (!ad) return nested_walk(user.dn, user.groups, incomplete, trace);
+        filter = "(&" + gf + "(member:" + kInChain + ":=" + escape_filter_value(user.dn) + "))";
+        trace.add("groups by LDAP_MATCHING_RULE_IN_CHAIN (Active Directory): one search ", filter);
+        auto found = group_dns(filter, cfg_.max_groups, incomplete, trace);
+        if (!found) return tl::unexpected<Failure>(found.error());
+        for (std::string& g : *found) {
+            trace.add("group: ", g, " (member at some nesting level, in chain)");
+            user.groups.push_back(std::move(g));
+        }
+        return {};
+    }
     case GroupType::nested_group_of_names:
         return nested_walk(user.dn, user.groups, incomplete, trace);
     case GroupType::active_directory:
@@ -1144,6 +1419,12 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     user.uid_number = posix_id(entry.first("uidNumber"));
     user.gid_number = posix_id(entry.first("gidNumber"));
     user.immutable_id = immutable_id(entry);
+    if (trace.on()) {
+        // AD's binary identifiers in the text forms AD's own tools print.
+        if (auto sid = sid_to_text(entry.first("objectSid"))) trace.add("objectSid: ", *sid);
+        if (auto guid = guid_to_text(entry.first("objectGUID"))) trace.add("objectGUID: ", *guid);
+        trace.add("immutable id: ", user.immutable_id);
+    }
 
     if (std::string uac = entry.first("userAccountControl"); !uac.empty()) {
         long long flags = 0;
@@ -1183,9 +1464,41 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     if (auto g = collect_groups(entry, user, incomplete, trace); !g)
         return finish(g.error().status, g.error().message);
     user.role = resolve_role(user.groups, cfg_.role_groups, cfg_.default_role);
+    bool settled = incomplete.empty();
     if (!incomplete.empty()) {
         log::warning("ldap: group list of ", log_safe(user.dn), " is incomplete: ", incomplete);
         trace.add("group list incomplete: ", incomplete);
+        // Only role groups decide the role: ask each one that could raise it whether the user
+        // is in it. When every such answer is certain, the role is too.
+        // Highest role first; a role found ends the checks (lower ones cannot change the
+        // answer), an unknown answer above it leaves the role uncertain.
+        bool uncertain = false;
+        const Role seen = user.role.from_default ? Role::none : user.role.role;
+        for (Role r : {Role::admin, Role::user, Role::worker}) {
+            if (r <= seen) break;
+            std::vector<std::string> confirmed;
+            bool unknown = false;
+            for (const std::string& group : cfg_.role_groups[static_cast<std::size_t>(r)]) {
+                auto m = check_role_group(group, entry, user, trace);
+                if (!m) return finish(m.error().status, m.error().message);
+                if (*m == Membership::member) {
+                    confirmed.push_back(group);
+                    break;
+                }
+                unknown = unknown || *m == Membership::unknown;
+            }
+            if (!confirmed.empty()) {
+                user.groups.insert(user.groups.end(), confirmed.begin(), confirmed.end());
+                user.role = resolve_role(user.groups, cfg_.role_groups, cfg_.default_role);
+                break;
+            }
+            uncertain = uncertain || unknown;
+        }
+        settled = !uncertain;
+        trace.add(settled ? "role settled by the role group check"
+                          : "role group check left the role uncertain");
+    }
+    if (!settled) {
         // A group not seen may hold any role. Matched roles stand (the true role is at least
         // that), but default_role would be a guess: a missed worker group must not turn into
         // default_role user. The lowest role is what the user has at least.
