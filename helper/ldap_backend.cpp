@@ -56,8 +56,10 @@ constexpr auto kMaxIdle = std::chrono::minutes(10);
 constexpr int kPageSize = 500;
 // The user search asks for 2 entries: one is the user, two means the filter is ambiguous.
 constexpr int kUserSizeLimit = 2;
-// member=... clauses per nested-group query: keeps filters well under AD's 10 MB limit.
-constexpr std::size_t kMembersPerQuery = 64;
+// member=... clauses per nested-group query: few queries for a user in thousands of groups
+// (one clause costs an index lookup, one query a round trip), filters ~50 KB, well under
+// AD's 10 MB MaxReceiveBuffer.
+constexpr std::size_t kMembersPerQuery = 500;
 // Pages of one paged search before it counts as cut: 20,000 entries at kPageSize, twice over.
 constexpr std::size_t kMaxPages = 80;
 // AD range retrieval (MS-ADTS 3.1.1.3.1.3.3): ranged reads of one attribute of one entry at
