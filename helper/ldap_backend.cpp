@@ -65,6 +65,8 @@ constexpr std::size_t kMaxPages = 80;
 // AD range retrieval (MS-ADTS 3.1.1.3.1.3.3): ranged reads of one attribute of one entry at
 // most this many times (MaxValRange 1500 x 100 = 150,000 values).
 constexpr std::size_t kMaxRangeRounds = 100;
+// Values asked for per ranged read: AD's default MaxValRange (Windows 2003 and later).
+constexpr unsigned long long kRangeWindow = 1500;
 // Values of `member` read per group by the top-down role group check, and groups it visits.
 constexpr std::size_t kMaxMemberValues = 100000;
 constexpr std::size_t kMaxCheckedGroups = 1024;
@@ -577,9 +579,9 @@ private:
     // root DSE), asked once per server. A root DSE that cannot be read: not AD.
     OpResult<bool> server_is_ad(Conn& conn);
     // Every value of `attr` of entry `dn`, by AD range retrieval when the server ranges it:
-    // `values` holds those read so far and `from` where the next range starts ("0": ask for
-    // "attr;range=0-*" outright, which AD answers complete or cut at MaxValRange; "": a plain
-    // read). Stops at `max` values or kMaxRangeRounds reads with `truncated` set.
+    // `values` holds those read so far and `from` where the next range starts ("0": ranged
+    // from the start; "": a plain read, continued in ranges if the server cut it). Stops at
+    // `max` values or kMaxRangeRounds reads with `truncated` set.
     OpResult<void> read_values(Conn& conn, const std::string& dn, const std::string& attr,
                                std::vector<std::string>& values, std::string from, std::size_t max,
                                bool& truncated);
@@ -1007,7 +1009,16 @@ OpResult<void> LdapBackendImpl::read_values(Conn& conn, const std::string& dn, c
             truncated = true;
             return {};
         }
-        const std::string wanted = from.empty() ? attr : attr + ";range=" + from + "-*";
+        // A window of kRangeWindow values, as ADSI asks: AD answers at most MaxValRange of them
+        // under the name it really served ("member;range=0-999" on a server with a lower
+        // MaxValRange, "member;range=1500-*" for the last); Samba, which never cuts a plain
+        // or open-ended read, honours windows too.
+        std::string wanted = attr;
+        if (!from.empty()) {
+            unsigned long long lo = 0;
+            std::from_chars(from.data(), from.data() + from.size(), lo);
+            wanted += ";range=" + from + "-" + std::to_string(lo + kRangeWindow - 1);
+        }
         if (!from.empty())
             log::debug("ldap: range retrieval: ", log_safe(dn), " ", wanted, " (", std::to_string(values.size()),
                        " values so far)");
