@@ -4,10 +4,20 @@
 # groups), one thread, and the raw libldap floor on the same server; then the same logins
 # answered by the verdict cache (what nginx's repeated requests cost); then getpwnam through
 # nss_cvat, cold (directory) and warm (the published nss.mc).
-#   bench/login_latency.sh [N]      (default N=100)
+#   bench/login_latency.sh [N] [--groups G]   (default N=100)
+# --groups G: alice is first made a member of G more groups (Big 0001..G, one ldapmodify),
+# and the daemon may collect them all (max_groups G + 100): a user in thousands of groups.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-100}
+N=100
+NGROUPS=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --groups) NGROUPS=${2:?--groups G}; shift 2 ;;
+    *) N=$1; shift ;;
+  esac
+done
+[[ "$N" =~ ^[0-9]+$ && "$NGROUPS" =~ ^[0-9]+$ ]] || { echo "usage: login_latency.sh [N] [--groups G]" >&2; exit 64; }
 BUILD=${BUILD_DIR:-$PWD/build}
 [[ -f "$BUILD/build.ninja" ]] || meson setup "$BUILD" >/dev/null
 ninja -C "$BUILD" >/dev/null
@@ -17,6 +27,14 @@ trap '[[ -n "$PID" ]] && kill "$PID" 2>/dev/null; bash tests/fixtures/slapd.sh s
 bash tests/fixtures/slapd.sh start "$W/slapd" ad >/dev/null
 . "$W/slapd/env"
 U="CN=Users,DC=ad,DC=example,DC=test"
+if [[ "$NGROUPS" -gt 0 ]]; then
+  for ((i = 1; i <= NGROUPS; i++)); do
+    printf 'dn: CN=Big %05d,%s\nobjectClass: group\ncn: Big %05d\nmember: CN=Alice Admin,%s\n\n' "$i" "$U" "$i" "$U"
+  done >"$W/groups.ldif"
+  t0=$EPOCHREALTIME
+  ldapmodify -a -x -H "$LDAP_URI" -D "$LDAP_ADMIN_DN" -w "$LDAP_ADMIN_PW" -f "$W/groups.ldif" >/dev/null
+  echo "== alice is in $NGROUPS more groups (loaded in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s)"
+fi
 printf 'Bind-Secret-1\n' >"$W/bind_password"; chmod 600 "$W/bind_password"
 cat >"$W/auth_config.yml" <<YAML
 helper: {socket: $W/socket, cache_dir: $W/cache, log_level: info, verdict_ttl: @TTL@}
@@ -29,6 +47,7 @@ ldap:
   group_type: nested_active_directory
   user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, email: mail}
   role_groups: {admin: ["CN=CVAT Admins,$U"], user: ["CN=CVAT Users,$U"], worker: ["CN=CVAT Workers,$U"]}
+  max_groups: $((NGROUPS > 3900 ? NGROUPS + 100 : 4096))
 YAML
 start_daemon() {  # TTL
   sed -i "s/verdict_ttl: [0-9@A-Z]*/verdict_ttl: $1/" "$W/auth_config.yml"

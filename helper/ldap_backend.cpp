@@ -60,8 +60,27 @@ constexpr auto kMaxIdle = std::chrono::minutes(10);
 constexpr int kPageSize = 500;
 // The user search asks for 2 entries: one is the user, two means the filter is ambiguous.
 constexpr int kUserSizeLimit = 2;
-// member=... clauses per nested-group query: keeps filters well under AD's 10 MB limit.
-constexpr std::size_t kMembersPerQuery = 64;
+// member=... clauses per nested-group query: few queries for a user in thousands of groups
+// (one clause costs an index lookup, one query a round trip), filters ~50 KB, well under
+// AD's 10 MB MaxReceiveBuffer.
+constexpr std::size_t kMembersPerQuery = 500;
+// Pages of one paged search before it counts as cut: 20,000 entries at kPageSize, twice over.
+constexpr std::size_t kMaxPages = 80;
+// AD range retrieval (MS-ADTS 3.1.1.3.1.3.3): ranged reads of one attribute of one entry at
+// most this many times (MaxValRange 1500 x 100 = 150,000 values).
+constexpr std::size_t kMaxRangeRounds = 100;
+// Values asked for per ranged read: AD's default MaxValRange (Windows 2003 and later).
+constexpr unsigned long long kRangeWindow = 1500;
+// Values of `member` read per group by the top-down role group check, and groups it visits.
+constexpr std::size_t kMaxMemberValues = 100000;
+constexpr std::size_t kMaxCheckedGroups = 1024;
+// LDAP_MATCHING_RULE_IN_CHAIN (MS-ADTS 3.1.1.3.4.4.1) and LDAP_CAP_ACTIVE_DIRECTORY_OID in
+// the root DSE's supportedCapabilities (AD and Samba; OpenLDAP has neither).
+constexpr const char* kInChain = "1.2.840.113556.1.4.1941";
+constexpr const char* kCapActiveDirectory = "1.2.840.113556.1.4.800";
+// In-chain has no depth parameter: it is used only when max_nesting allows at least this
+// (the default); a lower max_nesting asks for a depth bound only the walk can keep.
+constexpr unsigned kInChainMinNesting = 16;
 // Longest user name looked up (LOGIN_NAME_MAX, the protocol's cap).
 constexpr std::size_t kMaxUserName = proto::kMaxName;
 // AD ACCOUNTDISABLE flag of userAccountControl (MS-ADTS 2.2.16).
@@ -178,6 +197,9 @@ std::string group_filter_part(const std::string& filter) {
 struct Entry {
     std::string dn;
     std::map<std::string, std::vector<std::string>> attrs;
+    // AD range retrieval: attributes that came as "attr;range=LOW-HIGH", by lower-case name,
+    // with where the rest starts ("1500"), or "" when the last range ended with "*".
+    std::map<std::string, std::string> ranges;
     const std::vector<std::string>* values(const std::string& name) const {
         auto it = attrs.find(lower(name));
         return it == attrs.end() ? nullptr : &it->second;
@@ -634,13 +656,30 @@ private:
                               std::string& incomplete, Trace& trace);
     void explain_role(const RoleDecision& d, Trace& trace) const;
 
+    // Whether the server of `conn` is Active Directory (LDAP_CAP_ACTIVE_DIRECTORY_OID in the
+    // root DSE), asked once per server. A root DSE that cannot be read: not AD.
+    OpResult<bool> server_is_ad(Conn& conn);
+    // Every value of `attr` of entry `dn`, by AD range retrieval when the server ranges it:
+    // `values` holds those read so far and `from` where the next range starts ("0": ranged
+    // from the start; "": a plain read, continued in ranges if the server cut it). Stops at
+    // `max` values or kMaxRangeRounds reads with `truncated` set.
+    OpResult<void> read_values(Conn& conn, const std::string& dn, const std::string& attr,
+                               std::vector<std::string>& values, std::string from, std::size_t max,
+                               bool& truncated);
+    // When the group list came out incomplete: is the user in role group `group` after all?
+    // Asked from the group down (DESIGN.md §5, bounded: max_nesting levels, kMaxCheckedGroups
+    // groups, kMaxMemberValues values of member per group); unknown when a bound cut it.
+    enum class Membership { member, not_member, unknown };
+    Outcome<Membership> check_role_group(const std::string& group, const Entry& entry, const LdapUser& user,
+                                         Trace& trace);
+
     LdapConfig cfg_;
     Pool service_pool_;
     Pool user_pool_;
     ServerList<ServerInfo> servers_;
     std::mutex servers_m_;
     std::map<std::size_t, Clock::time_point> down_until_;  // by server index; guarded by servers_m_
-    std::atomic<int> directory_kind_{0};         // 0 not asked yet, 1 other LDAP, 2 Active Directory
+    std::map<std::size_t, bool> server_ad_;  // by server index: Active Directory?; guarded by servers_m_
 };
 
 Outcome<ConnPtr> LdapBackendImpl::open_server(std::size_t i, bool& fatal) {
@@ -843,7 +882,11 @@ OpResult<std::vector<Entry>> LdapBackendImpl::search(Conn& conn, const std::stri
     } cookie_guard{cookie};
     if (truncated != nullptr) *truncated = false;
 
-    for (;;) {
+    for (std::size_t pages = 0;; ++pages) {
+        if (pages >= kMaxPages) {
+            if (truncated != nullptr) *truncated = true;
+            return entries;
+        }
         ControlPtr page;
         if (paged) {
             LDAPControl* c = nullptr;
@@ -874,12 +917,32 @@ OpResult<std::vector<Entry>> LdapBackendImpl::search(Conn& conn, const std::stri
             BerPtr ber(ber_raw);
             for (; a; a.reset(ldap_next_attribute(ld, e, ber.get()))) {
                 ValuesPtr vals(ldap_get_values_len(ld, e, a.get()));
-                auto& out = entry.attrs[lower(a.get())];
+                std::string name = lower(a.get());
+                if (auto r = name.find(";range="); r != std::string::npos) {
+                    // "member;range=0-1499": the rest starts at 1500; "member;range=1500-*": done.
+                    std::string hi = name.substr(name.find('-', r) == std::string::npos ? name.size()
+                                                                                         : name.find('-', r) + 1);
+                    name.resize(r);
+                    unsigned long long last = 0;
+                    auto [p, ec] = std::from_chars(hi.data(), hi.data() + hi.size(), last);
+                    entry.ranges[name] = hi == "*" ? std::string()
+                                         : (ec == std::errc() && p == hi.data() + hi.size() && !hi.empty())
+                                             ? std::to_string(last + 1)
+                                             : std::string();
+                }
+                auto& out = entry.attrs[name];
                 for (berval** v = vals.get(); v != nullptr && *v != nullptr; ++v)
                     out.emplace_back((*v)->bv_val, (*v)->bv_len);
             }
             entries.push_back(std::move(entry));
         }
+
+        // Search result references (RFC 4511 §4.5.3; Samba sends one to its Configuration
+        // partition from the domain root) are skipped above: with referrals off nothing follows
+        // them, with referrals on libldap has chased them before this point.
+        if (const int refs = ldap_count_references(ld, res.get()); refs > 0)
+            log::debug("ldap: search under ", log_safe(base), ": ", std::to_string(refs),
+                       cfg_.referrals ? " referral(s) chased by libldap" : " referral(s) ignored (referrals: false)");
 
         int err = LDAP_OTHER;
         char* diag_raw = nullptr;
@@ -961,23 +1024,12 @@ Failure map_bind_error(const OpError& e, const std::string& diag) {
     }
 }
 
-// Microsoft's LDAP_CAP_ACTIVE_DIRECTORY_OID (MS-ADTS 3.1.1.3.4.3), in supportedCapabilities.
-constexpr const char* kAdCapability = "1.2.840.113556.1.4.800";
-
+// Whether the server a service connection reaches is Active Directory (its root DSE, read
+// once per server; see server_is_ad).
 Outcome<bool> LdapBackendImpl::is_active_directory() {
-    if (int k = directory_kind_.load(); k != 0) return k == 2;
-    static const std::vector<std::string> kAttrs = {"supportedCapabilities"};
-    auto found = with_connection<std::vector<Entry>>(
-        service_pool_, Purpose::service,
-        [&](Conn& c) { return search(c, "", Scope::base, "(objectClass=*)", kAttrs, 1, 1, false, nullptr); },
+    return with_connection<bool>(
+        service_pool_, Purpose::service, [&](Conn& c) { return server_is_ad(c); },
         [&](const OpError& e) { return Failure{Status::unavailable, "reading the root DSE failed: " + e.text}; });
-    if (!found) return tl::unexpected<Failure>(found.error());
-    bool ad = false;
-    if (!found->empty())
-        if (const auto* caps = found->front().values("supportedCapabilities"))
-            ad = std::find(caps->begin(), caps->end(), kAdCapability) != caps->end();
-    directory_kind_.store(ad ? 2 : 1);
-    return ad;
 }
 
 // The words for a refused bind of the password's owner during a change.
@@ -1167,6 +1219,188 @@ Outcome<std::vector<std::string>> LdapBackendImpl::group_dns(const std::string& 
     return dns;
 }
 
+OpResult<bool> LdapBackendImpl::server_is_ad(Conn& conn) {
+    {
+        std::lock_guard lock(servers_m_);
+        if (auto it = server_ad_.find(conn.server); it != server_ad_.end()) return it->second;
+    }
+    static const std::vector<std::string> kCaps = {"supportedCapabilities"};
+    auto r = search(conn, "", Scope::base, "(objectClass=*)", kCaps, 1, 1, false, nullptr);
+    if (!r && is_connection_fault(r.error().rc)) return tl::unexpected<OpError>(r.error());
+    bool ad = false;
+    if (r && !r->empty())
+        if (const auto* caps = r->front().values("supportedCapabilities"))
+            ad = std::find(caps->begin(), caps->end(), kCapActiveDirectory) != caps->end();
+    std::lock_guard lock(servers_m_);
+    server_ad_[conn.server] = ad;
+    return ad;
+}
+
+OpResult<void> LdapBackendImpl::read_values(Conn& conn, const std::string& dn, const std::string& attr,
+                                            std::vector<std::string>& values, std::string from, std::size_t max,
+                                            bool& truncated) {
+    truncated = false;
+    const std::string key = lower(attr);
+    for (std::size_t round = 0;; ++round) {
+        if (round >= kMaxRangeRounds || values.size() >= max) {
+            truncated = true;
+            return {};
+        }
+        // A window of kRangeWindow values, as ADSI asks: AD answers at most MaxValRange of them
+        // under the name it really served ("member;range=0-999" on a server with a lower
+        // MaxValRange, "member;range=1500-*" for the last); Samba, which never cuts a plain
+        // or open-ended read, honours windows too.
+        std::string wanted = attr;
+        if (!from.empty()) {
+            unsigned long long lo = 0;
+            std::from_chars(from.data(), from.data() + from.size(), lo);
+            wanted += ";range=" + from + "-" + std::to_string(lo + kRangeWindow - 1);
+        }
+        if (!from.empty())
+            log::debug("ldap: range retrieval: ", log_safe(dn), " ", wanted, " (", std::to_string(values.size()),
+                       " values so far)");
+        auto r = search(conn, dn, Scope::base, "(objectClass=*)", {wanted}, 1, 1, false, nullptr);
+        if (!r) {
+            if (r.error().rc == LDAP_NO_SUCH_OBJECT) return {};
+            return tl::unexpected<OpError>(r.error());
+        }
+        if (r->empty()) return {};
+        const Entry& e = r->front();
+        if (const auto* v = e.values(key))
+            for (const std::string& x : *v) {
+                if (values.size() >= max) {
+                    truncated = true;
+                    return {};
+                }
+                values.push_back(x);
+            }
+        auto next = e.ranges.find(key);
+        if (next == e.ranges.end() || next->second.empty()) return {};  // plain, or the last range
+        from = next->second;
+    }
+}
+
+Outcome<LdapBackendImpl::Membership> LdapBackendImpl::check_role_group(const std::string& group,
+                                                                       const Entry& entry,
+                                                                       const LdapUser& user, Trace& trace) {
+    const std::string gf = group_filter_part(cfg_.group_search.filter);
+    const bool nested = cfg_.group_type == GroupType::nested_active_directory ||
+                        cfg_.group_type == GroupType::nested_group_of_names;
+    static const std::vector<std::string> kNoAttrs = {"1.1"};
+    // The test of one group: its entry matches this filter when the user is a direct member.
+    std::string direct;
+    std::string base_of_test;  // the entry the filter is tried on
+    switch (cfg_.group_type) {
+    case GroupType::member_of:
+        direct = "(memberOf=" + escape_filter_value(group) + ")";
+        base_of_test = user.dn;
+        break;
+    case GroupType::posix_group: {
+        std::string uid = entry.first("uid");
+        if (uid.empty()) uid = user.username;
+        direct = "(&" + gf + "(|(memberUid=" + escape_filter_value(uid) + ")";
+        if (std::string gid = entry.first("gidNumber"); !gid.empty())
+            direct += "(gidNumber=" + escape_filter_value(gid) + ")";
+        direct += "))";
+        break;
+    }
+    default:
+        direct = "(&" + gf + "(member=" + escape_filter_value(user.dn) + "))";
+        break;
+    }
+    std::string how;
+    auto r = with_connection<Membership>(
+        service_pool_, Purpose::service,
+        [&](Conn& c) -> OpResult<Membership> {
+            auto test = [&](const std::string& dn, const std::string& filter) -> OpResult<bool> {
+                auto found = search(c, dn, Scope::base, filter, kNoAttrs, 1, 1, false, nullptr);
+                if (!found) {
+                    if (found.error().rc == LDAP_NO_SUCH_OBJECT || found.error().rc == LDAP_REFERRAL) return false;
+                    return tl::unexpected<OpError>(found.error());
+                }
+                return !found->empty();
+            };
+            if (!nested) {
+                auto hit = test(base_of_test.empty() ? group : base_of_test, direct);
+                if (!hit) return tl::unexpected<OpError>(hit.error());
+                how = "direct membership asked of the group";
+                return *hit ? Membership::member : Membership::not_member;
+            }
+            auto ad = server_is_ad(c);
+            if (!ad) return tl::unexpected<OpError>(ad.error());
+            // Down from the role group, level by level: is the user a direct member of a group
+            // of this level? If not, the next level is the groups among this level's members.
+            std::set<std::string> seen{dn_key(group)};
+            std::vector<std::string> level{group};
+            std::size_t visited = 0;
+            for (unsigned depth = 0; !level.empty(); ++depth) {
+                for (const std::string& g : level) {
+                    auto hit = test(g, direct);
+                    if (!hit) return tl::unexpected<OpError>(hit.error());
+                    if (*hit) {
+                        how = depth == 0 ? "direct member" : "member of " + g + ", " + std::to_string(depth) +
+                                                                 " level(s) below";
+                        return Membership::member;
+                    }
+                }
+                if (depth >= cfg_.max_nesting) {
+                    how = "deeper than max_nesting " + std::to_string(cfg_.max_nesting);
+                    return Membership::unknown;
+                }
+                std::vector<std::string> next;
+                for (const std::string& g : level) {
+                    std::vector<std::string> members;
+                    bool cut = false;
+                    // On AD ask for a range outright: Windows cuts a plain read at MaxValRange
+                    // (and says so), Samba answers ranged requests but never cuts plain ones.
+                    auto read = read_values(c, g, "member", members, *ad ? "0" : "", kMaxMemberValues, cut);
+                    if (!read) return tl::unexpected<OpError>(read.error());
+                    if (cut) {
+                        how = "group " + g + " has more than " + std::to_string(kMaxMemberValues) + " members";
+                        return Membership::unknown;
+                    }
+                    // Which members are groups: asked in batches by DN (AD's distinguishedName,
+                    // OpenLDAP's and 389-ds's entryDN).
+                    const char* dn_attr = *ad ? "distinguishedName" : "entryDN";
+                    for (std::size_t from = 0; from < members.size(); from += kMembersPerQuery) {
+                        std::string any;
+                        const std::size_t to = std::min(members.size(), from + kMembersPerQuery);
+                        for (std::size_t i = from; i < to; ++i)
+                            if (!seen.count(dn_key(members[i])))
+                                any += std::string("(") + dn_attr + "=" + escape_filter_value(members[i]) + ")";
+                        if (any.empty()) continue;
+                        bool cut_groups = false;
+                        auto groups = search(c, cfg_.group_search.base, cfg_.group_search.scope,
+                                             "(&" + gf + "(|" + any + "))", kNoAttrs, 0, kMaxCheckedGroups, true,
+                                             &cut_groups);
+                        if (!groups) {
+                            if (groups.error().rc == LDAP_NO_SUCH_OBJECT) break;
+                            return tl::unexpected<OpError>(groups.error());
+                        }
+                        for (Entry& sub : *groups) {
+                            if (!seen.insert(dn_key(sub.dn)).second) continue;
+                            if (++visited > kMaxCheckedGroups || cut_groups) {
+                                how = "more than " + std::to_string(kMaxCheckedGroups) + " groups below it";
+                                return Membership::unknown;
+                            }
+                            next.push_back(std::move(sub.dn));
+                        }
+                    }
+                }
+                level = std::move(next);
+            }
+            how = "not a member at any level";
+            return Membership::not_member;
+        },
+        [&](const OpError& e) { return Failure{Status::unavailable, "role group check failed: " + e.text}; });
+    if (!r) return tl::unexpected<Failure>(r.error());
+    trace.add("role group check of ", group, ": ",
+              *r == Membership::member ? "member" : *r == Membership::not_member ? "not a member" : "unknown",
+              " (", how, ")");
+    log::debug("ldap: role group check of ", log_safe(group), " for ", log_safe(user.dn), ": ", how);
+    return *r;
+}
+
 Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vector<std::string>& groups,
                                            std::string& incomplete, Trace& trace) {
     const std::string gf = group_filter_part(cfg_.group_search.filter);
@@ -1220,6 +1454,25 @@ Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user
     case GroupType::member_of: {
         const auto* vals = entry.values("memberOf");
         if (vals == nullptr) return {};
+        std::vector<std::string> all;
+        if (auto next = entry.ranges.find("memberof"); next != entry.ranges.end() && !next->second.empty()) {
+            // AD cut the user's memberOf at MaxValRange ("memberOf;range=0-1499"): read the rest.
+            all = *vals;
+            bool cut = false;
+            auto r = with_connection<bool>(
+                service_pool_, Purpose::service,
+                [&](Conn& c) -> OpResult<bool> {
+                    all.resize(vals->size());
+                    auto read = read_values(c, user.dn, "memberOf", all, next->second, cfg_.max_groups + 1, cut);
+                    if (!read) return tl::unexpected<OpError>(read.error());
+                    return true;
+                },
+                [&](const OpError& e) { return Failure{Status::unavailable, "reading memberOf failed: " + e.text}; });
+            if (!r) return tl::unexpected<Failure>(r.error());
+            trace.add("memberOf read by range retrieval: ", std::to_string(all.size()), " values");
+            if (cut) incomplete = "memberOf has more values than were read";
+            vals = &all;
+        }
         for (const std::string& g : *vals) {
             if (user.groups.size() >= cfg_.max_groups) {
                 incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
@@ -1230,7 +1483,29 @@ Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user
         }
         return {};
     }
-    case GroupType::nested_active_directory:
+    case GroupType::nested_active_directory: {
+        // On AD one search finds the groups of every level (the server follows the chain and
+        // its cycles). It has no depth parameter: a max_nesting below the default asks for a
+        // bound only the walk keeps. max_groups bounds it as any group search.
+        bool ad = false;
+        if (cfg_.max_nesting >= kInChainMinNesting) {
+            auto probe = with_connection<bool>(
+                service_pool_, Purpose::service, [&](Conn& c) { return server_is_ad(c); },
+                [&](const OpError& e) { return Failure{Status::unavailable, "root DSE: " + e.text}; });
+            if (!probe) return tl::unexpected<Failure>(probe.error());
+            ad = *probe;
+        }
+        if (!ad) return nested_walk(user.dn, user.groups, incomplete, trace);
+        filter = "(&" + gf + "(member:" + kInChain + ":=" + escape_filter_value(user.dn) + "))";
+        trace.add("groups by LDAP_MATCHING_RULE_IN_CHAIN (Active Directory): one search ", filter);
+        auto found = group_dns(filter, cfg_.max_groups, incomplete, trace);
+        if (!found) return tl::unexpected<Failure>(found.error());
+        for (std::string& g : *found) {
+            trace.add("group: ", g, " (member at some nesting level, in chain)");
+            user.groups.push_back(std::move(g));
+        }
+        return {};
+    }
     case GroupType::nested_group_of_names:
         return nested_walk(user.dn, user.groups, incomplete, trace);
     case GroupType::active_directory:
@@ -1399,6 +1674,12 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     user.uid_number = posix_id(entry.first("uidNumber"));
     user.gid_number = posix_id(entry.first("gidNumber"));
     user.immutable_id = immutable_id(entry);
+    if (trace.on()) {
+        // AD's binary identifiers in the text forms AD's own tools print.
+        if (auto sid = sid_to_text(entry.first("objectSid"))) trace.add("objectSid: ", *sid);
+        if (auto guid = guid_to_text(entry.first("objectGUID"))) trace.add("objectGUID: ", *guid);
+        trace.add("immutable id: ", user.immutable_id);
+    }
 
     if (std::string uac = entry.first("userAccountControl"); !uac.empty()) {
         long long flags = 0;
@@ -1456,9 +1737,41 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     if (auto g = collect_groups(entry, user, incomplete, trace); !g)
         return finish(g.error().status, g.error().message);
     user.role = resolve_role(user.groups, cfg_.role_groups, cfg_.default_role);
+    bool settled = incomplete.empty();
     if (!incomplete.empty()) {
         log::warning("ldap: group list of ", log_safe(user.dn), " is incomplete: ", incomplete);
         trace.add("group list incomplete: ", incomplete);
+        // Only role groups decide the role: ask each one that could raise it whether the user
+        // is in it. When every such answer is certain, the role is too.
+        // Highest role first; a role found ends the checks (lower ones cannot change the
+        // answer), an unknown answer above it leaves the role uncertain.
+        bool uncertain = false;
+        const Role seen = user.role.from_default ? Role::none : user.role.role;
+        for (Role r : {Role::admin, Role::user, Role::worker}) {
+            if (r <= seen) break;
+            std::vector<std::string> confirmed;
+            bool unknown = false;
+            for (const std::string& group : cfg_.role_groups[static_cast<std::size_t>(r)]) {
+                auto m = check_role_group(group, entry, user, trace);
+                if (!m) return finish(m.error().status, m.error().message);
+                if (*m == Membership::member) {
+                    confirmed.push_back(group);
+                    break;
+                }
+                unknown = unknown || *m == Membership::unknown;
+            }
+            if (!confirmed.empty()) {
+                user.groups.insert(user.groups.end(), confirmed.begin(), confirmed.end());
+                user.role = resolve_role(user.groups, cfg_.role_groups, cfg_.default_role);
+                break;
+            }
+            uncertain = uncertain || unknown;
+        }
+        settled = !uncertain;
+        trace.add(settled ? "role settled by the role group check"
+                          : "role group check left the role uncertain");
+    }
+    if (!settled) {
         // A group not seen may hold any role. Matched roles stand (the true role is at least
         // that), but default_role would be a guess: a missed worker group must not turn into
         // default_role user. The lowest role is what the user has at least.

@@ -464,16 +464,131 @@ void many_groups(void**) {
         expect_role(l, "nina", "nina-Passw0rd", "nina", "user");  // complete list: default_role
         assert_false(contains(read_file(l.daemon->log_path()), "incomplete"));
     }
-    // max_groups cuts the list: bob keeps the role he was seen to have (user, not admin);
-    // nina, with no role seen, gets the lowest role instead of default_role.
+    // max_groups cuts the list; the role groups are then asked from the top down: bob is
+    // found in CVAT Admins through Bulk 0599, nina in no role group (so default_role stands).
     LdapSpec spec;
     spec.uris = bulk.ldaps_uri();
     spec.ca_file = bulk.ca_file();
     spec.extra = "  max_groups: 550\n";
     Login capped = start("bulkcap", spec);
-    expect_role(capped, "bob", "b0b-p\xc3\xa4ssw0rd ok", "bob", "user");
-    expect_role(capped, "nina", "nina-Passw0rd", "nina", "worker");
-    assert_true(contains(read_file(capped.daemon->log_path()), "incomplete: more than max_groups 550 groups"));
+    expect_role(capped, "bob", "b0b-p\xc3\xa4ssw0rd ok", "bob", "admin");
+    expect_role(capped, "nina", "nina-Passw0rd", "nina", "user");
+    std::string log = read_file(capped.daemon->log_path());
+    assert_true(contains(log, "incomplete: more than max_groups 550 groups"));
+    assert_true(contains(log, "role group check of CN=CVAT Admins"));
+}
+
+
+// --- big directories: 5,000 groups, a group of 20,000 members, a strict size limit -----------
+
+// bob and nina in 5,000 groups (Big 0001..5000; nina not in Big 4995), Big 4995 and Huge (walter
+// and 20,000 members more) in Big Admins. Role groups: admin Big Admins, user CVAT Users,
+// worker Big 4990 (created near the end, so a cut list misses it). One ldapmodify.
+void load_big_tree(const Slapd& s) {
+    const std::string u = std::string(",CN=Users,") + kAdBase;
+    std::string ldif;
+    ldif.reserve(3u << 20);
+    char name[32];
+    for (int i = 1; i <= 5000; ++i) {
+        std::snprintf(name, sizeof(name), "Big %04d", i);
+        ldif += "dn: CN=" + std::string(name) + u + "\nobjectClass: group\ncn: " + name + "\nmember: CN=Bob User" + u +
+                "\n" + (i != 4995 ? "member: CN=Nina Nogroup" + u + "\n" : std::string()) + "\n";
+    }
+    ldif += "dn: CN=Huge" + u + "\nobjectClass: group\ncn: Huge\nmember: CN=Walter Worker" + u + "\n";
+    for (int i = 1; i <= 20000; ++i) {
+        std::snprintf(name, sizeof(name), "Ghost %05d", i);
+        ldif += "member: CN=" + std::string(name) + u + "\n";
+    }
+    ldif += "\ndn: CN=Big Admins" + u + "\nobjectClass: group\ncn: Big Admins\nmember: CN=Big 4995" + u +
+            "\nmember: CN=Huge" + u + "\n\n";
+    std::string file = s.get("LDAP_PORT") + "-big.ldif";
+    file = g->tmp.path() + "/" + file;
+    write_file(file, ldif, 0600);
+    std::string cmd = "ldapmodify -a -x -H " + s.uri() + " -D " + s.get("LDAP_ADMIN_DN") + " -w " +
+                      s.get("LDAP_ADMIN_PW") + " -f " + file + " >/dev/null";
+    if (std::system(cmd.c_str()) != 0) fail_msg("ldapmodify of 5,000 groups and a 20,000-member group failed");
+}
+
+// config() for the big tree: its own role groups.
+Login start_big(const std::string& name, const Slapd& s, const std::string& type, const std::string& default_role,
+                const std::string& extra) {
+    LdapSpec spec;
+    spec.uris = s.ldaps_uri();
+    spec.ca_file = s.ca_file();
+    spec.group_type = type;
+    spec.default_role = default_role;
+    Login l;
+    l.dir = fresh_dir(name);
+    std::string y = config(l.dir, spec);
+    const std::string u = std::string("CN=Users,") + kAdBase;
+    y.erase(y.find("  role_groups:\n"));
+    y += "  role_groups:\n"
+         "    admin: [\"CN=Big Admins," + u + "\"]\n"
+         "    user: [\"CN=CVAT Users," + u + "\"]\n"
+         "    worker: [\"CN=Big 4990," + u + "\"]\n" + extra;
+    l.daemon = std::make_unique<Daemon>(l.dir, y);
+    return l;
+}
+
+const char* kBobPw = "b0b-p\xc3\xa4ssw0rd ok";
+
+// A server whose size limit lets paged searches through (as AD): every group is found.
+void five_thousand_groups(void**) {
+    require_program("ldapmodify");
+    Slapd big(g->tmp.path() + "/big", "ad", true);
+    load_big_tree(big);
+    {
+        Login l = start_big("bignest", big, "nested_active_directory", "user", "  max_groups: 8192\n");
+        expect_role(l, "bob", kBobPw, "bob", "admin");        // Big 4995 -> Big Admins
+        expect_role(l, "nina", "nina-Passw0rd", "nina", "worker");  // Big 4990, the 4,990th group
+        expect_role(l, "walter", "walter-Passw0rd", "walter", "admin");  // Huge (20,001) -> Big Admins
+        assert_false(contains(read_file(l.daemon->log_path()), "incomplete"));
+    }
+    {
+        Login l = start_big("bigflat", big, "active_directory", "user", "  max_groups: 8192\n");
+        expect_role(l, "bob", kBobPw, "bob", "user");
+        expect_role(l, "nina", "nina-Passw0rd", "nina", "worker");
+        expect_role(l, "walter", "walter-Passw0rd", "walter", "user");  // no role group: default_role
+        assert_false(contains(read_file(l.daemon->log_path()), "incomplete"));
+    }
+    {
+        // The default max_groups (4096) cuts the list; the role groups asked from the top down
+        // still give the right role, and say so.
+        Login l = start_big("bigcap", big, "nested_active_directory", "none", "");
+        expect_role(l, "bob", kBobPw, "bob", "admin");
+        expect_role(l, "nina", "nina-Passw0rd", "nina", "worker");
+        std::string log = read_file(l.daemon->log_path());
+        assert_true(contains(log, "incomplete: more than max_groups 4096 groups"));
+        assert_true(contains(log, "role group check of CN=Big Admins"));
+    }
+}
+
+// slapd with a plain "sizelimit 500": paged searches end after 500 entries too. The group
+// list is incomplete (said, never taken for complete) and the role comes from the role groups.
+void strict_size_limit(void**) {
+    require_program("ldapmodify");
+    ::setenv("SLAPD_SIZELIMIT", "500", 1);
+    Slapd strict(g->tmp.path() + "/strict", "ad", true);
+    ::unsetenv("SLAPD_SIZELIMIT");
+    assert_true(contains(read_file(g->tmp.path() + "/strict/slapd.conf"), "\nsizelimit 500\n"));
+    load_big_tree(strict);
+    {
+        Login l = start_big("strictnest", strict, "nested_active_directory", "none", "  max_groups: 8192\n");
+        expect_role(l, "bob", kBobPw, "bob", "admin");
+        // nina: not under Big Admins (its 20,000-member Huge read whole), worker by Big 4990
+        expect_role(l, "nina", "nina-Passw0rd", "nina", "worker");
+        expect_role(l, "walter", "walter-Passw0rd", "walter", "admin");
+        std::string log = read_file(l.daemon->log_path());
+        assert_true(contains(log, "size limit cut a group search after 500 entries"));
+        assert_true(contains(log, "role group check of CN=Big Admins"));
+    }
+    {
+        // Flat: nina's first 500 groups hold no role group; without the check default_role
+        // none would refuse her.
+        Login l = start_big("strictflat", strict, "active_directory", "none", "  max_groups: 8192\n");
+        expect_role(l, "nina", "nina-Passw0rd", "nina", "worker");
+        expect_role(l, "bob", kBobPw, "bob", "user");
+    }
 }
 
 // --- transport: TLS, failover, outage --------------------------------------------------------
@@ -697,6 +812,8 @@ int main() {
         cmocka_unit_test(ad_ambiguous_filter),
         cmocka_unit_test(ad_max_nesting),
         cmocka_unit_test(many_groups),
+        cmocka_unit_test(five_thousand_groups),
+        cmocka_unit_test(strict_size_limit),
         cmocka_unit_test(tls_modes),
         cmocka_unit_test(failover),
         cmocka_unit_test(outage_and_recovery),
