@@ -48,14 +48,7 @@ std::string ad_config(const std::string& dir, const std::string& extra_ldap = ""
            "  server_uri: [" + g_world->slapd->uri() + "]\n"
            "  bind_dn: \"CN=cvat_bind," + u + "\"\n"
            "  bind_password_file: " + dir + "/bind_password\n"
-           "  user_search: {base: \"" + u + "\", scope: subtree, filter: \"(sAMAccountName=%(user)s)\"}\n"
-           "  group_search: {base: \"" + u + "\", scope: subtree, filter: \"(objectClass=group)\"}\n"
-           "  group_type: nested_active_directory\n"
-           "  user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, email: mail}\n"
-           "  role_groups:\n"
-           "    admin: [\"CN=CVAT Admins," + u + "\"]\n"
-           "    user: [\"CN=CVAT Users," + u + "\"]\n"
-           "    worker: [\"CN=CVAT Workers," + u + "\"]\n" + extra_ldap;
+           + cvat_ad_example(u) + extra_ldap;
 }
 
 std::string subdir(const char* name) {

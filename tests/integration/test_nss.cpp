@@ -79,14 +79,7 @@ std::string ad_config(const std::string& dir, const std::string& nss_extra = "",
            "  bind_password_file: " + dir + "/bind_password\n"
            "  connect_timeout: 1\n"
            "  timeout: 2\n"
-           "  user_search: {base: \"" + u + "\", scope: subtree, filter: \"(sAMAccountName=%(user)s)\"}\n"
-           "  group_search: {base: \"" + u + "\", scope: subtree, filter: \"(objectClass=group)\"}\n"
-           "  group_type: nested_active_directory\n"
-           "  user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, email: mail}\n"
-           "  role_groups:\n"
-           "    admin: [\"CN=CVAT Admins," + u + "\"]\n"
-           "    user: [\"CN=CVAT Users," + u + "\"]\n"
-           "    worker: [\"CN=CVAT Workers," + u + "\"]\n";
+           + cvat_ad_example(u);
 }
 
 std::string ipa_config(const std::string& dir) {

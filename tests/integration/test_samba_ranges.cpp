@@ -113,15 +113,7 @@ Login start(const std::string& default_role, const std::string& extra,
                     "  tls: {ca_file: " + g->get("AD_CA_FILE") + ", require_cert: true}\n"
                     "  bind_dn: \"" + g->get("AD_BIND_DN") + "\"\n"
                     "  bind_password_file: " + l.dir + "/bind_password\n"
-                    "  user_search: {base: \"" + (user_base.empty() ? u : user_base) +
-                    "\", scope: subtree, filter: \"(sAMAccountName=%(user)s)\"}\n"
-                    "  group_search: {base: \"" + u + "\", scope: subtree, filter: \"(objectClass=group)\"}\n"
-                    "  group_type: nested_active_directory\n"
-                    "  user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, email: mail}\n"
-                    "  role_groups:\n"
-                    "    admin: [\"CN=CVAT Admins," + u + "\"]\n"
-                    "    user: [\"CN=CVAT Users," + u + "\"]\n"
-                    "    worker: [\"CN=CVAT Workers," + u + "\"]\n"
+                    + cvat_ad_example(u, user_base) +
                     "  default_role: " + default_role + "\n"
                     "  connect_timeout: 5\n"
                     "  timeout: 20\n" + extra;

@@ -542,3 +542,19 @@ void Daemon::stop() {
 }
 
 }  // namespace cvat::test
+
+namespace cvat::test {
+
+std::string cvat_ad_example(const std::string& u, const std::string& user_base) {
+    const std::string base = user_base.empty() ? u : user_base;
+    return "  user_search: {base: \"" + base + "\", scope: subtree, filter: \"(sAMAccountName=%(user)s)\"}\n"
+           "  group_search: {base: \"" + u + "\", scope: subtree, filter: \"(objectClass=group)\"}\n"
+           "  group_type: nested_active_directory\n"
+           "  user_attr_map: {user_name: sAMAccountName, first_name: givenName, last_name: sn, email: mail}\n"
+           "  role_groups:\n"
+           "    admin: [\"CN=CVAT Admins," + u + "\"]\n"
+           "    user: [\"CN=CVAT Users," + u + "\"]\n"
+           "    worker: [\"CN=CVAT Workers," + u + "\"]\n";
+}
+
+}  // namespace cvat::test

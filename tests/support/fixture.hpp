@@ -48,6 +48,11 @@ private:
     int port_ = 0;
 };
 
+// The search and role settings of CVAT's Active Directory example (its LDAP guide), as lines of
+// an ldap: section: user_search and group_search under `users_dn` (sAMAccountName),
+// nested_active_directory, the attribute map and the three CVAT role groups under `users_dn`.
+std::string cvat_ad_example(const std::string& users_dn, const std::string& user_base = "");
+
 // Writes `text` to `path` with `mode`.
 void write_file(const std::string& path, const std::string& text, mode_t mode = 0600);
 std::string read_file(const std::string& path);
