@@ -198,7 +198,13 @@ void expect_success(const Login& l, const std::string& what, const PamOutcome& o
     if (o.authenticate != PAM_SUCCESS)
         fail_msg("%s: PAM code %d (%s), want success; messages:\n%s(daemon log %s)", what.c_str(), o.authenticate,
                  pam_strerror(nullptr, o.authenticate), joined(o.messages).c_str(), l.daemon->log_path().c_str());
-    expect_pam(what + " (account)", o.acct_mgmt, PAM_SUCCESS);
+    if (o.acct_mgmt != PAM_SUCCESS) {
+        // Say what the daemon made of the account request (its log's last lines).
+        std::string log = read_file(l.daemon->log_path());
+        if (log.size() > 3000) log = log.substr(log.size() - 3000);
+        fail_msg("%s (account): PAM code %d (%s), want success; messages:\n%sdaemon log tail:\n%s", what.c_str(),
+                 o.acct_mgmt, pam_strerror(nullptr, o.acct_mgmt), joined(o.messages).c_str(), log.c_str());
+    }
     if (o.pam_user != pam_user)
         fail_msg("%s: PAM_USER \"%s\", want \"%s\"", what.c_str(), o.pam_user.c_str(), pam_user.c_str());
     if (env_of(o, "CVAT_ROLE") != role)
