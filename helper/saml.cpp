@@ -646,6 +646,19 @@ private:
     Result<std::shared_ptr<const Metadata>> metadata(std::vector<std::string>& trace);
     Result<std::shared_ptr<const Metadata>> load_metadata();
     Result<ServerPtr> server(const Metadata& md);
+    // A LassoServer for `md` from the pool (building one loads the system CA store through
+    // xmlsec's keys manager: ~70 ms), back into it after the login. One server serves one
+    // login at a time: Lasso caches provider keys in it lazily, without locks.
+    struct PooledServer {
+        SamlProviderImpl* owner;
+        std::shared_ptr<const Metadata> md;
+        ServerPtr server;
+        ~PooledServer() {
+            if (server) owner->give_back(md, std::move(server));
+        }
+    };
+    Result<std::unique_ptr<PooledServer>> take_server(const std::shared_ptr<const Metadata>& md);
+    void give_back(const std::shared_ptr<const Metadata>& md, ServerPtr server);
     // Lasso has parsed and checked signatures and status: our checks, then the user.
     SamlOutcome finish(LassoLogin* login, const std::string& request_id, std::string_view login_name,
                        std::vector<std::string> trace);
@@ -657,6 +670,10 @@ private:
     HttpOptions http_;
     SamlReplayCache replay_;
     std::mutex mutex_;
+    std::mutex pool_mutex_;
+    std::shared_ptr<const Metadata> pool_md_;
+    std::vector<ServerPtr> pool_;
+    static constexpr std::size_t kPoolMax = 16;   // the daemon's worker threads, with room
     std::shared_ptr<const Metadata> md_;
     std::string md_error_;
     std::int64_t md_failed_at_ = 0;
@@ -800,6 +817,32 @@ Result<ServerPtr> SamlProviderImpl::server(const Metadata& md) {
     return s;
 }
 
+Result<std::unique_ptr<SamlProviderImpl::PooledServer>> SamlProviderImpl::take_server(
+    const std::shared_ptr<const Metadata>& md) {
+    auto out = std::unique_ptr<PooledServer>(new PooledServer{this, md, nullptr});
+    {
+        std::lock_guard<std::mutex> lock(pool_mutex_);
+        if (pool_md_ != md) {
+            pool_.clear();
+            pool_md_ = md;
+        }
+        if (!pool_.empty()) {
+            out->server = std::move(pool_.back());
+            pool_.pop_back();
+            return Result<std::unique_ptr<PooledServer>>(std::move(out));
+        }
+    }
+    auto s = server(*md);
+    if (!s) return tl::unexpected<Error>(s.error());
+    out->server = std::move(*s);
+    return Result<std::unique_ptr<PooledServer>>(std::move(out));
+}
+
+void SamlProviderImpl::give_back(const std::shared_ptr<const Metadata>& md, ServerPtr server) {
+    std::lock_guard<std::mutex> lock(pool_mutex_);
+    if (pool_md_ == md && pool_.size() < kPoolMax) pool_.push_back(std::move(server));
+}
+
 SamlOutcome SamlProviderImpl::finish(LassoLogin* login, const std::string& request_id, std::string_view login_name,
                                      std::vector<std::string> trace) {
     LassoProfile* profile = LASSO_PROFILE(login);
@@ -937,10 +980,11 @@ SamlOutcome SamlProviderImpl::password_login(std::string_view user, const Secret
                        std::move(trace));
     if (std::string why = url_refusal(endpoint, idp_.allow_insecure_http); !why.empty())
         return refused(Status::unavailable, idp_.name + ": ECP endpoint: " + why, std::move(trace));
-    auto srv = server(**md);
-    if (!srv) return refused(status_of_error(srv.error().code), srv.error().detail, std::move(trace));
+    auto pooled = take_server(*md);
+    if (!pooled) return refused(status_of_error(pooled.error().code), pooled.error().detail, std::move(trace));
+    LassoServer* srv = (*pooled)->server.get();
 
-    LoginPtr login(lasso_login_new(srv->get()));
+    LoginPtr login(lasso_login_new(srv));
     if (!login) return refused(Status::internal, "lasso_login_new failed", std::move(trace));
     LassoProfile* profile = LASSO_PROFILE(login.get());
     lasso_profile_set_signature_hint(profile, LASSO_PROFILE_SIGNATURE_HINT_FORBID);
@@ -964,7 +1008,7 @@ SamlOutcome SamlProviderImpl::password_login(std::string_view user, const Secret
                                        ? LASSO_SAMLP2_REQUEST_ABSTRACT(req)->ID
                                        : "";
     // The ECP client half: strip the PAOS headers into a SOAP request for the IdP.
-    EcpPtr ecp(lasso_ecp_new(srv->get()));
+    EcpPtr ecp(lasso_ecp_new(srv));
     rc = lasso_ecp_process_authn_request_msg(ecp.get(), profile->msg_body);
     if (rc != 0 || LASSO_PROFILE(ecp.get())->msg_body == nullptr)
         return refused(Status::internal, "ECP request: " + lasso_words(rc), std::move(trace));
@@ -1022,9 +1066,9 @@ SamlOutcome SamlProviderImpl::assertion_login(const Secret& saml_response) {
         return refused(Status::auth_err, "SAML response refused: " + why, std::move(trace));
     auto md = metadata(trace);
     if (!md) return refused(Status::unavailable, idp_.name + ": " + md.error().detail, std::move(trace));
-    auto srv = server(**md);
-    if (!srv) return refused(status_of_error(srv.error().code), srv.error().detail, std::move(trace));
-    LoginPtr login(lasso_login_new(srv->get()));
+    auto pooled = take_server(*md);
+    if (!pooled) return refused(status_of_error(pooled.error().code), pooled.error().detail, std::move(trace));
+    LoginPtr login(lasso_login_new((*pooled)->server.get()));
     if (!login) return refused(Status::internal, "lasso_login_new failed", std::move(trace));
     lasso_profile_set_signature_verify_hint(LASSO_PROFILE(login.get()), LASSO_PROFILE_SIGNATURE_VERIFY_HINT_MAYBE);
     std::string msg(saml_response.view());
