@@ -13,6 +13,7 @@
 #include "log.hpp"
 #include "nss_mc_writer.hpp"
 #include "oidc.hpp"
+#include "saml.hpp"
 #include "service.hpp"
 #include "transport.hpp"
 
@@ -291,9 +292,10 @@ Accounts::Fetch Accounts::resolve_name(const Runtime& rt, const std::string& nam
             }
             return f;
         }
-        case Route::Kind::oidc: {
+        case Route::Kind::oidc:
+        case Route::Kind::saml: {
             // An IdP cannot be asked about a user: its users are known from their logins.
-            const std::string idp = route.idp->config().id;
+            const std::string idp = route.idp_config()->id;
             if (cached && cached->backend == idp && cached->expires_at > 0) {
                 out = std::move(*cached);
                 return Fetch::found;
@@ -520,30 +522,46 @@ void Accounts::keep_offline(const Runtime& rt, const std::string& login, const S
     if (logged(store_->put_offline(e), "storing offline credentials")) offline_recent_.hashed(key, *password);
 }
 
-void Accounts::learned_oidc(const Runtime& rt, const IdentityProvider& idp, const std::string& login,
-                            const OidcUser& ou, const Secret* password) {
+void Accounts::learned_idp(const Runtime& rt, const IdentityProvider& idp, const std::string& login,
+                           const IdpUserFacts& f, const Secret* password) {
     const std::int64_t now = now_s();
     CachedUser u;
-    u.name = ou.username;
+    u.name = f.username;
     u.backend = idp.id;
-    u.immutable_id = "oidc:" + ou.issuer + " " + ou.subject;
-    u.role = ou.role.role;
-    u.email = ou.email;
-    u.first_name = ou.first_name;
-    u.last_name = ou.last_name;
+    u.immutable_id = f.immutable_id;
+    u.role = f.role;
+    u.email = f.email;
+    u.first_name = f.first_name;
+    u.last_name = f.last_name;
     u.fetched_at = now;
     u.expires_at = kPermanent;
     fill_posix(rt, u);
-    if (ou.subject.empty() || !nss_name_ok(u.name) || !assign_ids(rt, u, std::nullopt, std::nullopt)) return;
+    if (!f.has_subject || !nss_name_ok(u.name) || !assign_ids(rt, u, std::nullopt, std::nullopt)) return;
     if (!logged(store_->put_user(u), "storing a user")) return;
     changed();
     OfflineEntry e;
     e.backend = idp.id;
-    e.role = ou.role.role;
-    e.email = ou.email;
-    e.first_name = ou.first_name;
-    e.last_name = ou.last_name;
+    e.role = f.role;
+    e.email = f.email;
+    e.first_name = f.first_name;
+    e.last_name = f.last_name;
     keep_offline(rt, login, password, std::move(e));
+}
+
+void Accounts::learned_oidc(const Runtime& rt, const IdentityProvider& idp, const std::string& login,
+                            const OidcUser& ou, const Secret* password) {
+    learned_idp(rt, idp, login,
+                {ou.username, "oidc:" + ou.issuer + " " + ou.subject, ou.role.role, ou.email, ou.first_name,
+                 ou.last_name, !ou.subject.empty()},
+                password);
+}
+
+void Accounts::learned_saml(const Runtime& rt, const IdentityProvider& idp, const std::string& login,
+                            const SamlUser& su, const Secret* password) {
+    learned_idp(rt, idp, login,
+                {su.username, su.immutable_id(), su.role.role, su.email, su.first_name, su.last_name,
+                 !su.name_id.empty() || !su.uid.empty()},
+                password);
 }
 
 std::optional<proto::Verdict> Accounts::cached_verdict(const Runtime& rt, const std::string& backend,

@@ -32,6 +32,7 @@ namespace cvat::helper {
 struct Runtime;
 struct LdapUser;
 struct OidcUser;
+struct SamlUser;
 struct IdentityProvider;
 
 class Accounts {
@@ -61,6 +62,9 @@ public:
     void learned_ldap(const Runtime& rt, const std::string& login, const LdapUser& user, const Secret* password);
     void learned_oidc(const Runtime& rt, const IdentityProvider& idp, const std::string& login, const OidcUser& user,
                       const Secret* password);
+    // The same for a SAML user; immutable id "saml:<entity id> <uid attribute or NameID>".
+    void learned_saml(const Runtime& rt, const IdentityProvider& idp, const std::string& login, const SamlUser& user,
+                      const Secret* password);
 
     // The web-server verdict cache (helper.verdict_ttl).
     std::optional<proto::Verdict> cached_verdict(const Runtime& rt, const std::string& backend,
@@ -83,6 +87,16 @@ public:
     proto::CacheReply cache(const Runtime& rt, const proto::CacheRequest& r);
 
 private:
+    // What an IdP login tells about a user (OIDC or SAML).
+    struct IdpUserFacts {
+        std::string username, immutable_id;
+        proto::Role role;
+        std::string email, first_name, last_name;
+        bool has_subject;
+    };
+    void learned_idp(const Runtime& rt, const IdentityProvider& idp, const std::string& login, const IdpUserFacts& f,
+                     const Secret* password);
+
     Accounts(std::unique_ptr<CacheStore> store, std::string mc_path);
 
     enum class Fetch { found, not_found, unavailable };

@@ -15,6 +15,7 @@
 
 #include "config.hpp"
 #include "protocol.hpp"
+#include "saml.hpp"
 #include "secret.hpp"
 #include "transport.hpp"
 
@@ -44,6 +45,7 @@ void usage(FILE* out) {
                  "  cache list            the cached users: uid, gid, role, backend, fresh/stale (root)\n"
                  "  cache show USER       one cached user, its immutable id and offline credentials (root)\n"
                  "  cache expire [USER]   make the next lookup ask the directory (all users without USER)\n"
+                 "  saml-metadata ID      print the SP metadata to register at SAML identity provider ID\n"
                  "  cache flush           remove cached users, negative entries, offline credentials\n"
                  "socket: --socket, else $CVAT_AUTH_SOCKET, else helper.socket of the config, else %s\n",
                  CVAT_DEFAULT_SOCKET);
@@ -84,6 +86,39 @@ int config_check(const std::string& path) {
         std::printf("sso: %s, %zu identity provider(s)\n", cfg->sso.enabled ? "enabled" : "disabled",
                     cfg->sso.identity_providers.size());
     return kExitOk;
+}
+
+// The SP metadata (entity ID, POST and PAOS ACS) our daemon uses at SAML IdP `id`: from the
+// config alone, no daemon and no network.
+int saml_metadata(const std::string& path, const std::string& id) {
+    helper::LoadOptions opts;
+    opts.check_permissions = false;
+    opts.read_secret_files = false;
+    opts.check_files = false;
+    auto cfg = helper::load_config(path, opts);
+    if (!cfg) {
+        std::fprintf(stderr, "%s\n", cfg.error().detail.c_str());
+        return kExitDenied;
+    }
+    for (auto& idp : cfg->sso.identity_providers) {
+        if (idp.id != id) continue;
+        if (idp.protocol != helper::Protocol::saml) {
+            std::fprintf(stderr, "cvat-authctl: %s is not a SAML identity provider\n", id.c_str());
+            return kExitUsage;
+        }
+        std::string base = cfg->helper.cvat_base_url;
+        if (base.empty())
+            if (const char* env = std::getenv("CVAT_BASE_URL")) base = env;
+        auto p = helper::SamlProvider::create(std::move(idp), cfg->sso, base);
+        if (!p) {
+            std::fprintf(stderr, "cvat-authctl: %s\n", p.error().detail.c_str());
+            return kExitDenied;
+        }
+        std::fputs((*p)->sp_metadata().c_str(), stdout);
+        return kExitOk;
+    }
+    std::fprintf(stderr, "cvat-authctl: no identity provider %s in %s\n", id.c_str(), path.c_str());
+    return kExitUsage;
 }
 
 // Reads a line without echo when stdin is a terminal.
@@ -276,6 +311,7 @@ int main(int argc, char** argv) {
         }
         return login(socket_path_from(socket, config), args[1], service, method, idp);
     }
+    if (cmd == "saml-metadata" && args.size() == 2) return saml_metadata(config_path_from(config), args[1]);
     if (cmd == "explain" && args.size() == 2) return explain(socket_path_from(socket, config), args[1]);
     if (cmd == "status" && args.size() == 1) return status(socket_path_from(socket, config));
     if (cmd == "cache" && args.size() >= 2) {

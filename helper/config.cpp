@@ -66,7 +66,7 @@ constexpr Sv kAttrMapKeys[] = {"user_name", "first_name", "last_name", "email"};
 constexpr Sv kRoleKeys[] = {"admin", "user", "worker"};
 constexpr Sv kHelperKeys[] = {"socket", "user", "log_level", "workers", "max_connections",
                               "client_timeout", "cache_dir", "default_backend", "verdict_ttl",
-                              "offline"};
+                              "offline", "cvat_base_url"};
 constexpr Sv kOfflineKeys[] = {"enabled", "max_age"};
 constexpr Sv kNssKeys[] = {"id_min", "id_max", "home", "shell", "cache_ttl", "negative_ttl",
                            "refresh_percent", "enumerate", "role_groups", "directory_groups",
@@ -79,7 +79,13 @@ constexpr Sv kOidcKeys[] = {"server_url", "client_id", "client_secret", "token_a
                             "client_secret_file", "ca_file", "role_claim", "role_values",
                             "scopes", "username_claim", "allow_insecure_http", "default_role"};
 constexpr Sv kSamlKeys[] = {"entity_id", "metadata_url", "x509_cert", "sso_url",
-                            "attribute_mapping"};
+                            "attribute_mapping",
+                            // extensions (issue 9); the last four are OIDC's too
+                            "sp_entity_id", "acs_url", "ecp_url", "role_attribute",
+                            "metadata_signing_cert", "allow_sha1", "role_values", "default_role",
+                            "ca_file", "allow_insecure_http"};
+// Keys both protocols read: never "a setting of the other protocol".
+constexpr Sv kSharedIdpKeys[] = {"role_values", "default_role", "ca_file", "allow_insecure_http"};
 constexpr Sv kSamlAttributes[] = {"uid", "username", "email", "first_name", "last_name",
                                   "email_verified"};
 
@@ -1170,7 +1176,8 @@ void Loader::load_idp(const YAML::Node& n, std::size_t index, IdentityProvider& 
     // Keys of the other protocol are ignored (CVAT ignores them too), with a word.
     Keys other = idp.protocol == Protocol::oidc ? Keys(kSamlKeys) : Keys(kOidcKeys);
     for (Sv k : other)
-        if (const auto* e = m->find(k))
+        if (const auto* e = m->find(k);
+            e && std::find(std::begin(kSharedIdpKeys), std::end(kSharedIdpKeys), k) == std::end(kSharedIdpKeys))
             warning(e->key, m->key(k),
                     std::string("a ") + (idp.protocol == Protocol::oidc ? "SAML" : "OIDC") +
                         " setting; ignored for a " +
@@ -1272,8 +1279,9 @@ void Loader::load_idp(const YAML::Node& n, std::size_t index, IdentityProvider& 
             std::string why = check_http_url(idp.sso_url, scheme, host);
             if (!why.empty()) error(m->find("sso_url")->value, m->key("sso_url"), why);
         }
-        if (read_string(*m, "x509_cert", idp.x509_cert) &&
-            idp.x509_cert.find("BEGIN CERTIFICATE") == std::string::npos)
+        if (read_string(*m, "x509_cert", idp.x509_cert) && !idp.x509_cert.empty() && idp.x509_cert[0] == '/') {
+            check_readable_file(*m, "x509_cert", idp.x509_cert);  // extension: a path to the PEM
+        } else if (!idp.x509_cert.empty() && idp.x509_cert.find("BEGIN CERTIFICATE") == std::string::npos)
             warning(m->find("x509_cert")->value, m->key("x509_cert"),
                     "expected a PEM certificate (-----BEGIN CERTIFICATE-----), found none");
         const std::string rule =
@@ -1289,6 +1297,55 @@ void Loader::load_idp(const YAML::Node& n, std::size_t index, IdentityProvider& 
             warning(m->find("metadata_url")->key, m->key("metadata_url"),
                     "give metadata_url, or x509_cert and sso_url, not both (CVAT's docs)");
         }
+        read_bool(*m, "allow_insecure_http", idp.allow_insecure_http);
+        // A password goes to the ECP endpoint, and keys come from the metadata: https://, or
+        // http:// to loopback, unless allow_insecure_http.
+        for (Sv k : {Sv("metadata_url"), Sv("sso_url"), Sv("ecp_url")}) {
+            const auto* e = m->find(k);
+            if (!e || !e->value.IsScalar()) continue;
+            std::string url = e->value.Scalar(), scheme, host;
+            if (k == "ecp_url") {
+                if (std::string why = check_http_url(url, scheme, host); !why.empty()) {
+                    error(e->value, m->key(k), why);
+                    continue;
+                }
+                idp.ecp_url = url;
+            } else if (check_http_url(url, scheme, host).empty() == false) {
+                continue;  // reported above
+            }
+            if (scheme == "http" && !is_loopback_host(host) && !idp.allow_insecure_http)
+                error(e->value, m->key(k),
+                      "expected an https:// URL: over http:// anyone on the path can swap the IdP's keys or read "
+                      "passwords (set allow_insecure_http: true to accept it anyway), found " + quoted(url));
+        }
+        for (Sv k : {Sv("sp_entity_id"), Sv("acs_url")}) {
+            std::string& out = k == "sp_entity_id" ? idp.sp_entity_id : idp.acs_url;
+            if (read_string(*m, k, out)) {
+                std::string scheme, host;
+                if (std::string why = check_http_url(out, scheme, host); !why.empty() && k == "acs_url")
+                    error(m->find(k)->value, m->key(k), why);
+            }
+        }
+        read_string(*m, "role_attribute", idp.role_attribute);
+        read_role_lists(*m, "role_values", idp.role_values, false);
+        if (m->has("role_values") && !m->has("role_attribute"))
+            error(m->node, m->key("role_attribute"),
+                  "required key missing: role_values are given, so expected role_attribute (the SAML "
+                  "attribute holding them, e.g. groups)");
+        read_enum<proto::Role>(*m, "default_role",
+                               {{"admin", proto::Role::admin}, {"user", proto::Role::user},
+                                {"worker", proto::Role::worker}, {"none", proto::Role::none}},
+                               "one of admin, user, worker, none", idp.default_role);
+        if (read_abs_path(*m, "ca_file", idp.ca_file)) check_readable_file(*m, "ca_file", idp.ca_file);
+        if (read_abs_path(*m, "metadata_signing_cert", idp.metadata_signing_cert))
+            check_readable_file(*m, "metadata_signing_cert", idp.metadata_signing_cert);
+        if (m->has("metadata_signing_cert") && !has_meta)
+            warning(m->find("metadata_signing_cert")->key, m->key("metadata_signing_cert"),
+                    "no metadata_url: there is no metadata whose signature to check");
+        read_bool(*m, "allow_sha1", idp.allow_sha1);
+        if (idp.allow_sha1)
+            warning(m->find("allow_sha1")->value, m->key("allow_sha1"),
+                    "SHA-1 signatures are accepted from this identity provider (collisions are practical)");
         if (m->has("attribute_mapping"))
             read_string_map(*m, "attribute_mapping", idp.attribute_mapping, kSamlAttributes,
                             Unknown::warning_cvat);
@@ -1398,6 +1455,11 @@ void Loader::load_helper(const Map& top, HelperSettings& h) {
         else error(e->value, m->key("default_backend"), "expected ldap or sso, found " + describe(e->value));
     }
     read_seconds(*m, "verdict_ttl", 0, 3600, h.verdict_ttl_ms);
+    if (read_string(*m, "cvat_base_url", h.cvat_base_url)) {
+        std::string scheme, host;
+        if (std::string why = check_http_url(h.cvat_base_url, scheme, host); !why.empty())
+            error(m->find("cvat_base_url")->value, m->key("cvat_base_url"), why);
+    }
     if (auto off = open_child(*m, "offline", kOfflineKeys, Unknown::error)) {
         read_bool(*off, "enabled", h.offline.enabled);
         read_duration(*off, "max_age", 1, 366 * 86400, h.offline.max_age_s);

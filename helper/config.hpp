@@ -111,6 +111,14 @@ struct IdentityProvider {
     std::string x509_cert;
     std::string sso_url;
     std::map<std::string, std::string> attribute_mapping;
+    // SAML extensions of this project (ca_file, role_values, default_role and
+    // allow_insecure_http above serve SAML too; role_attribute is SAML's role_claim)
+    std::string sp_entity_id;          // default <cvat_base_url>/api/auth/saml/<id>/metadata/
+    std::string acs_url;               // default <cvat_base_url>/api/auth/saml/<id>/acs/
+    std::string ecp_url;               // the SOAP SSO endpoint when the metadata lists none
+    std::string role_attribute;        // e.g. groups, or http://schemas.microsoft.com/ws/2008/06/identity/claims/groups
+    std::string metadata_signing_cert; // PEM path: metadata_url's signature must verify with it
+    bool allow_sha1 = false;           // accept rsa-sha1/sha1 signatures (legacy IdPs)
 };
 
 struct SsoConfig {
@@ -134,6 +142,9 @@ struct HelperSettings {
     int client_timeout_ms = 10000;     // a client must send a whole frame within this
     std::string cache_dir = "/var/lib/cvat-auth";
     DefaultBackend default_backend = DefaultBackend::automatic;
+    // CVAT's external URL (https://cvat.example.com): our SAML SP identity is derived from it
+    // as CVAT's own. Empty: $CVAT_BASE_URL.
+    std::string cvat_base_url;
     // A repeated login with the same credentials within this is answered without the
     // directory (web servers ask PAM on every request). 0 disables the verdict cache.
     int verdict_ttl_ms = 30000;

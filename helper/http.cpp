@@ -282,4 +282,52 @@ Result<HttpResponse> http_post_form(const std::string& url, const std::vector<Fo
     }
 }
 
+Result<HttpResponse> http_post_soap(const std::string& url, std::string_view envelope, std::string_view user,
+                                    const Secret* password, const HttpOptions& options) {
+    try {
+        for (char ch : user)
+            if (ch == ':' || static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
+                return fail(ErrorCode::invalid_argument, "the user name holds ':' or a control byte");
+        char errbuf[CURL_ERROR_SIZE] = {};
+        Sink sink;
+        auto h = make_handle(url, options, errbuf, sink);
+        if (!h) return tl::unexpected<Error>(h.error());
+        CURL* c = h->get();
+        SlistPtr headers(curl_slist_append(nullptr, "Content-Type: text/xml; charset=utf-8"));
+        if (!headers) return fail(ErrorCode::internal, "out of memory");
+        // SAML 2.0 Bindings §3.2.2.3 (the ECP profile uses this SOAPAction).
+        for (const char* fixed : {"SOAPAction: \"http://www.oasis-open.org/committees/security\"",
+                                  "Accept: text/xml, application/vnd.paos+xml", "Expect:"}) {
+            SecretBuf line(fixed, fixed + std::strlen(fixed) + 1);
+            if (!append_header(headers, line)) return fail(ErrorCode::internal, "out of memory");
+        }
+        if (password != nullptr) {
+            SecretBuf plain(user.begin(), user.end());
+            plain.push_back(':');
+            plain.insert(plain.end(), password->view().begin(), password->view().end());
+            SecretBuf line;
+            constexpr std::string_view kPrefix = "Authorization: Basic ";
+            const std::size_t b64 = 4 * ((plain.size() + 2) / 3);
+            line.resize(kPrefix.size() + b64 + 1);
+            std::memcpy(line.data(), kPrefix.data(), kPrefix.size());
+            const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(line.data() + kPrefix.size()),
+                                          reinterpret_cast<const unsigned char*>(plain.data()),
+                                          static_cast<int>(plain.size()));
+            if (n < 0 || static_cast<std::size_t>(n) != b64) return fail(ErrorCode::internal, "base64 failed");
+            line[kPrefix.size() + b64] = '\0';
+            if (!append_header(headers, line)) return fail(ErrorCode::internal, "out of memory");
+        }
+        bool ok = curl_easy_setopt(c, CURLOPT_POST, 1L) == CURLE_OK &&
+                  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(envelope.size())) ==
+                      CURLE_OK &&
+                  curl_easy_setopt(c, CURLOPT_POSTFIELDS, envelope.data()) == CURLE_OK;
+        if (!ok) return fail(ErrorCode::internal, "cannot set libcurl options");
+        auto r = perform(c, url, options, errbuf, sink, headers.get());
+        h->reset();
+        return r;
+    } catch (const std::exception& e) {
+        return fail(ErrorCode::internal, std::string("HTTP POST: ") + e.what());
+    }
+}
+
 }  // namespace cvat::helper

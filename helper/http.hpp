@@ -61,6 +61,14 @@ struct BasicAuth {
 [[nodiscard]] Result<HttpResponse> http_get_bearer(const std::string& url, const Secret& token,
                                                    const HttpOptions& options);
 
+// POST of a SOAP 1.1 envelope (SAML ECP, SAML 2.0 Bindings §3.2), with "Authorization: Basic
+// base64(user:password)" sent up front (RFC 7617: the raw UTF-8 bytes, no form encoding; ECP
+// IdPs do not answer with a 401 challenge) when `password` is set; the header is wiped.
+// A user name holding ':' or a control byte is refused (invalid_argument).
+[[nodiscard]] Result<HttpResponse> http_post_soap(const std::string& url, std::string_view envelope,
+                                                  std::string_view user, const Secret* password,
+                                                  const HttpOptions& options);
+
 // The form encoding of one value (application/x-www-form-urlencoded as libcurl escapes it:
 // every byte but ALPHA / DIGIT / - . _ ~ as %XX), appended to `out`.
 void form_encode_append(std::string_view value, std::vector<char, ZeroingAllocator<char>>& out);

@@ -2,6 +2,7 @@
 #include "service.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <exception>
 
 #include "device_flow.hpp"
@@ -24,8 +25,16 @@ Result<std::shared_ptr<const Runtime>> build_runtime(Config config) {
     }
     if (config.sso.configured && config.sso.enabled) {
         for (auto& idp : config.sso.identity_providers) {
-            if (idp.protocol != Protocol::oidc) continue;
             std::string id = idp.id;
+            if (idp.protocol == Protocol::saml) {
+                std::string base = config.helper.cvat_base_url;
+                if (base.empty())
+                    if (const char* env = std::getenv("CVAT_BASE_URL")) base = env;
+                auto p = SamlProvider::create(std::move(idp), config.sso, base);
+                if (!p) return fail(p.error().code, "sso.identity_providers " + id + ": " + p.error().detail);
+                rt->saml.push_back(std::move(*p));
+                continue;
+            }
             auto p = OidcProvider::create(std::move(idp), config.sso);
             if (!p) return fail(p.error().code, "sso.identity_providers " + id + ": " + p.error().detail);
             rt->oidc.push_back(std::move(*p));
@@ -97,20 +106,33 @@ Route route_user(const Runtime& rt, std::string_view user, std::string_view forc
     auto to_ldap = [&rt](std::string why) {
         return rt.ldap ? Route{K::ldap, nullptr, std::move(why)} : Route{K::none, nullptr, kNoLdap};
     };
+    // OIDC and SAML IdPs take part equally, in the file's order within each protocol.
+    struct Candidate {
+        const IdentityProvider* cfg;
+        OidcProvider* oidc;
+        SamlProvider* saml;
+    };
+    std::vector<Candidate> idps;
+    for (const auto& p : rt.oidc) idps.push_back({&p->config(), p.get(), nullptr});
+    for (const auto& p : rt.saml) idps.push_back({&p->config(), nullptr, p.get()});
+    auto to = [](const Candidate& c, std::string why) {
+        Route r{c.oidc != nullptr ? K::oidc : K::saml, c.oidc, std::move(why)};
+        r.saml = c.saml;
+        return r;
+    };
     if (!forced.empty()) {
         if (forced == "ldap") return to_ldap("the PAM argument idp=ldap");
-        for (const auto& p : rt.oidc)
-            if (p->config().id == forced) return {K::oidc, p.get(), "the PAM argument idp=" + std::string(forced)};
-        return {K::none, nullptr, "idp=" + std::string(forced) + " names no configured OpenID Connect provider"};
+        for (const auto& c : idps)
+            if (c.cfg->id == forced) return to(c, "the PAM argument idp=" + std::string(forced));
+        return {K::none, nullptr, "idp=" + std::string(forced) + " names no configured identity provider"};
     }
     const SsoConfig& sso = rt.config.sso;
     std::string domain;
     if (auto at = user.rfind('@'); at != std::string_view::npos) domain = lower(user.substr(at + 1));
-    if (!rt.oidc.empty() && sso.selection_mode == SelectionMode::email_address && !domain.empty()) {
-        for (const auto& p : rt.oidc)
-            if (!p->config().email_domain.empty() && lower(p->config().email_domain) == domain)
-                return {K::oidc, p.get(),
-                        "selection_mode email_address: " + domain + " is the email_domain of " + p->config().id};
+    if (!idps.empty() && sso.selection_mode == SelectionMode::email_address && !domain.empty()) {
+        for (const auto& c : idps)
+            if (!c.cfg->email_domain.empty() && lower(c.cfg->email_domain) == domain)
+                return to(c, "selection_mode email_address: " + domain + " is the email_domain of " + c.cfg->id);
     }
     const auto backend = rt.config.helper.default_backend;
     bool to_sso = backend == DefaultBackend::sso || (backend == DefaultBackend::automatic && !rt.ldap);
@@ -118,14 +140,13 @@ Route route_user(const Runtime& rt, std::string_view user, std::string_view forc
         return to_ldap(domain.empty() ? "a name without a domain goes to LDAP (helper.default_backend)"
                                       : "no identity provider's email_domain is " + domain +
                                             "; the name goes to LDAP (helper.default_backend)");
-    if (rt.oidc.empty()) return {K::none, nullptr, "no OpenID Connect identity provider is configured"};
+    if (idps.empty()) return {K::none, nullptr, "no identity provider is configured"};
     if (sso.selection_mode == SelectionMode::lowest_weight) {
-        const OidcProvider* best = nullptr;
-        for (const auto& p : rt.oidc)
-            if (best == nullptr || p->config().weight < best->config().weight) best = p.get();
-        return {K::oidc, const_cast<OidcProvider*>(best),
-                "selection_mode lowest_weight: " + best->config().id + " has the lowest weight (" +
-                    std::to_string(best->config().weight) + ")"};
+        const Candidate* best = nullptr;
+        for (const auto& c : idps)
+            if (best == nullptr || c.cfg->weight < best->cfg->weight) best = &c;
+        return to(*best, "selection_mode lowest_weight: " + best->cfg->id + " has the lowest weight (" +
+                             std::to_string(best->cfg->weight) + ")");
     }
     return {K::none, nullptr,
             domain.empty() ? "selection_mode email_address needs a name with a domain (user@example.com)"
@@ -212,6 +233,11 @@ Reply Service::handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer
 
 Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const proto::AuthRequest& r) const {
     if (!plausible_user_name(r.user)) return {verdict(Status::user_unknown, ""), nullptr};
+    // A base64 SAMLResponse as the password is validated by the IdP that issued it (issue 9),
+    // before the JWT check; never sent anywhere.
+    if (r.method != proto::AuthMethod::device && !rt->saml.empty() && r.idp != "ldap" &&
+        looks_like_saml_response(r.password.view()))
+        return {saml_assertion_login(*rt, r), nullptr};
     // A JWT as the password is a token login (DESIGN.md §2) unless the admin pinned LDAP.
     const bool token = r.method != proto::AuthMethod::device && !rt->oidc.empty() && r.idp != "ldap" &&
                        (r.method == proto::AuthMethod::token || jwt::looks_like_jwt(r.password.view()));
@@ -236,7 +262,7 @@ Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const proto::AuthR
 
 proto::Verdict Service::password_login(const Runtime& rt, const Route& route, const proto::AuthRequest& r) const {
     if (route.kind == Route::Kind::none) return verdict(Status::user_unknown, route.why);
-    const std::string backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp->config().id;
+    const std::string backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp_config()->id;
     // A web server asks on every request: the same credentials again within
     // helper.verdict_ttl are answered from memory.
     if (accounts_) {
@@ -259,6 +285,8 @@ proto::Verdict Service::password_login(const Runtime& rt, const Route& route, co
             // name, so the log and the message name the right account.
             if (out.status == Status::perm_denied) v.user = out.user.username;
         }
+    } else if (route.kind == Route::Kind::saml) {
+        v = saml_verdict(rt, *route.saml, route.saml->password_login(r.user, r.password), r.user, &r.password);
     } else {
         v = oidc_verdict(rt, *route.idp, route.idp->password_login(r.user, r.password), r.user, &r.password);
     }
@@ -363,13 +391,48 @@ proto::Verdict Service::oidc_verdict(const Runtime& rt, const OidcProvider& idp,
     return v;
 }
 
+proto::Verdict Service::saml_assertion_login(const Runtime& rt, const proto::AuthRequest& r) const {
+    // Which IdP: the (untrusted) Issuer against each entity_id; that IdP then checks it all.
+    const std::string issuer = saml_response_issuer(r.password.view());
+    SamlProvider* idp = nullptr;
+    for (const auto& p : rt.saml)
+        if (p->config().entity_id == issuer && (r.idp.empty() || r.idp == p->config().id)) idp = p.get();
+    if (idp == nullptr) return verdict(Status::auth_err, "the SAMLResponse's issuer is not a configured identity provider");
+    SamlOutcome out = idp->assertion_login(r.password);
+    if (out.status == Status::ok) {
+        // As for tokens: the assertion must be the named user's.
+        const std::string who = lower(r.user);
+        if (who != lower(out.user.username) && who != lower(out.user.email) && r.user != out.user.name_id) {
+            log::warning("SAML assertion login as ", log_safe(r.user), " with an assertion of ",
+                         log_safe(out.user.username), " refused");
+            return verdict(Status::auth_err, "the assertion belongs to another user");
+        }
+    }
+    return saml_verdict(rt, *idp, out, r.user, nullptr);
+}
+
+proto::Verdict Service::saml_verdict(const Runtime& rt, const SamlProvider& idp, const SamlOutcome& out,
+                                     const std::string& login, const Secret* password) const {
+    for (const auto& line : out.trace) log::debug("saml ", idp.config().id, ": ", line);
+    if (out.status != Status::ok) {
+        proto::Verdict v = verdict(out.status, out.message);
+        if (out.status == Status::perm_denied) v.user = out.user.username;
+        return v;
+    }
+    const SamlUser& u = out.user;
+    proto::Verdict v = signed_in(u.username, u.role.role, u.email, u.first_name, u.last_name, idp.config().id);
+    recent_->remember(idp.config().id, v, out.trace, system_wall_clock());
+    if (accounts_) accounts_->learned_saml(rt, idp.config(), login, u, password);
+    return v;
+}
+
 proto::Verdict Service::lookup(const Runtime& rt, const std::string& user, const std::string& idp,
                                bool account_phase) const {
     std::string backend = idp;
     if (backend.empty()) {
         Route route = route_user(rt, user, "");
         if (route.kind == Route::Kind::none) return verdict(Status::user_unknown, route.why);
-        backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp->config().id;
+        backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp_config()->id;
     }
     if (backend == "ldap") {
         if (!rt.ldap) return verdict(Status::unavailable, kNoLdap);
@@ -418,6 +481,9 @@ proto::Verdict Service::change_password(const Runtime& rt, const proto::Password
         return verdict(Status::not_supported, "your password belongs to " + idp.name + ": change it at " +
                                                   idp.server_url);
     }
+    if (route.kind == Route::Kind::saml)
+        return verdict(Status::not_supported, "your password belongs to " + route.saml->config().name +
+                                                  ": change it there");
     LdapOutcome out = rt.ldap->change_password(r.user, r.old_password, r.new_password);
     proto::Verdict v = verdict(out.status, out.message);
     v.user = out.user.username;
@@ -454,10 +520,8 @@ proto::Response Service::status(const Runtime& rt, const Peer& peer) const {
         for (auto& b : rt.ldap->probe()) s.backends.push_back(std::move(b));
     }
     for (const auto& p : rt.oidc) s.backends.push_back(p->probe());
+    for (const auto& p : rt.saml) s.backends.push_back(p->probe());
     if (rt.config.sso.configured) {
-        for (const auto& idp : rt.config.sso.identity_providers)
-            if (idp.protocol == Protocol::saml)
-                s.backends.push_back({"saml " + idp.id, false, "configured; SAML logins are not available yet"});
         if (!rt.config.sso.enabled)
             s.backends.push_back({"sso", false, "sso.enabled is false: identity providers are not used"});
     }
@@ -490,10 +554,24 @@ proto::Response Service::explain(const Runtime& rt, const Peer& peer, const prot
         if (out.trace.empty() && !out.message.empty()) e.lines.push_back(out.message);
         return e;
     }
-    const IdentityProvider& idp = route.idp->config();
-    e.lines.push_back("identity provider: " + idp.id + " (" + idp.name + "), " + idp.server_url);
-    e.lines.push_back("role claim: " + (idp.role_claim.empty() ? std::string("(none: every user gets default_role)")
-                                                               : idp.role_claim));
+    const IdentityProvider& idp = *route.idp_config();
+    if (route.kind == Route::Kind::saml) {
+        const SamlSpIdentity& sp = route.saml->sp();
+        e.lines.push_back("identity provider: " + idp.id + " (" + idp.name + "), SAML " + idp.entity_id);
+        e.lines.push_back("our SP: " + sp.entity_id + ", ACS " + sp.acs_url);
+        proto::BackendState b = route.saml->probe();
+        e.lines.push_back("metadata: " + b.detail);
+        std::string mapping;
+        for (const auto& [k, v] : idp.attribute_mapping) mapping += (mapping.empty() ? "" : ", ") + k + "=" + v;
+        e.lines.push_back("attribute_mapping: " + mapping);
+        e.lines.push_back("role attribute: " + (idp.role_attribute.empty()
+                                                    ? std::string("(none: every user gets default_role)")
+                                                    : idp.role_attribute));
+    } else {
+        e.lines.push_back("identity provider: " + idp.id + " (" + idp.name + "), " + idp.server_url);
+        e.lines.push_back("role claim: " + (idp.role_claim.empty() ? std::string("(none: every user gets default_role)")
+                                                                   : idp.role_claim));
+    }
     for (auto role : {Role::admin, Role::user, Role::worker}) {
         const auto& values = idp.role_values[static_cast<std::size_t>(role)];
         std::string list;

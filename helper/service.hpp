@@ -19,6 +19,7 @@
 #include "ldap_backend.hpp"
 #include "oidc.hpp"
 #include "protocol.hpp"
+#include "saml.hpp"
 
 namespace cvat::helper {
 
@@ -35,15 +36,21 @@ struct Runtime {
     Config config;
     std::unique_ptr<LdapBackend> ldap;                // null when the file has no ldap: section
     std::vector<std::unique_ptr<OidcProvider>> oidc;  // the sso: section's OIDC entries, in order
+    std::vector<std::unique_ptr<SamlProvider>> saml;  // the sso: section's SAML entries, in order
 };
 
 [[nodiscard]] Result<std::shared_ptr<const Runtime>> build_runtime(Config config);
 
 // Where a login goes, and why (for explain and the debug log).
 struct Route {
-    enum class Kind { ldap, oidc, none } kind = Kind::none;
-    OidcProvider* idp = nullptr;
+    enum class Kind { ldap, oidc, none, saml } kind = Kind::none;
+    OidcProvider* idp = nullptr;   // kind oidc
     std::string why;
+    SamlProvider* saml = nullptr;  // kind saml
+    // The IdP's section (oidc or saml), else null.
+    const IdentityProvider* idp_config() const {
+        return idp != nullptr ? &idp->config() : saml != nullptr ? &saml->config() : nullptr;
+    }
 };
 Route route_user(const Runtime& rt, std::string_view user, std::string_view forced_idp);
 
@@ -96,6 +103,9 @@ private:
     Reply auth(const std::shared_ptr<const Runtime>& rt, const proto::AuthRequest& r) const;
     proto::Verdict password_login(const Runtime& rt, const Route& route, const proto::AuthRequest& r) const;
     proto::Verdict token_login(const Runtime& rt, const proto::AuthRequest& r) const;
+    proto::Verdict saml_assertion_login(const Runtime& rt, const proto::AuthRequest& r) const;
+    proto::Verdict saml_verdict(const Runtime& rt, const SamlProvider& idp, const SamlOutcome& out,
+                                const std::string& login, const Secret* password) const;
     Reply device_login(const std::shared_ptr<const Runtime>& rt, const Route& route,
                        const proto::AuthRequest& r) const;
     proto::Verdict oidc_verdict(const Runtime& rt, const OidcProvider& idp, const OidcOutcome& out,

@@ -11,6 +11,7 @@ PACKAGES=(
   nlohmann-json3-dev libcurl4-openssl-dev libqrencode-dev libsqlite3-dev libargon2-dev
   glewlwyd curl jq sqlite3 binutils
   dnsmasq-base util-linux
+  liblasso3-dev libxmlsec1-dev xmlsec1
 )
 # tests/fixtures/samba.sh. Installed without Recommends: libnss-winbind and libpam-winbind
 # would add winbind to /etc/nsswitch.conf and pam_winbind to /etc/pam.d/common-*.

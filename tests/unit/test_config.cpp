@@ -898,6 +898,57 @@ void dns_srv_checks(void**) {
 
 }  // namespace
 
+// Issue 9: the SAML extension keys and helper.cvat_base_url.
+void saml_extension_keys(void**) {
+    Config c = load_ok(std::string("helper:\n  cvat_base_url: https://cvat.example.com\n") + kSsoHead +
+                       "    - id: corp\n"
+                       "      protocol: SAML\n"
+                       "      name: Corp\n"
+                       "      entity_id: https://idp.example.com\n"
+                       "      metadata_url: https://idp.example.com/metadata\n"
+                       "      attribute_mapping: {uid: uid}\n"
+                       "      sp_entity_id: urn:cvat\n"
+                       "      acs_url: https://cvat.example.com/acs\n"
+                       "      ecp_url: https://idp.example.com/ecp\n"
+                       "      role_attribute: groups\n"
+                       "      role_values: {admin: [a], user: [u]}\n"
+                       "      default_role: none\n"
+                       "      allow_sha1: true\n");
+    assert_string_equal(c.helper.cvat_base_url.c_str(), "https://cvat.example.com");
+    const auto& idp = c.sso.identity_providers[0];
+    assert_string_equal(idp.sp_entity_id.c_str(), "urn:cvat");
+    assert_string_equal(idp.acs_url.c_str(), "https://cvat.example.com/acs");
+    assert_string_equal(idp.ecp_url.c_str(), "https://idp.example.com/ecp");
+    assert_string_equal(idp.role_attribute.c_str(), "groups");
+    assert_int_equal(idp.role_values[static_cast<int>(cvat::proto::Role::admin)].size(), 1);
+    assert_int_equal(static_cast<int>(idp.default_role), static_cast<int>(cvat::proto::Role::none));
+    assert_true(idp.allow_sha1);
+    // role_values, default_role are shared with OIDC: no "a OIDC setting" warning on SAML.
+    for (const auto& w : c.warnings) assert_null(std::strstr(w.c_str(), "OIDC setting"));
+}
+
+void saml_insecure_http_and_role_attribute(void**) {
+    std::string d = load_error(std::string(kSsoHead) +
+                               "    - id: corp\n"
+                               "      protocol: SAML\n"
+                               "      name: Corp\n"
+                               "      entity_id: https://idp.example.com\n"
+                               "      metadata_url: http://idp.example.com/metadata\n"
+                               "      attribute_mapping: {uid: uid}\n"
+                               "      role_values: {admin: [a]}\n");
+    expect_line(d, "9:21", "sso.identity_providers[0].metadata_url: expected an https:// URL");
+    expect_line(d, "5:7", "sso.identity_providers[0].role_attribute: required key missing");
+    // Loopback http is fine; allow_insecure_http lets a remote one through.
+    load_ok(std::string(kSsoHead) +
+            "    - id: corp\n"
+            "      protocol: SAML\n"
+            "      name: Corp\n"
+            "      entity_id: https://idp.example.com\n"
+            "      metadata_url: http://idp.example.com/metadata\n"
+            "      allow_insecure_http: true\n"
+            "      attribute_mapping: {uid: uid}\n");
+}
+
 int main() {
     const CMUnitTest tests[] = {
         cmocka_unit_test(yaml_syntax_error),
@@ -912,6 +963,8 @@ int main() {
         cmocka_unit_test(bind_password_file_checks),
         cmocka_unit_test(cleartext_to_remote_host),
         cmocka_unit_test(saml_needs_metadata_or_cert),
+        cmocka_unit_test(saml_extension_keys),
+        cmocka_unit_test(saml_insecure_http_and_role_attribute),
         cmocka_unit_test(duplicate_idp_id),
         cmocka_unit_test(email_domain_under_email_address),
         cmocka_unit_test(sso_unknown_keys_warn),
