@@ -1281,9 +1281,17 @@ void Loader::load_idp(const YAML::Node& n, std::size_t index, IdentityProvider& 
         }
         if (read_string(*m, "x509_cert", idp.x509_cert) && !idp.x509_cert.empty() && idp.x509_cert[0] == '/') {
             check_readable_file(*m, "x509_cert", idp.x509_cert);  // extension: a path to the PEM
-        } else if (!idp.x509_cert.empty() && idp.x509_cert.find("BEGIN CERTIFICATE") == std::string::npos)
-            warning(m->find("x509_cert")->value, m->key("x509_cert"),
-                    "expected a PEM certificate (-----BEGIN CERTIFICATE-----), found none");
+        } else if (!idp.x509_cert.empty() && idp.x509_cert.find("BEGIN CERTIFICATE") == std::string::npos) {
+            // CVAT takes the certificate's base64 body alone (python3-saml's x509cert).
+            bool base64 = true;
+            for (char c : idp.x509_cert)
+                base64 = base64 && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                                    c == '+' || c == '/' || c == '=' || c == '\n' || c == '\r' || c == ' ');
+            if (!base64)
+                error(m->find("x509_cert")->value, m->key("x509_cert"),
+                      "expected a PEM certificate, its base64 body (as CVAT takes it), or an absolute path to a "
+                      "PEM file");
+        }
         const std::string rule =
             "a SAML identity provider needs metadata_url, or both x509_cert and sso_url";
         if (!has_meta && !has_cert && !has_sso) {

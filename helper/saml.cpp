@@ -255,6 +255,18 @@ std::string xml_escape(std::string_view s) {
 // PEM text or a path to one → the base64 body (for metadata's ds:X509Certificate); empty on error.
 std::string pem_body(const std::string& cert_or_path, std::string& why) {
     std::string pem = cert_or_path;
+    if (pem.find("BEGIN CERTIFICATE") == std::string::npos && !pem.empty() && pem[0] != '/') {
+        // CVAT's form (python3-saml's x509cert): the certificate's base64 body alone.
+        std::string body;
+        for (char c : pem)
+            if (c != '\n' && c != '\r' && c != ' ' && c != '\t') body += c;
+        std::string der;
+        if (!decode_base64(body, der) || der.empty()) {
+            why = "x509_cert is neither a PEM certificate, its base64 body, nor a path";
+            return {};
+        }
+        return body;
+    }
     if (pem.find("BEGIN CERTIFICATE") == std::string::npos) {
         FILE* f = std::fopen(cert_or_path.c_str(), "re");
         if (f == nullptr) {
@@ -574,10 +586,10 @@ SamlUser map_saml_user(const IdentityProvider& idp, SelectionMode mode, std::str
     std::string username = first_value(attributes, idp, "username");
     if (username.empty()) username = u.uid;
     if (username.empty()) username = std::string(name_id);
-    // As oidc.cpp: under email_address selection a login by email keeps the email as the name.
-    if (mode == SelectionMode::email_address && login.find('@') != std::string_view::npos && !u.email.empty() &&
-        lower(login) == lower(u.email))
-        username = u.email;
+    // As oidc.cpp: under email_address selection the name is the email (the name the user
+    // is routed by, and so the one sshd and NSS see), else username, uid, NameID.
+    (void)login;
+    if (mode == SelectionMode::email_address && !u.email.empty()) username = u.email;
     u.username = username;
     return u;
 }
