@@ -8,25 +8,34 @@
 // valid, for another audience, issuer or recipient, signed by another key, unsigned, and in each
 // signature wrapping variant XSW1-8 of "On Breaking SAML", USENIX Security 2012), a comment
 // inside the NameID (never the truncated name), `cvat-authctl saml-metadata`, the SAML user
-// through libnss_cvat.so.2. Forged responses come from tests/fixtures/saml-forge.py. Prints
-// the median time of 100 ECP and 100 assertion-as-password logins as TAP comments.
+// through libnss_cvat.so.2, and metadata_url served by the test (signed with xmlsec1 and checked
+// against metadata_signing_cert; refreshed after its cacheDuration). Forged responses come from
+// tests/fixtures/saml-forge.py. Prints the median time of 100 ECP and 100 assertion-as-password
+// logins as TAP comments.
 #include "cmocka.hpp"
 
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <nss.h>
+#include <poll.h>
 #include <pwd.h>
 #include <security/pam_appl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -477,6 +486,242 @@ void nss_saml_user_after_login(void**) {
     if (p.status != NSS_STATUS_SUCCESS) fail_msg("getpwnam(alice) after an assertion login: status %d", p.status);
 }
 
+// ---- metadata: signature, cache and refresh (issue 9 §4) ------------------------------------
+
+// An HTTP server on 127.0.0.1 in a thread of the test: every GET gets the current body (one
+// request per connection). The metadata_url of the tests below, so they can sign, change
+// and swap what the daemon fetches. One for the program (md_server()), deleted in teardown:
+// a failing test longjmps past destructors.
+class MetadataServer {
+public:
+    MetadataServer() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
+            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+            fail_msg("metadata server: cannot listen on 127.0.0.1");
+        port_ = ntohs(a.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~MetadataServer() {
+        stop_ = true;
+        thread_.join();
+        ::close(fd_);
+    }
+    MetadataServer(const MetadataServer&) = delete;
+    MetadataServer& operator=(const MetadataServer&) = delete;
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/metadata.xml"; }
+    void set(const std::string& body) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        body_ = body;
+    }
+    int fetches() const { return fetches_; }
+
+private:
+    void serve() {
+        while (!stop_) {
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, 100) <= 0) continue;
+            int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c < 0) continue;
+            timeval tv{2, 0};
+            ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            std::string req;
+            char buf[4096];
+            while (req.find("\r\n\r\n") == std::string::npos && req.size() < 65536) {
+                ssize_t n = ::recv(c, buf, sizeof buf, 0);
+                if (n <= 0) break;
+                req.append(buf, static_cast<std::size_t>(n));
+            }
+            std::string body;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                body = body_;
+            }
+            ++fetches_;
+            std::string out = "HTTP/1.1 200 OK\r\nContent-Type: application/samlmetadata+xml\r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+            for (std::size_t at = 0; at < out.size();) {
+                ssize_t n = ::send(c, out.data() + at, out.size() - at, MSG_NOSIGNAL);
+                if (n <= 0) break;
+                at += static_cast<std::size_t>(n);
+            }
+            ::close(c);
+        }
+    }
+    int fd_ = -1;
+    int port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> fetches_{0};
+    std::mutex mutex_;
+    std::string body_;
+    std::thread thread_;
+};
+
+MetadataServer* g_md = nullptr;
+
+MetadataServer& md_server() {
+    if (g_md == nullptr) g_md = new MetadataServer;
+    return *g_md;
+}
+
+struct MetadataEdit {
+    std::string cache_duration;  // cacheDuration on the EntityDescriptor, e.g. "PT4S"
+    bool other_signing_cert = false;  // the IdP's certificate replaced by OTHER_CERT (its responses then fail)
+    std::string sign_key;        // sign the whole document (URI="") with this key + cert (xmlsec1)
+    std::string sign_cert;
+};
+
+// The fixture IdP's own metadata (SAML_IDP_METADATA), edited as asked.
+std::string idp_metadata(const MetadataEdit& e) {
+    std::string xml = read_file(g->idp->get("SAML_IDP_METADATA"));
+    const std::string root = "<md:EntityDescriptor ";
+    auto at = xml.find(root);
+    if (at == std::string::npos) fail_msg("the fixture metadata has no md:EntityDescriptor");
+    if (!e.cache_duration.empty()) xml.insert(at + root.size(), "cacheDuration=\"" + e.cache_duration + "\" ");
+    if (e.other_signing_cert) {
+        const std::string mine = cert_body(g->idp->cert_pem());
+        const std::string other = cert_body(read_file(g->idp->get("SAML_IDP_OTHER_CERT")));
+        if (!contains(xml, mine)) fail_msg("the fixture metadata does not carry the IdP's certificate");
+        for (auto p = xml.find(mine); p != std::string::npos; p = xml.find(mine, p + other.size()))
+            xml.replace(p, mine.size(), other);
+    }
+    if (e.sign_key.empty()) return xml;
+    // An enveloped signature template as the EntityDescriptor's first child (where the
+    // metadata schema puts it); xmlsec1 fills in digest and value.
+    auto gt = xml.find('>', at);
+    xml.insert(gt + 1,
+               "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo>"
+               "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>"
+               "<ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"/>"
+               "<ds:Reference URI=\"\"><ds:Transforms>"
+               "<ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>"
+               "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/></ds:Transforms>"
+               "<ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><ds:DigestValue/>"
+               "</ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature>");
+    std::string dir = fresh_dir("mdsign");
+    write_file(dir + "/in.xml", xml);
+    int st = -1;
+    std::string out = run_cmd("xmlsec1 --sign --privkey-pem '" + e.sign_key + "," + e.sign_cert + "' --output '" +
+                                  dir + "/out.xml' '" + dir + "/in.xml'",
+                              st);
+    if (st != 0) fail_msg("xmlsec1 --sign of the metadata failed (exit %d):\n%s", st, out.c_str());
+    return read_file(dir + "/out.xml");
+}
+
+// `cvat-authctl status`: the output (whatever the exit status; a DOWN backend may set it).
+std::string authctl_status(const Login& l) {
+    int st = -1;
+    return run_cmd(env_or("CVAT_AUTHCTL", "cvat-authctl") + " --socket " + l.daemon->socket() + " --config " +
+                       l.daemon->config_path() + " status",
+                   st);
+}
+
+// The status line of our IdP ("saml test-saml ...").
+std::string saml_status_line(const std::string& status) {
+    auto at = status.find(std::string("saml ") + kIdpId);
+    if (at == std::string::npos) return "";
+    return status.substr(at, status.find('\n', at) - at);
+}
+
+// metadata_signing_cert: metadata signed by that certificate's key is used; signed by another
+// key, or not signed at all, the IdP is unusable (PAM_AUTHINFO_UNAVAIL) and status says why.
+void metadata_signed(void**) {
+    MetadataServer& srv = md_server();
+    const int fetched = srv.fetches();
+    const std::string idp_cert = g->idp->cert_path();
+    const std::string other_cert = g->idp->get("SAML_IDP_OTHER_CERT");
+    const std::string signed_md = idp_metadata({"", false, g->idp->get("SAML_IDP_KEY"), idp_cert});
+    srv.set(signed_md);
+    SamlEntry e;
+    e.metadata_url = srv.url();
+    e.extra = "      metadata_signing_cert: " + idp_cert + "\n";
+    {
+        Login l = start("md-signed", config(e));
+        expect_success(l, "signed metadata, the signer's cert pinned", l(email("alice"), saml_password("alice")),
+                       email("alice"), "admin");
+        std::string line = saml_status_line(authctl_status(l));
+        if (!contains(line, " up ") || !contains(line, "metadata from metadata_url"))
+            fail_msg("status with good signed metadata: \"%s\"", line.c_str());
+        if (srv.fetches() <= fetched) fail_msg("the daemon never fetched the metadata");
+    }
+    {
+        // The same signed metadata, another certificate pinned.
+        e.extra = "      metadata_signing_cert: " + other_cert + "\n";
+        Login l = start("md-wrongcert", config(e));
+        auto o = l(email("alice"), saml_password("alice"));
+        expect_refused("signed metadata, another cert pinned", o, PAM_AUTHINFO_UNAVAIL);
+        std::string status = authctl_status(l);
+        std::string line = saml_status_line(status);
+        if (!contains(line, "DOWN") || !contains(line, "does not verify with metadata_signing_cert"))
+            fail_msg("status with metadata signed by another key: want DOWN and why:\n%s", status.c_str());
+    }
+    {
+        // Unsigned metadata while a signing cert is configured.
+        srv.set(idp_metadata({}));
+        e.extra = "      metadata_signing_cert: " + idp_cert + "\n";
+        Login l = start("md-unsigned", config(e));
+        expect_refused("unsigned metadata, metadata_signing_cert set", l(email("bob"), saml_password("bob")),
+                       PAM_AUTHINFO_UNAVAIL);
+        std::string status = authctl_status(l);
+        std::string line = saml_status_line(status);
+        if (!contains(line, "DOWN") || !contains(line, "not signed"))
+            fail_msg("status with unsigned metadata: want DOWN and why:\n%s", status.c_str());
+    }
+    {
+        // Signed correctly, then altered after signing (a signing cert swapped in): refused.
+        std::string tampered = signed_md;
+        const std::string mine = cert_body(g->idp->cert_pem());
+        const std::string other = cert_body(read_file(other_cert));
+        auto p = tampered.find(mine);
+        tampered.replace(p, mine.size(), other);
+        srv.set(tampered);
+        Login l = start("md-tampered", config(e));
+        expect_refused("signed metadata altered after signing", l(email("bob"), saml_password("bob")),
+                       PAM_AUTHINFO_UNAVAIL);
+    }
+}
+
+// cacheDuration PT4S: the daemon keeps its copy for 4 s, then fetches again. After the served
+// metadata names another signing certificate, the IdP's real responses are refused; once the
+// original is served again, logins work again. Without a refresh neither change would show.
+void metadata_refresh(void**) {
+    MetadataServer& srv = md_server();
+    srv.set(idp_metadata({"PT4S"}));
+    SamlEntry e;
+    e.metadata_url = srv.url();
+    std::string yaml = config(e);
+    yaml.insert(yaml.find("  log_level: debug\n"), "  verdict_ttl: 0\n");  // every login reaches the IdP
+    Login l = start("md-refresh", yaml);
+    expect_success(l, "before the change", l(email("alice"), saml_password("alice")), email("alice"), "admin");
+    std::string first = saml_status_line(authctl_status(l));
+    if (!contains(first, "refresh ")) fail_msg("status names no refresh time: \"%s\"", first.c_str());
+    const int fetched = srv.fetches();
+
+    // Inside cacheDuration: the cached copy is used, the server is not asked again.
+    srv.set(idp_metadata({"PT4S", true}));
+    expect_success(l, "within cacheDuration", l(email("bob"), saml_password("bob")), email("bob"), "user");
+    if (srv.fetches() != fetched) fail_msg("metadata fetched %d times within its cacheDuration", srv.fetches() - fetched);
+
+    ::sleep(5);
+    auto o = l(email("alice"), saml_password("alice"));
+    std::printf("# after cacheDuration, metadata naming another signing cert: %s\n",
+                pam_strerror(nullptr, o.authenticate));
+    if (o.authenticate == PAM_SUCCESS)
+        fail_msg("logged in after the metadata's signing cert changed: the metadata was not refreshed "
+                 "(%d fetches since the first load)", srv.fetches() - fetched);
+    if (srv.fetches() <= fetched) fail_msg("the metadata was not fetched again after its cacheDuration");
+    std::string second = saml_status_line(authctl_status(l));
+    if (second == first) fail_msg("status unchanged after a refresh: \"%s\"", second.c_str());
+
+    srv.set(idp_metadata({"PT4S"}));
+    ::sleep(5);
+    expect_success(l, "the original metadata back", l(email("walt"), saml_password("walt")), email("walt"), "worker");
+}
+
 // ---- measurements ---------------------------------------------------------------------------
 
 double median(std::vector<double> v) {
@@ -530,6 +775,8 @@ int setup(void**) {
 }
 
 int teardown(void**) {
+    delete g_md;
+    g_md = nullptr;
     delete g;
     g = nullptr;
     return 0;
@@ -553,6 +800,8 @@ int main(int argc, char** argv) {
         cmocka_unit_test(assertion_comment_in_name_id),
         cmocka_unit_test(authctl_saml_metadata),
         cmocka_unit_test(nss_saml_user_after_login),
+        cmocka_unit_test(metadata_signed),
+        cmocka_unit_test(metadata_refresh),
         cmocka_unit_test(login_latency),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
