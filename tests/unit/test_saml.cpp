@@ -77,7 +77,8 @@ void test_valid_then_replay(void**) {
     SamlForge f;
     SamlOutcome o = login(*p, f.b64());
     if (o.status != Status::ok) fail_msg("valid response refused: %s", o.message.c_str());
-    assert_string_equal(o.user.username.c_str(), "alice");
+    // selection_mode email_address (CVAT's default): the user name is the email, as for OIDC.
+    assert_string_equal(o.user.username.c_str(), "alice@example.test");
     assert_string_equal(o.user.email.c_str(), "alice@example.test");
     assert_int_equal(static_cast<int>(o.user.role.role), static_cast<int>(Role::admin));  // highest wins
     assert_string_equal(o.user.immutable_id().c_str(), "saml:https://idp.example.test/saml2/idp alice");
@@ -191,8 +192,10 @@ void test_attribute_mapping(void**) {
     assert_string_equal(u.username.c_str(), "alice.a");
     assert_string_equal(u.email.c_str(), "alice@corp.test");
     assert_string_equal(u.first_name.c_str(), "Alice");
-    // email_address mode, login by email: the email is the name
+    // email_address mode: the email is the name, whatever was typed
     u = map_saml_user(idp, SelectionMode::email_address, "Alice@corp.test", "iss", "nid", attrs);
+    assert_string_equal(u.username.c_str(), "alice@corp.test");
+    u = map_saml_user(idp, SelectionMode::email_address, "alice.a", "iss", "nid", attrs);
     assert_string_equal(u.username.c_str(), "alice@corp.test");
     // no username attribute → uid → NameID
     attrs.erase(attrs.begin());
