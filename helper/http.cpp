@@ -168,6 +168,22 @@ SlistPtr accept_json() {
     return SlistPtr(curl_slist_append(nullptr, "Accept: application/json"));
 }
 
+// Adds "Authorization: Basic base64(plain)" (plain: "user:password", already encoded as the
+// scheme wants); every copy of the credentials stays in wiped buffers.
+Result<void> append_basic_auth(SlistPtr& headers, const SecretBuf& plain) {
+    SecretBuf line;
+    constexpr std::string_view kPrefix = "Authorization: Basic ";
+    const std::size_t b64 = 4 * ((plain.size() + 2) / 3);
+    line.resize(kPrefix.size() + b64 + 1);
+    std::memcpy(line.data(), kPrefix.data(), kPrefix.size());
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(line.data() + kPrefix.size()),
+                                  reinterpret_cast<const unsigned char*>(plain.data()), static_cast<int>(plain.size()));
+    if (n < 0 || static_cast<std::size_t>(n) != b64) return fail(ErrorCode::internal, "base64 failed");
+    line[kPrefix.size() + b64] = '\0';
+    if (!append_header(headers, line)) return fail(ErrorCode::internal, "out of memory");
+    return {};
+}
+
 }  // namespace
 
 void form_encode_append(std::string_view value, SecretBuf& out) {
@@ -256,17 +272,7 @@ Result<HttpResponse> http_post_form(const std::string& url, const std::vector<Fo
             form_encode_append(basic->user, plain);
             plain.push_back(':');
             if (basic->password != nullptr) form_encode_append(basic->password->view(), plain);
-            SecretBuf line;
-            constexpr std::string_view kPrefix = "Authorization: Basic ";
-            const std::size_t b64 = 4 * ((plain.size() + 2) / 3);
-            line.resize(kPrefix.size() + b64 + 1);
-            std::memcpy(line.data(), kPrefix.data(), kPrefix.size());
-            const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(line.data() + kPrefix.size()),
-                                          reinterpret_cast<const unsigned char*>(plain.data()),
-                                          static_cast<int>(plain.size()));
-            if (n < 0 || static_cast<std::size_t>(n) != b64) return fail(ErrorCode::internal, "base64 failed");
-            line[kPrefix.size() + b64] = '\0';
-            if (!append_header(headers, line)) return fail(ErrorCode::internal, "out of memory");
+            if (auto added = append_basic_auth(headers, plain); !added) return tl::unexpected(added.error());
         }
 
         bool ok = curl_easy_setopt(c, CURLOPT_POST, 1L) == CURLE_OK &&
@@ -305,17 +311,7 @@ Result<HttpResponse> http_post_soap(const std::string& url, std::string_view env
             SecretBuf plain(user.begin(), user.end());
             plain.push_back(':');
             plain.insert(plain.end(), password->view().begin(), password->view().end());
-            SecretBuf line;
-            constexpr std::string_view kPrefix = "Authorization: Basic ";
-            const std::size_t b64 = 4 * ((plain.size() + 2) / 3);
-            line.resize(kPrefix.size() + b64 + 1);
-            std::memcpy(line.data(), kPrefix.data(), kPrefix.size());
-            const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(line.data() + kPrefix.size()),
-                                          reinterpret_cast<const unsigned char*>(plain.data()),
-                                          static_cast<int>(plain.size()));
-            if (n < 0 || static_cast<std::size_t>(n) != b64) return fail(ErrorCode::internal, "base64 failed");
-            line[kPrefix.size() + b64] = '\0';
-            if (!append_header(headers, line)) return fail(ErrorCode::internal, "out of memory");
+            if (auto added = append_basic_auth(headers, plain); !added) return tl::unexpected(added.error());
         }
         bool ok = curl_easy_setopt(c, CURLOPT_POST, 1L) == CURLE_OK &&
                   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(envelope.size())) ==
