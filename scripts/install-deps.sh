@@ -10,7 +10,7 @@ PACKAGES=(
   slapd ldap-utils libsasl2-modules
   nlohmann-json3-dev libcurl4-openssl-dev libqrencode-dev libsqlite3-dev libargon2-dev
   glewlwyd curl jq sqlite3 binutils
-  dnsmasq-base util-linux
+  dnsmasq-base util-linux procps
   liblasso3-dev libxmlsec1-dev xmlsec1
 )
 # tests/fixtures/samba.sh. Installed without Recommends: libnss-winbind and libpam-winbind
