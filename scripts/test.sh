@@ -1,49 +1,92 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
-# The README's test command: installs what is missing, builds from scratch, runs every suite
-# (unit, module, integration) and ends with one summary line "N passed, N failed, N skipped".
-# Every suite is required: a test that skips counts as failed.
+# The README's test command: installs what is missing, builds from scratch, runs every suite and
+# ends with one summary line "N passed, N failed, N skipped". Every suite is required: a test
+# that skips counts as failed.
+#
+#   build-asan (-Db_sanitize=address,undefined): suites unit, module, integration, fuzz (the seed
+#              corpora); every ASan/UBSan/LeakSanitizer report, from any process, is a failure
+#   build-test (plain, as packaged): suites linkage (the modules' DT_NEEDED and symbols) and e2e
+#              (real nginx, Apache, sshd, the Debian packages), then the module tests under
+#              valgrind (memcheck; an error or a definite leak fails)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD=${BUILD_DIR:-$ROOT/build-test}
+ASAN_BUILD=${ASAN_BUILD_DIR:-$ROOT/build-asan}
+REPORTS=$ASAN_BUILD/sanitizer-reports
 
 bash scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
-rm -rf "$BUILD"
-if ! meson setup "$BUILD" -Dwerror=true; then
-  echo "0 passed, 1 failed"; exit 1
-fi
-if ! ninja -C "$BUILD"; then
-  echo "0 passed, 1 failed"; exit 1
-fi
+rm -rf "$BUILD" "$ASAN_BUILD"
+for b in "$BUILD:" "$ASAN_BUILD:-Db_sanitize=address,undefined"; do
+  dir=${b%%:*} extra=${b#*:}
+  # shellcheck disable=SC2086  # $extra is one option or none
+  if ! meson setup "$dir" -Dwerror=true $extra || ! ninja -C "$dir"; then
+    echo "0 passed, 1 failed"; exit 1
+  fi
+done
+mkdir -p "$REPORTS"
 
-meson test -C "$BUILD" --print-errorlogs --num-processes 2 --suite unit --suite module --suite integration
-python3 - "$BUILD/meson-logs/testlog.json" <<'PY'
-# Counts TAP subtests (a program that died counts one failure more than it reported).
-import json, re, sys
+
+# Reports go to files (log_path), so a report from a daemon or a forked child is seen as well.
+# detect_leaks: the test programs and cvat-authd leave by returning from main or exit().
+export ASAN_OPTIONS="log_path=$REPORTS/asan:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
+export UBSAN_OPTIONS="log_path=$REPORTS/ubsan:print_stacktrace=1"
+asan_suites=(--suite unit --suite module --suite integration)
+if meson test -C "$ASAN_BUILD" --list --suite fuzz >/dev/null 2>&1; then asan_suites+=(--suite fuzz); fi
+meson test -C "$ASAN_BUILD" --print-errorlogs --num-processes 2 "${asan_suites[@]}"
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+meson test -C "$BUILD" --print-errorlogs --num-processes 2 --suite linkage --suite e2e
+
+# memcheck over the programs that load the modules (pam_cvat.so under real libpam and
+# pam_wrapper, libnss_cvat.so.2 by dlopen and under nss_wrapper); the daemons and tools they
+# start are not traced (--trace-children follows the tests' own re-exec under pam_wrapper).
+VALGRIND="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+VALGRIND+=" --trace-children=yes --trace-children-skip=*cvat-authd*,*slapd*,/bin/*,/usr/*,/sbin/*"
+meson test -C "$BUILD" --print-errorlogs --num-processes 2 --logbase valgrind --timeout-multiplier 4 \
+  --wrapper "$VALGRIND" test_pam_module test_pam_module_daemon test_nss_module test_nss_wrapper
+
+python3 - "$ASAN_BUILD/meson-logs/testlog.json:asan" "$BUILD/meson-logs/testlog.json:" \
+          "$BUILD/meson-logs/valgrind.json:valgrind" "$REPORTS" <<'PY'
+# Counts TAP subtests (a program that died counts one failure more than it reported), then one
+# failure per sanitizer report file.
+import glob, json, os, re, sys
 passed = failed = 0
 lines = []
-for raw in open(sys.argv[1]):
-    t = json.loads(raw)
-    r = t.get("result")
-    out = t.get("stdout") or ""
-    # A skipped subtest ("ok N # SKIP") is a failure too: every test here is required.
-    skipped = len(re.findall(r"^ok \d+.*# SKIP", out, re.M | re.I))
-    ok = len(re.findall(r"^ok \d+", out, re.M)) - skipped
-    bad = len(re.findall(r"^not ok \d+", out, re.M)) + skipped
-    if skipped:
-        lines.append(f"  SKIP     {t.get('name')}: {skipped} subtest(s) skipped")
-    if r == "OK":
-        passed += ok if (ok or skipped or bad) else 1
-        failed += bad
-        if bad and not skipped:
-            lines.append(f"  FAIL     {t.get('name')}")
-    else:
-        # FAIL, TIMEOUT, ERROR, and SKIP: every suite is required
-        passed += ok
-        failed += max(bad, 1)
-        lines.append(f"  {r:8} {t.get('name')}" + ("  (a required test skipped)" if r == "SKIP" else ""))
+for spec in sys.argv[1:-1]:
+    path, _, tag = spec.rpartition(":")
+    if not os.path.exists(path):
+        lines.append(f"  MISSING  {path}")
+        failed += 1
+        continue
+    for raw in open(path):
+        t = json.loads(raw)
+        r = t.get("result")
+        name = (f"[{tag}] " if tag else "") + str(t.get("name"))
+        out = t.get("stdout") or ""
+        # A skipped subtest ("ok N # SKIP") is a failure too: every test here is required.
+        skipped = len(re.findall(r"^ok \d+.*# SKIP", out, re.M | re.I))
+        ok = len(re.findall(r"^ok \d+", out, re.M)) - skipped
+        bad = len(re.findall(r"^not ok \d+", out, re.M)) + skipped
+        if skipped:
+            lines.append(f"  SKIP     {name}: {skipped} subtest(s) skipped")
+        if r == "OK":
+            passed += ok if (ok or skipped or bad) else 1
+            failed += bad
+            if bad and not skipped:
+                lines.append(f"  FAIL     {name}")
+        else:
+            # FAIL, TIMEOUT, ERROR, and SKIP: every suite is required
+            passed += ok
+            failed += max(bad, 1)
+            lines.append(f"  {r:8} {name}" + ("  (a required test skipped)" if r == "SKIP" else ""))
+for report in sorted(glob.glob(os.path.join(sys.argv[-1], "*"))):
+    failed += 1
+    with open(report, errors="replace") as f:
+        head = "".join(f.readlines()[:40])
+    lines.append(f"  SANITIZER {report}\n" + "\n".join("      " + l for l in head.splitlines()))
 if lines:
     print("not passed:")
     print("\n".join(lines))

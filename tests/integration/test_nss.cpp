@@ -129,7 +129,9 @@ std::string under_nss_wrapper(const Daemon& d, const std::string& cmd, int* stat
     std::string dir = subdir("nsswrap");
     write_file(dir + "/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0644);
     write_file(dir + "/group", "root:x:0:\n", 0644);
-    std::string env = "LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD=" + dir + "/passwd NSS_WRAPPER_GROUP=" + dir +
+    // A sanitizer build's module needs its runtime first in a plain program (tests/meson.build).
+    std::string asan = env_or("CVAT_SANITIZER_PRELOAD", "");
+    std::string env = "LD_PRELOAD=" + (asan.empty() ? "" : asan + ":") + "libnss_wrapper.so NSS_WRAPPER_PASSWD=" + dir + "/passwd NSS_WRAPPER_GROUP=" + dir +
                       "/group NSS_WRAPPER_MODULE_SO_PATH=" + env_or("NSS_CVAT_SO", "") +
                       " NSS_WRAPPER_MODULE_FN_PREFIX=cvat CVAT_AUTH_SOCKET=" + d.socket() + " ";
     return popen_read(env + cmd, status);

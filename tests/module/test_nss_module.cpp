@@ -434,7 +434,11 @@ std::string run_wrapped(const std::vector<std::string>& argv, int* status) {
     pid_t pid = ::fork();
     if (pid == 0) {
         ::dup2(out[1], 1);
-        setenv("LD_PRELOAD", "libnss_wrapper.so", 1);
+        // A sanitizer build's module needs its runtime first in a plain program (tests/meson.build).
+        std::string preload = "libnss_wrapper.so";
+        if (const char* asan = std::getenv("CVAT_SANITIZER_PRELOAD"); asan != nullptr && *asan != '\0')
+            preload = std::string(asan) + ":" + preload;
+        setenv("LD_PRELOAD", preload.c_str(), 1);
         setenv("NSS_WRAPPER_PASSWD", (g_dir + "/passwd").c_str(), 1);
         setenv("NSS_WRAPPER_GROUP", (g_dir + "/group").c_str(), 1);
         setenv("NSS_WRAPPER_MODULE_SO_PATH", std::getenv("NSS_CVAT_SO"), 1);
