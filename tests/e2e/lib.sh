@@ -229,6 +229,7 @@ burst() {
   out=$(mktemp "$E2E_DIR/burst.XXXXXX")
   {
     echo 'silent'; echo 'max-time = 15'; curl_user "$3" "$4"
+    # shellcheck disable=SC2028 # curl's config reads the \n
     echo 'write-out = "%{http_code} %{num_connects}\n"'
     for ((i = 0; i < n; i++)); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url"; done
   } >"$cfg"

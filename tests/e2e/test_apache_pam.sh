@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
+# shellcheck disable=SC2016,SC2034 # some checks are strings for eval, read there
 # Apache with mod_authnz_pam (libapache2-mod-authnz-pam) in front of pam_cvat.so and
 # cvat-authd: HTTP Basic auth with LDAP users of the AD-shaped test tree, through
 # `AuthBasicProvider PAM` + `AuthPAMService cvat`, and an admin location authorized with

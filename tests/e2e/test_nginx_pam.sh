@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
+# shellcheck disable=SC2016,SC2034 # some checks are strings for eval, read there
 # nginx with ngx_http_auth_pam (libnginx-mod-http-auth-pam) in front of pam_cvat.so and
 # cvat-authd: HTTP Basic auth with LDAP users of the AD-shaped test tree. nginx runs on
 # 127.0.0.1 under a private config whose server block includes conf/nginx/cvat-auth-pam.conf
