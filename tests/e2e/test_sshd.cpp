@@ -657,6 +657,9 @@ int setup(void**) {
     require_program("sshd");
     require_program("ssh");
     require_program("ssh-keygen");
+    require_program("unshare");
+    // sshd itself, its privilege separation and the mount namespace need root.
+    if (::geteuid() != 0) bail("test_sshd must run as root (sshd, unshare --mount)");
     g = new World;
     // The session's user (a CVAT uid) reaches the daemon's socket and mapped file in here.
     ::chmod(g->tmp.path().c_str(), 0711);
