@@ -58,6 +58,8 @@ if ((${#ssh_missing[@]})); then
       if [[ -d /run/systemd/system ]]; then $ssh_sudo systemctl stop ssh.service ssh.socket >/dev/null 2>&1 || true; fi
     fi
     if command -v update-rc.d >/dev/null; then $ssh_sudo update-rc.d ssh disable >/dev/null 2>&1 || true; fi
+    # Without systemd, a policy-rc.d of the machine's own may have let the package start it.
+    if [[ ! -d /run/systemd/system && -x /etc/init.d/ssh ]]; then $ssh_sudo /etc/init.d/ssh stop >/dev/null 2>&1 || true; fi
     echo "install-deps: ssh.service (openssh-server, for tests/e2e) is $(systemctl is-enabled ssh.service 2>/dev/null || echo 'not enabled'); the tests run their own sshd"
   fi
 fi
