@@ -4,20 +4,23 @@
 // pam_wrapper, so the machine's /etc/pam.d/sshd is never read) and whose users come from
 // libnss_cvat.so.2 → cvat-authd → slapd / the glewlwyd IdP, through glibc's own NSS: sshd runs
 // in a private mount namespace (unshare -m) where a copy of /etc/nsswitch.conf with "cvat" added
-// to passwd and group is bind-mounted over the original (the machine's file is never changed,
-// and no other process sees the copy). The config includes conf/sshd/sshd_config.d-cvat.conf as
-// it is.
+// to passwd and group is bind-mounted over the original, and copies of /etc/passwd, group and
+// shadow that add one local user (the machine's files are never changed, and no other process
+// sees the copies). The config includes conf/sshd/sshd_config.d-cvat.conf as it is.
 //
 // Why not nss_wrapper: sshd gives the session its groups with initgroups(), and nss_wrapper's
-// initgroups is answered by its files backend alone (observed: the session had only its primary
-// group, enumeration on or off), so the CVAT role group never reached the session. glibc asks
-// the module's initgroups_dyn, as on a real host.
+// (1.1.12) is answered by its files backend alone: nwrap_files_initgroups() setgroups() the
+// groups of its own group file and returns success, so the module is never asked and the CVAT
+// role group never reached the session (observed, enumeration on or off). glibc asks the
+// module's initgroups_dyn, as on a real host.
 //
-// The stock `ssh` runs under a pseudo-terminal, as a user types: a directory user with no local
-// account logs in with a password and `id` shows the CVAT role group by name; an IdP user logs
-// in keyboard-interactive with the device flow (an empty password, then the prompt with URL,
-// code and QR code; the test approves the code it read there at the IdP and presses Enter);
-// a wrong password and an unknown user are refused. Fixture users: tests/fixtures/README.md.
+// The stock `ssh` runs under a pseudo-terminal, as a user types: directory users with no local
+// account log in with a password (password and keyboard-interactive methods) and `id` shows
+// their CVAT role group by name; the local user logs in through pam_unix and its password never
+// reaches cvat-authd; an IdP user logs in keyboard-interactive with the device flow (an empty
+// password, then the prompt with URL, code and QR code; the test approves the code it read there
+// at the IdP and presses Enter); a wrong password and an unknown user are refused. Fixture
+// users: tests/fixtures/README.md.
 #include "cmocka.hpp"
 
 #include <cerrno>
@@ -37,6 +40,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pty.h>
+#include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -55,6 +59,9 @@ const char* kUsers = "CN=Users,DC=ad,DC=example,DC=test";
 constexpr unsigned kIdMin = 300000, kIdMax = 399999;
 // The whole of one ssh run (connect, PAM, device flow, the command) may take at most this.
 constexpr int kSshTimeout = 60;
+// A local account of sshd's namespace only (its /etc/passwd, group and shadow are copies).
+const char* kLocalUser = "cvate2elocal";
+const char* kLocalPassword = "Local-e2e-Passw0rd";
 
 double now_mono() {
     timespec ts{};
@@ -138,8 +145,10 @@ public:
         // tree through LD_LIBRARY_PATH; the module finds the daemon through CVAT_AUTH_SOCKET.
         std::string so = env_or("NSS_CVAT_SO", "");
         if (so.empty() || so.find('/') == std::string::npos) bail("NSS_CVAT_SO is not set");
-        nsswitch_ = dir_ + "/nsswitch.conf";
-        write_file(nsswitch_, with_cvat(read_file("/etc/nsswitch.conf")), 0644);
+        etc_ = dir_ + "/etc";
+        make_dir(etc_, 0755);
+        write_file(etc_ + "/nsswitch.conf", with_cvat(read_file("/etc/nsswitch.conf")), 0644);
+        write_local_user();
         nss_env_ = {"LD_LIBRARY_PATH=" + so.substr(0, so.rfind('/')), "CVAT_AUTH_SOCKET=" + socket};
 
         // The PAM service: the snippet's lines, pam_cvat.so by its build path and with this
@@ -169,6 +178,7 @@ public:
     std::string log_path() const { return dir_ + "/sshd.log"; }
     std::string log() const { return read_file(log_path()); }
     const std::string& pam_lines() const { return pam_lines_; }
+    unsigned local_uid() const { return local_uid_; }
 
     void stop() {
         if (pid_ <= 0) return;
@@ -189,6 +199,28 @@ public:
     }
 
 private:
+    // passwd, group and shadow: the machine's, plus kLocalUser (uid = gid, a free one) whose
+    // password is kLocalPassword (SHA-512 crypt by `openssl passwd -6`).
+    void write_local_user() {
+        if (::getpwnam(kLocalUser) != nullptr) bail(std::string(kLocalUser) + " already exists on this machine");
+        unsigned id = 4242;
+        while (::getpwuid(id) != nullptr || ::getgrgid(id) != nullptr) ++id;
+        std::string hash;
+        FILE* p = ::popen((std::string("openssl passwd -6 '") + kLocalPassword + "'").c_str(), "r");
+        if (p != nullptr) {
+            char buf[256] = {};
+            if (std::fgets(buf, sizeof buf, p) != nullptr) hash = buf;
+            ::pclose(p);
+        }
+        while (!hash.empty() && (hash.back() == '\n' || hash.back() == '\r')) hash.pop_back();
+        if (hash.rfind("$6$", 0) != 0) bail("openssl passwd -6 gave no SHA-512 crypt hash");
+        const std::string u = kLocalUser, n = std::to_string(id);
+        write_file(etc_ + "/passwd", read_file("/etc/passwd") + u + ":x:" + n + ":" + n + ":e2e local:/:/bin/sh\n", 0644);
+        write_file(etc_ + "/group", read_file("/etc/group") + u + ":x:" + n + ":\n", 0644);
+        write_file(etc_ + "/shadow", read_file("/etc/shadow") + u + ":" + hash + ":19000:0:99999:7:::\n", 0600);
+        local_uid_ = id;
+    }
+
     // nsswitch.conf text with " cvat" appended to its passwd: and group: lines (added if absent).
     static std::string with_cvat(const std::string& text) {
         std::string out;
@@ -252,7 +284,7 @@ private:
         std::string logp = log_path();
         std::string cfg = dir_ + "/sshd_config";
         std::string pamdir = dir_ + "/pam";
-        std::string nsswitch = nsswitch_;
+        std::string etc = etc_;
         std::vector<std::string> env = {"LD_PRELOAD=libpam_wrapper.so", "PAM_WRAPPER=1",
                                         "PAM_WRAPPER_SERVICE_DIR=" + pamdir};
         env.insert(env.end(), nss_env_.begin(), nss_env_.end());
@@ -269,8 +301,9 @@ private:
             for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
             // unshare execs sh, sh execs sshd: the PID stays the one we stop.
             ::execl("/usr/bin/unshare", "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-                    "mount --bind \"$0\" /etc/nsswitch.conf && exec /usr/sbin/sshd -D -e -f \"$1\"",
-                    nsswitch.c_str(), cfg.c_str(), static_cast<char*>(nullptr));
+                    "for f in nsswitch.conf passwd group shadow; do mount --bind \"$0/$f\" \"/etc/$f\" || exit 1; done; "
+                    "exec /usr/sbin/sshd -D -e -f \"$1\"",
+                    etc.c_str(), cfg.c_str(), static_cast<char*>(nullptr));
             ::_exit(127);
         }
         track_pid(pid_);
@@ -290,7 +323,8 @@ private:
     }
 
     std::string dir_;
-    std::string nsswitch_;
+    std::string etc_;
+    unsigned local_uid_ = 0;
     std::string pam_lines_;
     std::vector<std::string> nss_env_;
     int port_ = 0;
@@ -489,6 +523,45 @@ void password_login_admin(void**) { expect_password_login("alice", "alice-Passw0
 
 // bob's password has a space and a non-ASCII letter, typed into the terminal.
 void password_login_user(void**) { expect_password_login("bob", "b0b-p\xc3\xa4ssw0rd ok", "cvat-user", kIdMin + 1); }
+
+// What a user gets by default: OpenSSH tries keyboard-interactive before password. pam_unix
+// asks "Password:", fails for the CVAT user, and pam_cvat takes the same answer (no second prompt).
+void keyboard_interactive_password(void**) {
+    std::size_t mark = g->sshd->log().size();
+    SshRun r = ssh("walter", "keyboard-interactive", "id", password_typist("walter-Passw0rd"));
+    print_transcript("keyboard-interactive password login of walter", r);
+    if (r.status != 0)
+        fail_msg("ssh walter: exit %d; sshd log:\n%s", r.status, sshd_log_since(mark).c_str());
+    std::size_t prompts = 0;
+    for (std::size_t at = r.transcript.find("Password: "); at != std::string::npos;
+         at = r.transcript.find("Password: ", at + 1))
+        ++prompts;
+    if (prompts != 1) fail_msg("%zu password prompts, want 1:\n%s", prompts, printable(r.transcript).c_str());
+    std::string id = id_line(r.transcript);
+    std::string group = std::to_string(kIdMin + 2) + "(cvat-worker)";
+    if (!contains(id, "(walter)") || !contains(id, group)) fail_msg("id shows no walter in %s: %s", group.c_str(), id.c_str());
+    if (!contains(sshd_log_since(mark), "Accepted keyboard-interactive/pam for walter from 127.0.0.1"))
+        fail_msg("sshd did not log the keyboard-interactive login");
+}
+
+// A local account keeps its password login through the same PAM file, and its password never
+// reaches cvat-authd (pam_unix succeeds first, pam_cvat's auth line is not run).
+void local_user_password(void**) {
+    std::size_t mark = g->sshd->log().size();
+    std::size_t daemon_mark = read_file(g->daemon->log_path()).size();
+    SshRun r = ssh(kLocalUser, "password", "id", password_typist(kLocalPassword));
+    print_transcript("password login of the local user", r);
+    if (r.status != 0) fail_msg("ssh %s: exit %d; sshd log:\n%s", kLocalUser, r.status, sshd_log_since(mark).c_str());
+    std::string want = "uid=" + std::to_string(g->sshd->local_uid()) + "(" + kLocalUser + ")";
+    std::string id = id_line(r.transcript);
+    if (id.rfind(want, 0) != 0) fail_msg("id: %s, want %s...", id.c_str(), want.c_str());
+    std::string dlog = read_file(g->daemon->log_path()).substr(daemon_mark);
+    if (contains(dlog, std::string("auth user=") + kLocalUser))
+        fail_msg("the local user's password went to cvat-authd:\n%s", dlog.c_str());
+    // Its account phase asked pam_cvat, which does not know the user and leaves it to pam_unix.
+    if (!contains(dlog, std::string("account user=") + kLocalUser))
+        fail_msg("pam_cvat's account line was not run for the local user:\n%s", dlog.c_str());
+}
 
 void expect_refused(const std::string& what, const SshRun& r, std::size_t mark, const std::string& logged) {
     print_transcript(what.c_str(), r);
@@ -691,6 +764,8 @@ int main() {
     const CMUnitTest tests[] = {
         cmocka_unit_test(password_login_admin),
         cmocka_unit_test(password_login_user),
+        cmocka_unit_test(keyboard_interactive_password),
+        cmocka_unit_test(local_user_password),
         cmocka_unit_test(wrong_password_refused),
         cmocka_unit_test(unknown_user_refused),
         cmocka_unit_test(device_login),
