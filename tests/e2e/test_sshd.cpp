@@ -126,9 +126,10 @@ int pick_port() {
 // ---- the sshd ----------------------------------------------------------------------------------
 
 // /usr/sbin/sshd -D -e -f DIR/sshd_config under pam_wrapper (PAM service "sshd" = DIR/pam/sshd,
-// conf/pam.d/sshd-cvat with pam_cvat.so by path) in a mount namespace of its own whose
-// /etc/nsswitch.conf adds nss_cvat to the machine's (root and the privilege-separation user sshd
-// still come from the machine's files).
+// conf/pam.d/sshd-cvat with pam_cvat.so by path) in a mount namespace of its own, where
+// DIR/etc/{nsswitch.conf,passwd,group,shadow} are bind-mounted over /etc's: the machine's files
+// plus nss_cvat in nsswitch.conf and one local user (root and the privilege-separation user sshd
+// come from the copies of the machine's files). Stopped by PID.
 class Sshd {
 public:
     Sshd(const std::string& dir, const std::string& socket) : dir_(dir) {
@@ -157,10 +158,10 @@ public:
         // empties first (auth-pam.c, sshpam_thread), where only the module arguments count.
         std::string pam = dir_ + "/pam";
         make_dir(pam, 0755);
-        pam_lines_ = read_file(source_root() + "/conf/pam.d/sshd-cvat");
-        if (pam_lines_.find("pam_cvat.so") == std::string::npos) bail("conf/pam.d/sshd-cvat names no pam_cvat.so");
+        std::string lines = read_file(source_root() + "/conf/pam.d/sshd-cvat");
+        if (lines.find("pam_cvat.so") == std::string::npos) bail("conf/pam.d/sshd-cvat names no pam_cvat.so");
         write_file(pam + "/sshd",
-                   replaced(pam_lines_, "pam_cvat.so", env_or("PAM_CVAT_SO", "pam_cvat.so") + " socket=" + socket), 0644);
+                   replaced(lines, "pam_cvat.so", env_or("PAM_CVAT_SO", "pam_cvat.so") + " socket=" + socket), 0644);
 
         for (int attempt = 1;; ++attempt) {
             port_ = pick_port();
@@ -177,7 +178,6 @@ public:
     int port() const { return port_; }
     std::string log_path() const { return dir_ + "/sshd.log"; }
     std::string log() const { return read_file(log_path()); }
-    const std::string& pam_lines() const { return pam_lines_; }
     unsigned local_uid() const { return local_uid_; }
 
     void stop() {
@@ -325,7 +325,6 @@ private:
     std::string dir_;
     std::string etc_;
     unsigned local_uid_ = 0;
-    std::string pam_lines_;
     std::vector<std::string> nss_env_;
     int port_ = 0;
     pid_t pid_ = -1;
