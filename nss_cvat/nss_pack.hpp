@@ -2,9 +2,9 @@
 //
 // nss_cvat's packer, apart so that the fuzz targets (tests/fuzz/) reach it: reading a daemon
 // reply (after its status byte) and packing a passwd or group entry into the caller's buffer.
-// Internal to the module: everything is in an unnamed namespace, so each includer gets its own
-// copy and libnss_cvat.so.2 exports nothing more (its version script is unchanged). libc only,
-// like the module.
+// Internal to the module: everything is in an unnamed namespace (functions inline, so an
+// includer may use some), each includer gets its own copy and libnss_cvat.so.2 exports nothing
+// more (its version script is unchanged). libc only, like the module.
 #pragma once
 
 #include <errno.h>
@@ -31,10 +31,10 @@ struct Outcome {
     nss_status status;
     int err;  // for *errnop when status is TRYAGAIN or UNAVAIL
 };
-constexpr Outcome success() { return {NSS_STATUS_SUCCESS, 0}; }
-constexpr Outcome not_found() { return {NSS_STATUS_NOTFOUND, ENOENT}; }
-constexpr Outcome unavailable(int err) { return {NSS_STATUS_UNAVAIL, err}; }
-constexpr Outcome too_small() { return {NSS_STATUS_TRYAGAIN, ERANGE}; }
+inline constexpr Outcome success() { return {NSS_STATUS_SUCCESS, 0}; }
+inline constexpr Outcome not_found() { return {NSS_STATUS_NOTFOUND, ENOENT}; }
+inline constexpr Outcome unavailable(int err) { return {NSS_STATUS_UNAVAIL, err}; }
+inline constexpr Outcome too_small() { return {NSS_STATUS_TRYAGAIN, ERANGE}; }
 
 // ---- the caller's buffer -----------------------------------------------------------------
 
@@ -76,12 +76,12 @@ struct PasswdFields {
     uint32_t uid, gid;
 };
 
-PasswdFields fields_of(const mc::PasswdRecord& r) {
+inline PasswdFields fields_of(const mc::PasswdRecord& r) {
     return {{r.name, r.name_len}, {r.gecos, r.gecos_len}, {r.dir, r.dir_len}, {r.shell, r.shell_len}, r.uid, r.gid};
 }
 
 // Copies f into buf and, only when all of it fits, fills *pw.
-Outcome fill_passwd(const PasswdFields& f, passwd* pw, char* buf, size_t buflen) {
+inline Outcome fill_passwd(const PasswdFields& f, passwd* pw, char* buf, size_t buflen) {
     Buffer b(buf, buflen);
     char* name = b.str(f.name.p, f.name.len);
     char* passwd = b.str("x", 1);
@@ -130,7 +130,7 @@ private:
 };
 
 template <typename Members>
-Outcome fill_group(Text name, uint32_t gid, Members members, group* gr, char* buf, size_t buflen) {
+inline Outcome fill_group(Text name, uint32_t gid, Members members, group* gr, char* buf, size_t buflen) {
     Buffer b(buf, buflen);
     char** mem = b.pointers(size_t{members.count()} + 1);
     char* gname = b.str(name.p, name.len);
@@ -151,7 +151,7 @@ Outcome fill_group(Text name, uint32_t gid, Members members, group* gr, char* bu
 // Adds one gid to initgroups_dyn's array the way glibc's own modules do: the primary group
 // and duplicates are skipped, the array doubles up to `limit` (<= 0: no limit).
 enum class Added { yes, full, no_memory };
-Added add_gid(gid_t g, gid_t primary, long* start, long* size, gid_t** groups, long limit) {
+inline Added add_gid(gid_t g, gid_t primary, long* start, long* size, gid_t** groups, long limit) {
     if (g == primary) return Added::yes;
     for (long i = 0; i < *start; ++i)
         if ((*groups)[i] == g) return Added::yes;
@@ -172,7 +172,7 @@ Added add_gid(gid_t g, gid_t primary, long* start, long* size, gid_t** groups, l
 // Each reads the body of a reply after its status byte; any malformed field is EPROTO and
 // leaves the out-parameters alone.
 
-Outcome passwd_from_reply(wire::In& in, passwd* pw, char* buf, size_t buflen) {
+inline Outcome passwd_from_reply(wire::In& in, passwd* pw, char* buf, size_t buflen) {
     PasswdFields f{};
     in.str(f.name.p, f.name.len, proto::kMaxName);
     f.uid = in.u32();
@@ -184,7 +184,7 @@ Outcome passwd_from_reply(wire::In& in, passwd* pw, char* buf, size_t buflen) {
     return fill_passwd(f, pw, buf, buflen);
 }
 
-Outcome group_from_reply(wire::In& in, group* gr, char* buf, size_t buflen) {
+inline Outcome group_from_reply(wire::In& in, group* gr, char* buf, size_t buflen) {
     Text name{"", 0};
     in.str(name.p, name.len, proto::kMaxName);
     uint32_t gid = in.u32();
@@ -199,11 +199,11 @@ Outcome group_from_reply(wire::In& in, group* gr, char* buf, size_t buflen) {
     return fill_group(name, gid, members, gr, buf, buflen);
 }
 
-Outcome added(Added a) {
+inline Outcome added(Added a) {
     return a == Added::no_memory ? Outcome{NSS_STATUS_TRYAGAIN, ENOMEM} : success();
 }
 
-Outcome groups_from_reply(wire::In& in, gid_t primary, long* start, long* size, gid_t** groups, long limit) {
+inline Outcome groups_from_reply(wire::In& in, gid_t primary, long* start, long* size, gid_t** groups, long limit) {
     uint32_t count = in.u32();
     if (!in.ok() || count > proto::kMaxGroups || in.remaining() != size_t{count} * 4) return unavailable(EPROTO);
     Added a = Added::yes;
