@@ -23,12 +23,13 @@ using namespace cvat;
 
 namespace {
 
-// http(s)://, the scheme in any case (curl's URL parser takes HTTPS://).
+// An http(s) URL, the scheme in any case and however many slashes follow it (curl's URL
+// parser takes HTTPS:/host as https://host/).
 bool web_url(const std::string& u, bool allow_http) {
-    std::string head = u.substr(0, 8);
+    std::string head = u.substr(0, 6);
     std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (head == "https://") return true;
-    return allow_http && head.rfind("http://", 0) == 0;
+    if (head == "https:") return true;
+    return allow_http && head.rfind("http:", 0) == 0;
 }
 
 bool printable(const std::string& s) {
