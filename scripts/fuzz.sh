@@ -6,7 +6,7 @@
 # crash, leak or timeout files.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]        e.g. scripts/fuzz.sh 600        (all targets)
 #                                                     scripts/fuzz.sh 60 jwt nss_mc
-# Environment: BUILD_DIR (default build-fuzz), FUZZ_OUT (scratch, default a temp dir, kept),
+# Environment: BUILD_DIR (default build-fuzz), FUZZ_CC/FUZZ_CXX (default clang-14), FUZZ_OUT (scratch, default a temp dir, kept),
 # FUZZ_JOBS (targets run at once, default 1), FUZZ_ARGS (more libFuzzer flags).
 # Builds BUILD_DIR with clang (-Dfuzzing=true: ASan + UBSan + libFuzzer) when needed.
 # Exit status: 1 when any target crashed, leaked or timed out.
@@ -26,7 +26,7 @@ done
 [[ $SECONDS_EACH =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2; }
 
 if [[ ! -f $BUILD/build.ninja ]]; then
-  CC=clang CXX=clang++ meson setup "$BUILD" -Dfuzzing=true -Dbuildtype=debugoptimized >/dev/null ||
+  CC=${FUZZ_CC:-clang-14} CXX=${FUZZ_CXX:-clang++-14} meson setup "$BUILD" -Dfuzzing=true -Dbuildtype=debugoptimized >/dev/null ||
     { echo "fuzz: meson setup failed (clang and libclang-rt-14-dev installed?)" >&2; exit 1; }
 fi
 ninja -C "$BUILD" $(printf 'tests/fuzz/fuzz_%s ' "${TARGETS[@]}") >/dev/null ||

@@ -21,6 +21,11 @@ SAMBA_PACKAGES=(samba-ad-dc samba-ad-provision ldb-tools)   # and ldap-utils, ab
 # Depends on "apache2 | httpd" and php on libapache2-mod-php8.2: apache2 comes along, is never
 # used, and must not run (below).
 SAML_PACKAGES=(simplesamlphp php-cli php-xml php-mbstring xmlsec1 python3-lxml)
+# scripts/fuzz.sh: the libFuzzer build of tests/fuzz (clang with -fsanitize=fuzzer,address,
+# undefined; the runtime is in libclang-rt-14-dev). CI runs the seed corpora with g++ (suite
+# fuzz) and needs neither; installed with the rest so that a developer's box can fuzz.
+# python3-cryptography: tests/fuzz/make-jwt-seeds.py (regenerating the JWT seeds).
+FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev python3-cryptography)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=() samba_missing=()
@@ -28,6 +33,7 @@ for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
 for p in "${SAMBA_PACKAGES[@]}"; do installed "$p" || samba_missing+=("$p"); done
 saml_missing=()
 for p in "${SAML_PACKAGES[@]}"; do installed "$p" || saml_missing+=("$p"); done
+for p in "${FUZZ_PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
 if ((${#missing[@]} + ${#samba_missing[@]} + ${#saml_missing[@]} == 0)); then
   echo "install-deps: everything is installed"
   exit 0
