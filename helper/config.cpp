@@ -1584,9 +1584,16 @@ Result<Config> Loader::run() {
         return fail(ErrorCode::config, path_ + ": too large (" + std::to_string(st.st_size) +
                                            " bytes, at most " + std::to_string(kMaxConfigBytes) + ")");
     file_mode_ = st.st_mode;
-    std::vector<char, ZeroingAllocator<char>> text(static_cast<std::size_t>(kMaxConfigBytes) + 1);
+    // Sized to the file (and one byte more, to see a file that grew), up to the cap: not a
+    // zeroed and wiped megabyte per load.
+    const std::size_t cap = static_cast<std::size_t>(kMaxConfigBytes) + 1;
+    std::vector<char, ZeroingAllocator<char>> text(std::min(cap, static_cast<std::size_t>(st.st_size) + 1));
     std::size_t got = 0;
-    while (got < text.size()) {
+    for (;;) {
+        if (got == text.size()) {
+            if (text.size() == cap) break;
+            text.resize(std::min(cap, text.size() * 2));
+        }
         ssize_t r = ::read(fd.get(), text.data() + got, text.size() - got);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return fail(ErrorCode::config, path_ + ": cannot read: " + std::strerror(errno));

@@ -27,6 +27,11 @@ WEB_PACKAGES=(nginx libnginx-mod-http-auth-pam apache2 libapache2-mod-authnz-pam
 # Services that SAML_PACKAGES and WEB_PACKAGES would start on install: installed under a
 # temporary policy-rc.d that forbids starting them, then disabled and masked (below).
 QUIET_SERVICES=(nginx apache2 apache-htcacheclean)
+# scripts/fuzz.sh: the libFuzzer build of tests/fuzz (clang with -fsanitize=fuzzer,address,
+# undefined; the runtime is in libclang-rt-14-dev). CI runs the seed corpora with g++ (suite
+# fuzz) and needs neither; installed with the rest so that a developer's box can fuzz.
+# python3-cryptography: tests/fuzz/make-jwt-seeds.py (regenerating the JWT seeds).
+FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev python3-cryptography)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
@@ -74,6 +79,7 @@ for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
 for p in "${SAMBA_PACKAGES[@]}"; do installed "$p" || samba_missing+=("$p"); done
 saml_missing=() web_missing=()
 for p in "${SAML_PACKAGES[@]}"; do installed "$p" || saml_missing+=("$p"); done
+for p in "${FUZZ_PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
 for p in "${WEB_PACKAGES[@]}"; do installed "$p" || web_missing+=("$p"); done
 if ((${#missing[@]} + ${#samba_missing[@]} + ${#saml_missing[@]} + ${#web_missing[@]} == 0)); then
   echo "install-deps: everything is installed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 # The README's test command: installs what is missing, builds from scratch, runs every suite
-# (unit, module, integration) and ends with one summary line "N passed, N failed, N skipped".
+# (unit, module, integration, and fuzz: the fuzz targets over their seed corpora) and ends
+# with one summary line "N passed, N failed, N skipped".
 # Every suite is required: a test that skips counts as failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,10 @@ if ! ninja -C "$BUILD"; then
   echo "0 passed, 1 failed"; exit 1
 fi
 
-meson test -C "$BUILD" --print-errorlogs --num-processes 2 --suite unit --suite module --suite integration --suite e2e
+<<<<<<< HEAD
+meson test -C "$BUILD" --print-errorlogs --num-processes 2 --suite unit --suite module --suite integration --suite e2e --suite fuzz
+=======
+>>>>>>> fuzz
 python3 - "$BUILD/meson-logs/testlog.json" <<'PY'
 # Counts TAP subtests (a program that died counts one failure more than it reported).
 import json, re, sys
