@@ -19,10 +19,7 @@ if ! ninja -C "$BUILD"; then
   echo "0 passed, 1 failed"; exit 1
 fi
 
-<<<<<<< HEAD
 meson test -C "$BUILD" --print-errorlogs --num-processes 2 --suite unit --suite module --suite integration --suite e2e --suite fuzz
-=======
->>>>>>> fuzz
 python3 - "$BUILD/meson-logs/testlog.json" <<'PY'
 # Counts TAP subtests (a program that died counts one failure more than it reported).
 import json, re, sys
