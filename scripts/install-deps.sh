@@ -21,6 +21,10 @@ SAMBA_PACKAGES=(samba-ad-dc samba-ad-provision ldb-tools)   # and ldap-utils, ab
 # Depends on "apache2 | httpd" and php on libapache2-mod-php8.2: apache2 comes along, is never
 # used, and must not run (below).
 SAML_PACKAGES=(simplesamlphp php-cli php-xml php-mbstring xmlsec1 python3-lxml)
+# Packaging (debian/, rpm/cvat-auth.spec, doc/man) and tests/e2e/test_packages.sh: building the
+# .debs and the .rpm, lintian, the man pages (scdoc), logins through the packaged PAM service
+# (pamtester). None of them starts a service.
+PACKAGING_PACKAGES=(debhelper dpkg-dev fakeroot lintian rpm scdoc pamtester util-linux)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=() samba_missing=()
@@ -28,7 +32,9 @@ for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
 for p in "${SAMBA_PACKAGES[@]}"; do installed "$p" || samba_missing+=("$p"); done
 saml_missing=()
 for p in "${SAML_PACKAGES[@]}"; do installed "$p" || saml_missing+=("$p"); done
-if ((${#missing[@]} + ${#samba_missing[@]} + ${#saml_missing[@]} == 0)); then
+packaging_missing=()
+for p in "${PACKAGING_PACKAGES[@]}"; do installed "$p" || packaging_missing+=("$p"); done
+if ((${#missing[@]} + ${#samba_missing[@]} + ${#saml_missing[@]} + ${#packaging_missing[@]} == 0)); then
   echo "install-deps: everything is installed"
   exit 0
 fi
@@ -37,7 +43,7 @@ if [[ $(id -u) -ne 0 ]]; then
 else
   SUDO=
 fi
-echo "install-deps: installing ${missing[*]} ${samba_missing[*]} ${saml_missing[*]}"
+echo "install-deps: installing ${missing[*]} ${samba_missing[*]} ${saml_missing[*]} ${packaging_missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # The packaged slapd, glewlwyd and samba services are never used: tests start their own on
@@ -46,6 +52,9 @@ $SUDO apt-get update -qq
 if ((${#missing[@]})); then $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; fi
 if ((${#samba_missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${samba_missing[@]}" >/dev/null
+fi
+if ((${#packaging_missing[@]})); then
+  $SUDO apt-get install -y -qq --no-install-recommends "${packaging_missing[@]}" >/dev/null
 fi
 if ((${#saml_missing[@]})); then
   had_apache=no

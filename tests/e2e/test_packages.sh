@@ -87,9 +87,12 @@ expected_files() {
   fi
 }
 
-# Compares a package's list with the expected one; prints the difference.
+# Compares a package's list with the expected one; prints the difference. Man pages are
+# compared without their compression suffix (Fedora's rpm gzips them, Debian's does not).
 same_list() {
   local label=$1 actual=$2 expected=$3
+  actual=$(sed -E 's|^(/usr/share/man/.*)\.(gz|bz2|xz|zst)$|\1|' <<<"$actual")
+  expected=$(sed -E 's|^(/usr/share/man/.*)\.(gz|bz2|xz|zst)$|\1|' <<<"$expected")
   if diff -u <(sort <<<"$expected") <(sort <<<"$actual") >"$work/list.diff"; then return 0; fi
   echo "# $label: expected (-) and found (+):"; note <"$work/list.diff"
   return 1
@@ -127,13 +130,14 @@ if [[ $mode == rpm ]]; then
     role=${pair%%:*} name=${pair#*:}
     file=$(find "$work/rpm/RPMS" -name "$name-[0-9]*.rpm" | head -1)
     [[ -n $file ]] || { not_ok "$name: built"; continue; }
-    actual=$(rpm -qlp "$file" 2>/dev/null | grep -v -E '^/usr/share/(doc|licenses)/')
+    actual=$(rpm -qlp "$file" 2>/dev/null | grep -v -E '^/usr/share/(doc|licenses)/|^/usr/lib/\.build-id(/|$)')
     check "$name holds what the Debian package holds ($(basename "$file"))" \
       same_list "$name" "$actual" "$(expected_files rpm "$role")"
   done
   daemon_rpm=$(find "$work/rpm/RPMS" -name 'cvat-authd-[0-9]*.rpm' | head -1)
   if [[ -n $daemon_rpm ]]; then
-    attrs=$(rpm -qlvp "$daemon_rpm" 2>/dev/null | awk '$NF == "/etc/cvat-auth/auth_config.yml" {print $1, $3, $4}')
+    attrs=$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$daemon_rpm" 2>/dev/null |
+              awk '$4 == "/etc/cvat-auth/auth_config.yml" {print $1, $2, $3}')
     check "auth_config.yml is -rw-r----- root:_cvat-auth (found: $attrs)" test "$attrs" = "-rw-r----- root _cvat-auth"
     check "auth_config.yml is %config(noreplace)" \
       bash -c "rpm -qcp '$daemon_rpm' 2>/dev/null | grep -qx /etc/cvat-auth/auth_config.yml"
