@@ -166,7 +166,10 @@ snapshot() {
   for f in /etc/nsswitch.conf /etc/passwd /etc/group /etc/shadow /etc/gshadow /var/lib/dpkg/statoverride; do
     if [[ -e $f ]]; then sha256sum "$f"; else echo "absent $f"; fi
   done
-  find /etc/pam.d -type f -print0 | sort -z | xargs -0 sha256sum
+  # pam-auth-update's state (the profiles it has seen, the generated stacks).
+  find /etc/pam.d /var/lib/pam -type f -print0 | sort -z | xargs -0 sha256sum
+  # deb-systemd-helper's record of the unit.
+  find /var/lib/systemd -path '*deb-systemd-helper*' -name '*cvat*' 2>/dev/null | sort
 }
 snapshot >"$work/before"
 cp /etc/nsswitch.conf "$work/nsswitch.conf.orig"
@@ -453,7 +456,7 @@ check "purged: /etc/cvat-auth, /var/lib/cvat-auth and /run/cvat-auth are gone" \
   bash -c "[[ ! -e /etc/cvat-auth && ! -e /var/lib/cvat-auth && ! -e /run/cvat-auth ]]"
 check "purged: dpkg knows none of the packages" bash -c "! dpkg-query -W ${packages[*]} 2>/dev/null | grep -q ."
 snapshot >"$work/after"
-check "purged: nsswitch.conf, /etc/pam.d, passwd, group, shadow, gshadow, statoverride as before" \
+check "purged: nsswitch.conf, /etc/pam.d, /var/lib/pam, passwd, group, shadow, gshadow, statoverride, deb-systemd-helper state as before" \
   cmp -s "$work/before" "$work/after" || diff "$work/before" "$work/after" | note
 echo "# deb test: $((SECONDS - started)) s"
 finish
