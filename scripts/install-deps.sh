@@ -24,63 +24,31 @@ SAML_PACKAGES=(simplesamlphp php-cli php-xml php-mbstring xmlsec1 python3-lxml)
 # tests/e2e (issue 5): nginx with ngx_http_auth_pam and Apache with mod_authnz_pam, which the
 # tests run on loopback under private configs. The packaged services are never used.
 WEB_PACKAGES=(nginx libnginx-mod-http-auth-pam apache2 libapache2-mod-authnz-pam)
-# Services that SAML_PACKAGES and WEB_PACKAGES would start on install: installed under a
+# Services that SAML_PACKAGES, WEB_PACKAGES and SSH_PACKAGES would start on install: installed under a
 # temporary policy-rc.d that forbids starting them, then disabled and masked (below).
-QUIET_SERVICES=(nginx apache2 apache-htcacheclean)
+# tests/e2e/test_sshd runs its own sshd (private config, host keys and port on 127.0.0.1) and
+# the OpenSSH client; the packaged ssh service is never used.
+SSH_PACKAGES=(openssh-server openssh-client)
+QUIET_SERVICES=(nginx apache2 apache-htcacheclean ssh)
 # scripts/fuzz.sh: the libFuzzer build of tests/fuzz (clang with -fsanitize=fuzzer,address,
 # undefined; the runtime is in libclang-rt-14-dev). CI runs the seed corpora with g++ (suite
 # fuzz) and needs neither; installed with the rest so that a developer's box can fuzz.
 # python3-cryptography: tests/fuzz/make-jwt-seeds.py (regenerating the JWT seeds).
 FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev python3-cryptography)
+# Packaging (debian/, rpm/cvat-auth.spec, doc/man) and tests/e2e/test_packages.sh: building the
+# .debs and the .rpm, lintian, the man pages (scdoc), logins through the packaged PAM service
+# (pamtester). None of them starts a service.
+PACKAGING_PACKAGES=(debhelper dpkg-dev fakeroot lintian rpm scdoc pamtester util-linux)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-# tests/e2e/test_sshd: the test runs its own sshd (private config, host keys and port on
-# 127.0.0.1) and the OpenSSH client. The packaged ssh service is never used: it must not start on
-# install (a temporary policy-rc.d answers 101 for it, as for apache2 below) and, on a machine
-# that had no openssh-server, stays disabled and masked afterwards. Self-contained block: it
-# runs before, and independently of, the other package groups.
-SSH_PACKAGES=(openssh-server openssh-client)
-ssh_missing=()
-for p in "${SSH_PACKAGES[@]}"; do installed "$p" || ssh_missing+=("$p"); done
-if ((${#ssh_missing[@]})); then
-  ssh_sudo=
-  [[ $(id -u) -eq 0 ]] || ssh_sudo=sudo
-  had_sshd=no
-  installed openssh-server && had_sshd=yes
-  echo "install-deps: installing ${ssh_missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $ssh_sudo apt-get update -qq
-  ssh_policy=/usr/sbin/policy-rc.d ssh_own_policy=no
-  if [[ ! -e $ssh_policy ]]; then
-    printf '#!/bin/sh\n# cvat-auth scripts/install-deps.sh, removed after the install\ncase "$1" in ssh|sshd|ssh.service|ssh.socket) exit 101 ;; esac\nexit 0\n' |
-      $ssh_sudo tee "$ssh_policy" >/dev/null
-    $ssh_sudo chmod 755 "$ssh_policy"
-    ssh_own_policy=yes
-  fi
-  rc=0
-  $ssh_sudo apt-get install -y -qq --no-install-recommends "${ssh_missing[@]}" >/dev/null || rc=$?
-  [[ $ssh_own_policy == no ]] || $ssh_sudo rm -f "$ssh_policy"
-  ((rc == 0)) || exit "$rc"
-  if [[ $had_sshd == no ]] && installed openssh-server; then
-    if command -v systemctl >/dev/null; then
-      $ssh_sudo systemctl disable ssh.service ssh.socket >/dev/null 2>&1 || true
-      $ssh_sudo systemctl mask ssh.service ssh.socket >/dev/null 2>&1 || true
-      if [[ -d /run/systemd/system ]]; then $ssh_sudo systemctl stop ssh.service ssh.socket >/dev/null 2>&1 || true; fi
-    fi
-    if command -v update-rc.d >/dev/null; then $ssh_sudo update-rc.d ssh disable >/dev/null 2>&1 || true; fi
-    # Without systemd, a policy-rc.d of the machine's own may have let the package start it.
-    if [[ ! -d /run/systemd/system && -x /etc/init.d/ssh ]]; then $ssh_sudo /etc/init.d/ssh stop >/dev/null 2>&1 || true; fi
-    echo "install-deps: ssh.service (openssh-server, for tests/e2e) is $(systemctl is-enabled ssh.service 2>/dev/null || echo 'not enabled'); the tests run their own sshd"
-  fi
-fi
 missing=() samba_missing=()
 for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
 for p in "${SAMBA_PACKAGES[@]}"; do installed "$p" || samba_missing+=("$p"); done
 saml_missing=() web_missing=()
 for p in "${SAML_PACKAGES[@]}"; do installed "$p" || saml_missing+=("$p"); done
-for p in "${FUZZ_PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
-for p in "${WEB_PACKAGES[@]}"; do installed "$p" || web_missing+=("$p"); done
+for p in "${FUZZ_PACKAGES[@]}" "${PACKAGING_PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
+for p in "${WEB_PACKAGES[@]}" "${SSH_PACKAGES[@]}"; do installed "$p" || web_missing+=("$p"); done
 if ((${#missing[@]} + ${#samba_missing[@]} + ${#saml_missing[@]} + ${#web_missing[@]} == 0)); then
   echo "install-deps: everything is installed"
   exit 0
@@ -132,6 +100,7 @@ install_quiet() {
   done
 }
 # simplesamlphp Depends on "apache2 | httpd", php on libapache2-mod-php8.2: apache2 comes along.
+# ssh: the unit is ssh.service (and ssh.socket, which is never enabled by the package).
 if ((${#saml_missing[@]} + ${#web_missing[@]})); then
   install_quiet "${saml_missing[@]}" "${web_missing[@]}"
 fi
