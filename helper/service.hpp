@@ -20,6 +20,7 @@
 #include "oidc.hpp"
 #include "protocol.hpp"
 #include "saml.hpp"
+#include "throttle.hpp"
 
 namespace cvat::helper {
 
@@ -80,9 +81,12 @@ private:
 };
 
 // A response, and for a Prompt the conversation that continues it.
+// With `wake_at_ms` set, nothing is sent now: the server holds the connection without a
+// thread until then and calls the conversation's wake() for the answer (a throttled login).
 struct Reply {
     proto::Response response;
     std::unique_ptr<Conversation> conversation;
+    std::int64_t wake_at_ms = 0;
 };
 
 class Service {
@@ -100,7 +104,10 @@ public:
     Reply handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::Request& request) const;
 
 private:
-    Reply auth(const std::shared_ptr<const Runtime>& rt, const proto::AuthRequest& r) const;
+    Reply auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::AuthRequest& r) const;
+    // The login itself (after the throttle let it through), and its outcome counted.
+    proto::Verdict checked_login(const Runtime& rt, const Throttle::Keys& keys, const proto::AuthRequest& r) const;
+    proto::Verdict run_login(const Runtime& rt, const proto::AuthRequest& r) const;
     proto::Verdict password_login(const Runtime& rt, const Route& route, const proto::AuthRequest& r) const;
     proto::Verdict token_login(const Runtime& rt, const proto::AuthRequest& r) const;
     proto::Verdict saml_assertion_login(const Runtime& rt, const proto::AuthRequest& r) const;
@@ -126,6 +133,7 @@ private:
     std::chrono::steady_clock::time_point started_;
     std::shared_ptr<RecentSignIns> recent_;
     std::shared_ptr<Accounts> accounts_;
+    std::shared_ptr<Throttle> throttle_;
 };
 
 // The one-line summary of a response for the request log (never a secret).
