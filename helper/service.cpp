@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <exception>
 #include <functional>
+#include <random>
 
 #include "device_flow.hpp"
 #include "jwt.hpp"
@@ -198,7 +199,7 @@ bool plausible_user_name(std::string_view name) noexcept {
 Service::Service(uid_t privileged_uid, std::shared_ptr<Accounts> accounts)
     : privileged_uid_(privileged_uid), started_(std::chrono::steady_clock::now()),
       recent_(std::make_shared<RecentSignIns>()), accounts_(std::move(accounts)),
-      throttle_(std::make_shared<Throttle>()) {}
+      throttle_(std::make_shared<Throttle>()), failure_times_(std::make_shared<FailureTimes>()) {}
 
 void Service::use(const std::shared_ptr<const Runtime>& rt) const {
     if (accounts_) accounts_->use(rt);
@@ -235,19 +236,33 @@ Reply Service::handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer
 
 namespace {
 
-// A login the throttle holds back: it waits on the server's timer (no thread), then runs.
+// A login held on the server's timer (no thread): one the throttle let wait runs when woken;
+// an answer to be padded is sent when woken.
 class HeldLogin final : public Conversation {
+    using Run = std::function<std::pair<proto::Verdict, std::int64_t>()>;
+
 public:
-    HeldLogin(std::function<proto::Verdict()> run, std::int64_t at_ms) : run_(std::move(run)), at_ms_(at_ms) {}
+    explicit HeldLogin(Run run) : run_(std::move(run)) {}
+    explicit HeldLogin(proto::Verdict answer) : answer_(std::move(answer)) {}
     Step answer(const Secret&) override {
         return Step{verdict(Status::bad_request, "no answer was asked for"), 0};
     }
-    Step wake() override { return Step{run_(), 0}; }
-    std::int64_t answer_deadline_ms() const override { return at_ms_; }
+    Step wake() override {
+        if (!answer_) {
+            auto [v, at] = run_();
+            if (at > proto::monotonic_ms()) {
+                answer_ = std::move(v);
+                return Step{std::nullopt, at};
+            }
+            return Step{std::move(v), 0};
+        }
+        return Step{std::move(*answer_), 0};
+    }
+    std::int64_t answer_deadline_ms() const override { return proto::monotonic_ms(); }
 
 private:
-    std::function<proto::Verdict()> run_;
-    std::int64_t at_ms_;
+    Run run_;
+    std::optional<proto::Verdict> answer_;
 };
 
 }  // namespace
@@ -305,22 +320,57 @@ Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, 
         log::info("login of ", log_safe(r.user), " from ", log_safe(keys.peer), " held ",
                   std::to_string(gate.at_ms - now), " ms after repeated failures (helper.rate_limit)");
         auto held = std::make_shared<proto::AuthRequest>(std::move(r));
-        auto run = [this, rt, keys, held]() { return checked_login(*rt, keys, *held); };
-        return {verdict(Status::internal, ""), std::make_unique<HeldLogin>(std::move(run), gate.at_ms), gate.at_ms};
+        auto run = [this, rt, keys, held]() {
+            Timed t = checked_login(*rt, keys, *held);
+            return std::make_pair(std::move(t.verdict), t.answer_at_ms);
+        };
+        return {verdict(Status::internal, ""), std::make_unique<HeldLogin>(std::move(run)), gate.at_ms};
     }
-    return {checked_login(*rt, keys, r), nullptr};
+    Timed t = checked_login(*rt, keys, r);
+    if (t.answer_at_ms > proto::monotonic_ms())
+        return {verdict(Status::internal, ""), std::make_unique<HeldLogin>(std::move(t.verdict)), t.answer_at_ms};
+    return {std::move(t.verdict), nullptr};
 }
 
-proto::Verdict Service::checked_login(const Runtime& rt, const Throttle::Keys& keys, const proto::AuthRequest& r) const {
-    proto::Verdict v = run_login(rt, r);
-    if (v.status == Status::auth_err || v.status == Status::user_unknown)
-        throttle_->failed(rt.config.helper.rate_limit, keys, proto::monotonic_ms());
-    else if (v.status == Status::ok)
+void FailureTimes::record(const std::string& backend, std::int64_t ms) {
+    std::lock_guard lock(mutex_);
+    auto& ring = ring_[backend];
+    std::size_t& next = next_[backend];
+    if (ring.size() < kKept) ring.push_back(ms);
+    else ring[next] = ms;
+    next = (next + 1) % kKept;
+}
+
+std::int64_t FailureTimes::sample(const std::string& backend) {
+    std::lock_guard lock(mutex_);
+    auto it = ring_.find(backend);
+    if (it == ring_.end() || it->second.empty()) return 0;
+    // Timing only, not a secret: any uniform pick will do.
+    thread_local std::minstd_rand pick(std::random_device{}());
+    return it->second[pick() % it->second.size()];
+}
+
+Service::Timed Service::checked_login(const Runtime& rt, const Throttle::Keys& keys,
+                                      const proto::AuthRequest& r) const {
+    const std::int64_t started = proto::monotonic_ms();
+    std::string backend;
+    Timed t{run_login(rt, r, &backend), 0};
+    const std::int64_t now = proto::monotonic_ms();
+    const Status s = t.verdict.status;
+    if (s == Status::auth_err || s == Status::user_unknown)
+        throttle_->failed(rt.config.helper.rate_limit, keys, now);
+    else if (s == Status::ok)
         throttle_->succeeded(keys);
-    return v;
+    if (!backend.empty()) {
+        // A known user's wrong password sets the pace; an unknown user's answer follows it.
+        // (Empty passwords are refused before the directory: not a sample.)
+        if (s == Status::auth_err && !r.password.empty()) failure_times_->record(backend, now - started);
+        else if (s == Status::user_unknown) t.answer_at_ms = started + failure_times_->sample(backend);
+    }
+    return t;
 }
 
-proto::Verdict Service::run_login(const Runtime& rt, const proto::AuthRequest& r) const {
+proto::Verdict Service::run_login(const Runtime& rt, const proto::AuthRequest& r, std::string* password_backend) const {
     // A base64 SAMLResponse as the password is validated by the IdP that issued it (issue 9),
     // before the JWT check; never sent anywhere.
     if (r.method != proto::AuthMethod::device && !rt.saml.empty() && r.idp != "ldap" &&
@@ -330,7 +380,10 @@ proto::Verdict Service::run_login(const Runtime& rt, const proto::AuthRequest& r
     if (r.method != proto::AuthMethod::device && !rt.oidc.empty() && r.idp != "ldap" &&
         (r.method == proto::AuthMethod::token || jwt::looks_like_jwt(r.password.view())))
         return token_login(rt, r);
-    return password_login(rt, route_user(rt, r.user, r.idp), r);
+    Route route = route_user(rt, r.user, r.idp);
+    if (route.kind != Route::Kind::none)
+        *password_backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp_config()->id;
+    return password_login(rt, route, r);
 }
 
 proto::Verdict Service::password_login(const Runtime& rt, const Route& route, const proto::AuthRequest& r) const {
