@@ -5,8 +5,11 @@
 #pragma once
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
+
+#include <unistd.h>
 
 #include "fixture.hpp"
 #include "protocol.hpp"
@@ -43,6 +46,20 @@ inline std::string status_detail(const std::string& socket, const std::string& n
         for (const auto& b : s->backends)
             if (b.name == name) return b.detail;
     return "";
+}
+
+// The absolute path of `program` on $PATH (run_program execs without a search), or `program`.
+inline std::string on_path(const std::string& program) {
+    const char* path = std::getenv("PATH");
+    std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+    for (std::size_t from = 0; from <= dirs.size();) {
+        std::size_t to = dirs.find(':', from);
+        if (to == std::string::npos) to = dirs.size();
+        std::string candidate = dirs.substr(from, to - from) + "/" + program;
+        if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+        from = to + 1;
+    }
+    return program;
 }
 
 // VmRSS of `pid` in KiB (-1 if unreadable).
