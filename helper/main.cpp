@@ -11,8 +11,6 @@
 
 #include <fcntl.h>
 #include <grp.h>
-#include <lber.h>
-#include <malloc.h>
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -44,37 +42,6 @@ void protect_memory() {
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     rlimit none{0, 0};
     setrlimit(RLIMIT_CORE, &none);
-}
-
-// liblber builds every LDAP request, the user's bind password included, in buffers it frees
-// without wiping: a core or a later heap read would find the password there. Its memory goes
-// through these instead, which wipe each block as it is freed or moved.
-void* ber_zero_malloc(ber_len_t n, void*) { return std::malloc(n); }
-void* ber_zero_calloc(ber_len_t n, ber_len_t size, void*) { return std::calloc(n, size); }
-void ber_zero_free(void* p, void*) {
-    if (p == nullptr) return;
-    explicit_bzero(p, malloc_usable_size(p));
-    std::free(p);
-}
-void* ber_zero_realloc(void* p, ber_len_t n, void*) {
-    if (p == nullptr) return std::malloc(n);
-    if (n == 0) {
-        ber_zero_free(p, nullptr);
-        return nullptr;
-    }
-    const std::size_t old = malloc_usable_size(p);
-    void* q = std::malloc(n);
-    if (q == nullptr) return nullptr;
-    std::memcpy(q, p, old < n ? old : n);
-    ber_zero_free(p, nullptr);
-    return q;
-}
-
-// Before any LDAP call: liblber takes its memory functions only while nothing is allocated.
-void wipe_ldap_memory() {
-    static BerMemoryFunctions fns{ber_zero_malloc, ber_zero_calloc, ber_zero_realloc, ber_zero_free};
-    if (ber_set_option(nullptr, LBER_OPT_MEMORY_FNS, &fns) != LBER_OPT_SUCCESS)
-        std::fprintf(stderr, "cvat-authd: warning: cannot make liblber wipe its buffers\n");
 }
 
 struct Account {
@@ -150,7 +117,6 @@ void daemonize() {
 
 int main(int argc, char** argv) {
     protect_memory();
-    wipe_ldap_memory();
     umask(077);
     // The daemon never asks itself who a user is: nss_cvat answers UNAVAIL in this process
     // (and in anything it starts), so a lookup here cannot loop through our own socket.
