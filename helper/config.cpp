@@ -1491,9 +1491,14 @@ void Loader::load_helper(const Map& top, HelperSettings& h) {
         if (read_seconds(*rl, "max_delay", 0.01, 300, ms)) t.max_delay_ms = ms;
         if (t.delay_ms > t.max_delay_ms) {
             const auto* e = rl->find(rl->find("max_delay") ? "max_delay" : "delay");
+            auto secs = [](std::int64_t millis) {
+                char buf[32];
+                std::snprintf(buf, sizeof buf, "%g", static_cast<double>(millis) / 1000.0);
+                return std::string(buf);
+            };
             error(e->value, rl->key(rl->find("max_delay") ? "max_delay" : "delay"),
-                  "expected delay <= max_delay, found delay " + std::to_string(t.delay_ms / 1000.0) +
-                      " s and max_delay " + std::to_string(t.max_delay_ms / 1000.0) + " s");
+                  "expected delay <= max_delay, found delay " + secs(t.delay_ms) + " s and max_delay " +
+                      secs(t.max_delay_ms) + " s");
         }
         read_int_as(*rl, "max_entries", 16, 10'000'000, t.max_entries);
     }

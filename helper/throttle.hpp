@@ -24,7 +24,7 @@ struct ThrottleSettings {
     ThrottleRule per_user{5, 300000};
     ThrottleRule per_peer{20, 300000};
     std::int64_t delay_ms = 1000;      // the first delay past a threshold, doubled per failure
-    std::int64_t max_delay_ms = 8000;  // no attempt waits longer; one that would is refused
+    std::int64_t max_delay_ms = 5000;  // no attempt waits longer; one that would is refused
     std::size_t max_entries = 10000;   // per table (users, peers); least recently used goes
 };
 

@@ -21,6 +21,10 @@ SAMBA_PACKAGES=(samba-ad-dc samba-ad-provision ldb-tools)   # and ldap-utils, ab
 # Depends on "apache2 | httpd" and php on libapache2-mod-php8.2: apache2 comes along, is never
 # used, and must not run (below).
 SAML_PACKAGES=(simplesamlphp php-cli php-xml php-mbstring xmlsec1 python3-lxml)
+# issue 6 hardening tests: gcore (gdb) takes a core of the daemon in test_secrets; capsh
+# (libcap2-bin) runs it without CAP_SYS_PTRACE there. Plain packages, no services.
+HARDENING_PACKAGES=(gdb libcap2-bin)
+PACKAGES+=("${HARDENING_PACKAGES[@]}")
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=() samba_missing=()
