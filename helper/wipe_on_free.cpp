@@ -13,6 +13,21 @@
 // inside libc): every caller in every library reaches these through the dynamic linker.
 // glibc's allocator stays the allocator; its M_PERTURB option would not do, since blocks that
 // go to the thread cache are never perturbed.
+// Sanitizers bring their own allocator and intercept free() themselves; an interposed free()
+// here would hand their blocks to glibc. Under them this file is empty (ASan keeps freed
+// blocks in its quarantine; test_secrets does not scan an ASan daemon's core).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CVAT_WIPE_ON_FREE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define CVAT_WIPE_ON_FREE 0
+#endif
+#endif
+#ifndef CVAT_WIPE_ON_FREE
+#define CVAT_WIPE_ON_FREE 1
+#endif
+
+#if CVAT_WIPE_ON_FREE
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -55,3 +70,4 @@ void* reallocarray(void* p, std::size_t n, std::size_t size) noexcept {
     return realloc(p, total);
 }
 }
+#endif  // CVAT_WIPE_ON_FREE
