@@ -302,7 +302,11 @@ Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, 
     }
 
     const ThrottleSettings& limits = rt->config.helper.rate_limit;
-    Throttle::Keys keys{lower(r.user), "uid=" + std::to_string(peer.uid) + " rhost=" + r.rhost};
+    // Root without an rhost is every local console, su and sudo at once: no peer of its own
+    // (one user's guessing must not slow everyone's su); the per-user rule still applies.
+    Throttle::Keys keys{lower(r.user), peer.uid == 0 && r.rhost.empty()
+                                           ? std::string()
+                                           : "uid=" + std::to_string(peer.uid) + " rhost=" + r.rhost};
     const std::int64_t now = proto::monotonic_ms();
     // The client waits timeout_ms for the answer; the check itself needs some of that.
     std::int64_t max_wait = limits.max_delay_ms;
@@ -365,7 +369,11 @@ Service::Timed Service::checked_login(const Runtime& rt, const Throttle::Keys& k
         // A known user's wrong password sets the pace; an unknown user's answer follows it.
         // (Empty passwords are refused before the directory: not a sample.)
         if (s == Status::auth_err && !r.password.empty()) failure_times_->record(backend, now - started);
-        else if (s == Status::user_unknown) t.answer_at_ms = started + failure_times_->sample(backend);
+        else if (s == Status::user_unknown) {
+            // Never so long that the client gives up first (its timeout_ms, 0: pam_cvat's 10 s).
+            const std::int64_t budget = (r.timeout_ms != 0 ? r.timeout_ms : 10000) / 2;
+            t.answer_at_ms = started + std::min(failure_times_->sample(backend), budget);
+        }
     }
     return t;
 }

@@ -53,7 +53,7 @@ Throttle::Gate Throttle::admit(const ThrottleSettings& s, const Keys& k, std::in
     std::lock_guard lock(mutex_);
     max_entries_ = s.max_entries;
     Entry* u = s.per_user.failures != 0 ? users_.find(k.user, s.per_user, now_ms) : nullptr;
-    Entry* p = s.per_peer.failures != 0 ? peers_.find(k.peer, s.per_peer, now_ms) : nullptr;
+    Entry* p = s.per_peer.failures != 0 && !k.peer.empty() ? peers_.find(k.peer, s.per_peer, now_ms) : nullptr;
     Gate g;
     g.at_ms = now_ms;
     if (u != nullptr) g.at_ms = std::max(g.at_ms, u->next_at_ms);
@@ -81,7 +81,7 @@ void Throttle::failed(const ThrottleSettings& s, const Keys& k, std::int64_t now
     std::lock_guard lock(mutex_);
     max_entries_ = s.max_entries;
     auto count = [&](Table& t, const std::string& key, const ThrottleRule& rule) {
-        if (rule.failures == 0) return;
+        if (rule.failures == 0 || key.empty()) return;
         if (t.find(key, rule, now_ms) == nullptr) t.get(key, s.max_entries).last_failure_ms = now_ms;
         Entry& e = t.get(key, s.max_entries);
         ++e.failures;

@@ -33,7 +33,7 @@ class Throttle {
 public:
     struct Keys {
         std::string user;  // the login name as typed, lower-cased by the caller
-        std::string peer;  // "uid=N rhost=R"
+        std::string peer;  // "uid=N rhost=R"; empty: no peer rule (see Service::auth)
     };
     // The answer to "may this attempt be checked, and when".
     struct Gate {
