@@ -310,6 +310,7 @@ void flood_of_names(void**) {
                 }
             });
         for (auto& t : threads) t.join();
+        next = upto;  // each thread's last fetch went past upto: the next phase starts there
     };
     auto t0 = proto::monotonic_ms();
     send(5000);
