@@ -65,8 +65,11 @@ constexpr Sv kSearchKeys[] = {"base", "scope", "filter"};
 constexpr Sv kAttrMapKeys[] = {"user_name", "first_name", "last_name", "email"};
 constexpr Sv kRoleKeys[] = {"admin", "user", "worker"};
 constexpr Sv kHelperKeys[] = {"socket", "user", "log_level", "workers", "max_connections",
-                              "client_timeout", "cache_dir", "default_backend", "verdict_ttl",
-                              "offline", "cvat_base_url"};
+                              "max_connections_per_uid", "client_timeout", "cache_dir",
+                              "default_backend", "verdict_ttl", "offline", "cvat_base_url",
+                              "rate_limit"};
+constexpr Sv kRateLimitKeys[] = {"per_user", "per_peer", "delay", "max_delay", "max_entries"};
+constexpr Sv kRateRuleKeys[] = {"failures", "window"};
 constexpr Sv kOfflineKeys[] = {"enabled", "max_age"};
 constexpr Sv kNssKeys[] = {"id_min", "id_max", "home", "shell", "cache_ttl", "negative_ttl",
                            "refresh_percent", "enumerate", "role_groups", "directory_groups",
@@ -1454,6 +1457,7 @@ void Loader::load_helper(const Map& top, HelperSettings& h) {
     }
     read_int_as(*m, "workers", 1, 256, h.workers);
     read_int_as(*m, "max_connections", 1, 65536, h.max_connections);
+    read_int_as(*m, "max_connections_per_uid", 0, 65536, h.max_connections_per_uid);
     read_seconds(*m, "client_timeout", 0.1, 600, h.client_timeout_ms);
     read_abs_path(*m, "cache_dir", h.cache_dir);
     if (const auto* e = m->find("default_backend")) {
@@ -1471,6 +1475,32 @@ void Loader::load_helper(const Map& top, HelperSettings& h) {
     if (auto off = open_child(*m, "offline", kOfflineKeys, Unknown::error)) {
         read_bool(*off, "enabled", h.offline.enabled);
         read_duration(*off, "max_age", 1, 366 * 86400, h.offline.max_age_s);
+    }
+    if (auto rl = open_child(*m, "rate_limit", kRateLimitKeys, Unknown::error)) {
+        ThrottleSettings& t = h.rate_limit;
+        for (auto [key, rule] : {std::pair<Sv, ThrottleRule*>{"per_user", &t.per_user}, {"per_peer", &t.per_peer}}) {
+            auto r = open_child(*rl, key, kRateRuleKeys, Unknown::error);
+            if (!r) continue;
+            read_int_as(*r, "failures", 0, 1000, rule->failures);
+            int window_ms = 0;
+            if (read_seconds(*r, "window", 1, 86400, window_ms)) rule->window_ms = window_ms;
+        }
+        int ms = 0;
+        if (read_seconds(*rl, "delay", 0.01, 60, ms)) t.delay_ms = ms;
+        // Below pam_cvat's default timeout (10 s) by default; a larger cap needs timeout= too.
+        if (read_seconds(*rl, "max_delay", 0.01, 300, ms)) t.max_delay_ms = ms;
+        if (t.delay_ms > t.max_delay_ms) {
+            const auto* e = rl->find(rl->find("max_delay") ? "max_delay" : "delay");
+            auto secs = [](std::int64_t millis) {
+                char buf[32];
+                std::snprintf(buf, sizeof buf, "%g", static_cast<double>(millis) / 1000.0);
+                return std::string(buf);
+            };
+            error(e->value, rl->key(rl->find("max_delay") ? "max_delay" : "delay"),
+                  "expected delay <= max_delay, found delay " + secs(t.delay_ms) + " s and max_delay " +
+                      secs(t.max_delay_ms) + " s");
+        }
+        read_int_as(*rl, "max_entries", 16, 10'000'000, t.max_entries);
     }
 }
 
@@ -1584,9 +1614,16 @@ Result<Config> Loader::run() {
         return fail(ErrorCode::config, path_ + ": too large (" + std::to_string(st.st_size) +
                                            " bytes, at most " + std::to_string(kMaxConfigBytes) + ")");
     file_mode_ = st.st_mode;
-    std::vector<char, ZeroingAllocator<char>> text(static_cast<std::size_t>(kMaxConfigBytes) + 1);
+    // Sized to the file (and one byte more, to see a file that grew), up to the cap: not a
+    // zeroed and wiped megabyte per load.
+    const std::size_t cap = static_cast<std::size_t>(kMaxConfigBytes) + 1;
+    std::vector<char, ZeroingAllocator<char>> text(std::min(cap, static_cast<std::size_t>(st.st_size) + 1));
     std::size_t got = 0;
-    while (got < text.size()) {
+    for (;;) {
+        if (got == text.size()) {
+            if (text.size() == cap) break;
+            text.resize(std::min(cap, text.size() * 2));
+        }
         ssize_t r = ::read(fd.get(), text.data() + got, text.size() - got);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return fail(ErrorCode::config, path_ + ": cannot read: " + std::strerror(errno));

@@ -13,6 +13,7 @@
 #include "protocol.hpp"
 #include "result.hpp"
 #include "secret.hpp"
+#include "throttle.hpp"
 
 namespace cvat::helper {
 
@@ -139,6 +140,9 @@ struct HelperSettings {
     log::Level log_level = log::Level::info;
     unsigned workers = 8;              // threads doing blocking backend work
     unsigned max_connections = 1024;   // open client connections, all peers together
+    // Open connections of one non-root peer uid (SO_PEERCRED); root counts only against
+    // max_connections. 0: no per-uid cap.
+    unsigned max_connections_per_uid = 128;
     int client_timeout_ms = 10000;     // a client must send a whole frame within this
     std::string cache_dir = "/var/lib/cvat-auth";
     DefaultBackend default_backend = DefaultBackend::automatic;
@@ -152,6 +156,8 @@ struct HelperSettings {
         bool enabled = false;                    // keep Argon2id hashes for logins while no server answers
         std::int64_t max_age_s = 7 * 86400;      // an entry older than this no longer logs anyone in
     } offline;
+    // Delays after repeated failed logins, per user name and per (peer uid, rhost).
+    ThrottleSettings rate_limit;
 };
 
 // The group each CVAT role is exposed as through NSS.

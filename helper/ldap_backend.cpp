@@ -1648,6 +1648,25 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     }
     if (found->empty()) {
         trace.add("no entry matched filter ", *filter, " under base \"", cfg_.user_search.base, "\"");
+        // No user enumeration by timing (issue 6): a login of a known name costs a search and
+        // a bind, so an unknown one pays the same bind, to a DN that cannot exist and with a
+        // fixed password (the user's own never goes to a DN it was not meant for). Its answer
+        // is ignored.
+        if (password != nullptr) {
+            static constexpr char kPad[] = "cvat-authd: timing pad, not a password";
+            const std::string dn = "cn=cvat-authd-no-such-user-" + std::to_string(password->size()) +
+                                   (cfg_.user_search.base.empty() ? "" : "," + cfg_.user_search.base);
+            (void)with_connection<bool>(
+                user_pool_, Purpose::user_bind,
+                [&](Conn& c) -> OpResult<bool> {
+                    std::string diag;
+                    PolicyResponse policy;  // asked for as the real bind asks, and ignored
+                    auto r = bind(c, dn, kPad, sizeof kPad - 1, Clock::now() + op_timeout(), &diag, &policy);
+                    if (!r) return tl::unexpected<OpError>(r.error());
+                    return true;
+                },
+                [&](const OpError& e) { return Failure{Status::user_unknown, e.text}; });
+        }
         return finish(Status::user_unknown, "unknown user");
     }
     const Entry& entry = found->front();

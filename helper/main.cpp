@@ -84,10 +84,32 @@ Result<void> prepare_cache_dir(const std::string& dir, const std::optional<Accou
     return {};
 }
 
+std::string directory_of(const std::string& path) {
+    auto slash = path.rfind('/');
+    if (slash == std::string::npos) return ".";
+    return slash == 0 ? std::string("/") : path.substr(0, slash);
+}
+
 // nss_cvat finds the mapped cache file next to the socket.
-std::string mc_path_for(const std::string& socket_path) {
-    auto slash = socket_path.rfind('/');
-    return (slash == std::string::npos ? std::string(".") : socket_path.substr(0, slash)) + "/nss.mc";
+std::string mc_path_for(const std::string& socket_path) { return directory_of(socket_path) + "/nss.mc"; }
+
+// The socket's directory (/run/cvat-auth): without systemd's RuntimeDirectory= nobody made
+// it, and /run is a fresh tmpfs at every boot. A missing one is created (0755: every local
+// client must reach the socket) and handed to helper.user, who publishes nss.mc in it. Only
+// the last component is made, as RuntimeDirectory= does; one that exists is left as it is.
+Result<void> prepare_socket_dir(const std::string& socket_path, const std::optional<Account>& account) {
+    const std::string dir = directory_of(socket_path);
+    if (::mkdir(dir.c_str(), 0755) != 0) {
+        if (errno == EEXIST) return {};
+        return fail(ErrorCode::io, "helper.socket: cannot create the directory " + dir + ": " + std::strerror(errno));
+    }
+    // mkdir's mode passed through our umask (077).
+    if (::chmod(dir.c_str(), 0755) != 0)
+        return fail(ErrorCode::io, "helper.socket: chmod " + dir + ": " + std::strerror(errno));
+    if (account && ::chown(dir.c_str(), account->uid, account->gid) != 0)
+        return fail(ErrorCode::io, "helper.socket: cannot hand " + dir + " to " + account->name + ": " +
+                                       std::strerror(errno));
+    return {};
 }
 
 void daemonize() {
@@ -178,9 +200,19 @@ int main(int argc, char** argv) {
         account = *acct;
     } else if (geteuid() == 0) {
         std::fprintf(stderr, "cvat-authd: warning: running as root; set helper.user to drop privileges\n");
+    } else if (!config->helper.user.empty()) {
+        // Started as an unprivileged user already (systemd's User=): nothing to drop, but a
+        // helper.user that names someone else is worth a word.
+        if (auto acct = find_account(config->helper.user); !acct || acct->uid != geteuid())
+            std::fprintf(stderr, "cvat-authd: warning: running as uid %u, not as helper.user %s\n",
+                         static_cast<unsigned>(geteuid()), config->helper.user.c_str());
     }
 
     std::string socket_path = config->helper.socket;
+    if (auto dir = prepare_socket_dir(socket_path, account); !dir) {
+        std::fprintf(stderr, "cvat-authd: %s\n", dir.error().detail.c_str());
+        return 1;
+    }
     auto listener = listen_unix(socket_path);
     if (!listener) {
         std::fprintf(stderr, "cvat-authd: %s\n", listener.error().detail.c_str());

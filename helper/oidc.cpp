@@ -217,17 +217,6 @@ std::string base64url(const unsigned char* data, std::size_t n) {
     return out;
 }
 
-// What discovery found, with the choices derived from it.
-struct Discovery {
-    std::string issuer;           // as discovered: tokens' iss must equal it
-    std::string token_endpoint;   // may be empty: token login still works
-    std::string device_endpoint;
-    std::string userinfo_endpoint;
-    std::string jwks_uri;
-    std::vector<std::string> auth_methods;  // token_endpoint_auth_methods_supported
-    std::vector<std::string> algorithms;    // default_algorithms() ∩ id_token_signing_alg_values_supported
-    std::vector<std::string> grant_types;   // for the trace (glewlwyd omits password; not a reason to refuse)
-};
 using DiscoveryPtr = std::shared_ptr<const Discovery>;
 using KeysPtr = std::shared_ptr<const jwt::KeySet>;
 
@@ -379,51 +368,9 @@ Result<Discovery> OidcProviderImpl::fetch_discovery() {
         return fail(ErrorCode::unavailable,
                     "discovery: HTTP " + std::to_string(r->status) + " from " + log_safe(url) +
                         " (is server_url the issuer URL?)");
-    Json j = parse_json(r->body);
-    if (!j.is_object()) return fail(ErrorCode::unavailable, "discovery: " + log_safe(url) + " answered no JSON object");
-    Discovery d;
-    d.issuer = string_member(j, "issuer");
-    std::string_view a = d.issuer, b = cfg_.server_url;
-    if (!a.empty() && a.back() == '/') a.remove_suffix(1);
-    if (d.issuer.empty() || a != b)
-        return fail(ErrorCode::unavailable, "discovery: issuer " + (d.issuer.empty() ? std::string("missing") : "'" + log_safe(d.issuer) + "'") +
-                                                " is not server_url '" + log_safe(cfg_.server_url) +
-                                                "' (OpenID Connect Discovery §4.3 requires them equal)");
-    d.token_endpoint = string_member(j, "token_endpoint");
-    d.device_endpoint = string_member(j, "device_authorization_endpoint");
-    d.userinfo_endpoint = string_member(j, "userinfo_endpoint");
-    d.jwks_uri = string_member(j, "jwks_uri");
-    if (d.jwks_uri.empty()) return fail(ErrorCode::unavailable, "discovery: no jwks_uri");
-    const bool insecure = cfg_.allow_insecure_http;
-    struct Ep {
-        const char* name;
-        std::string* url;
-        bool required;
-    } eps[] = {{"jwks_uri", &d.jwks_uri, true},
-               {"token_endpoint", &d.token_endpoint, false},
-               {"device_authorization_endpoint", &d.device_endpoint, false},
-               {"userinfo_endpoint", &d.userinfo_endpoint, false}};
-    for (Ep& e : eps) {
-        if (e.url->empty()) continue;
-        if (std::string why = endpoint_problem(*e.url, insecure); !why.empty()) {
-            if (e.required)
-                return fail(ErrorCode::unavailable, std::string("discovery: ") + e.name + " '" + log_safe(*e.url) + "': " + why);
-            log::warning("oidc ", cfg_.id, ": discovery: ", e.name, " '", log_safe(*e.url), "' not used: ", why);
-            e.url->clear();
-        }
-    }
-    d.auth_methods = string_list(j, "token_endpoint_auth_methods_supported");
-    d.grant_types = string_list(j, "grant_types_supported");
-    const auto& all = jwt::default_algorithms();
-    if (j.contains("id_token_signing_alg_values_supported")) {
-        for (const auto& alg : string_list(j, "id_token_signing_alg_values_supported"))
-            if (contains(all, alg) && !contains(d.algorithms, alg)) d.algorithms.push_back(alg);
-        if (d.algorithms.empty())
-            log::warning("oidc ", cfg_.id, ": id_token_signing_alg_values_supported names no asymmetric "
-                         "algorithm we accept: every token will be refused");
-    } else {
-        d.algorithms = all;
-    }
+    std::vector<std::string> notes;
+    auto d = parse_discovery(r->body, cfg_.server_url, cfg_.allow_insecure_http, notes);
+    for (const auto& n : notes) log::warning("oidc ", cfg_.id, ": ", n);
     return d;
 }
 
@@ -704,19 +651,14 @@ void OidcProviderImpl::fill_user(Json& claims, const Discovery& d, const Secret*
 
 // A 200 answer of the token endpoint: validate its ID token and fill the user.
 bool OidcProviderImpl::token_response(const HttpResponse& r, const Discovery& d, OidcOutcome& out, Trace& t) {
-    Json j = parse_json(r.text());
-    struct Wiper {
-        Json& j;
-        ~Wiper() { wipe_strings(j); }
-    } wiper{j};
-    if (!j.is_object()) {
+    TokenAnswer a = parse_token_answer(r.text());
+    if (a.problem == TokenAnswer::Problem::not_json) {
         out.status = Status::unavailable;
         out.message = "the identity provider's token endpoint answered 200 without a JSON object";
         t.add("token endpoint: HTTP 200, not JSON");
         return false;
     }
-    auto id = j.find("id_token");
-    if (id == j.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
+    if (a.problem == TokenAnswer::Problem::no_id_token) {
         out.status = Status::unavailable;
         out.message = "the identity provider returned no ID token; is 'openid' in scopes?";
         t.add("token endpoint: HTTP 200 without id_token");
@@ -724,13 +666,9 @@ bool OidcProviderImpl::token_response(const HttpResponse& r, const Discovery& d,
         return false;
     }
     t.add("token endpoint: HTTP 200 with an ID token");
-    Secret id_token(id->get_ref<const std::string&>());
-    Secret access;
-    if (auto at = j.find("access_token"); at != j.end() && at->is_string()) access = Secret(at->get_ref<const std::string&>());
-    wipe_strings(j);
     Json claims;
-    if (!validate(id_token.view(), d, claims, out, t)) return false;
-    fill_user(claims, d, &access, out, t);
+    if (!validate(a.id_token.view(), d, claims, out, t)) return false;
+    fill_user(claims, d, &a.access_token, out, t);
     return true;
 }
 
@@ -847,43 +785,16 @@ Result<DeviceAuthorization> OidcProviderImpl::do_device_start() {
         log::warning("oidc ", cfg_.id, ": the device authorization endpoint refused: ", why);
         return fail(ErrorCode::unavailable, "the identity provider refused to start a device login (" + why + ")");
     }
-    Json j = parse_json(r->text());
-    struct Wiper {
-        Json& j;
-        ~Wiper() { wipe_strings(j); }
-    } wiper{j};
-    auto bad = [&](const std::string& why) {
-        log::warning("oidc ", cfg_.id, ": device authorization answer refused: ", why);
-        return fail(ErrorCode::unavailable, "the identity provider's device authorization answer is unusable: " + why);
-    };
-    if (!j.is_object()) return bad("not a JSON object");
-    auto dc = j.find("device_code");
-    if (dc == j.end() || !dc->is_string() || dc->get_ref<const std::string&>().empty()) return bad("no device_code");
-    if (dc->get_ref<const std::string&>().size() > kMaxDeviceCode) return bad("device_code too long");
-    auth.device_code = Secret(dc->get_ref<const std::string&>());
-    auth.user_code = string_member(j, "user_code");
-    if (auth.user_code.empty() || auth.user_code.size() > kMaxUserCode || !printable_token(auth.user_code))
-        return bad("user_code missing, too long or not printable");
-    // RFC 8628 spells it verification_uri; Google's older endpoint verification_url.
-    auth.verification_uri = string_member(j, "verification_uri");
-    if (auth.verification_uri.empty()) auth.verification_uri = string_member(j, "verification_url");
-    auth.verification_uri_complete = string_member(j, "verification_uri_complete");
-    if (auth.verification_uri.empty()) return bad("no verification_uri");
-    for (std::string* u : {&auth.verification_uri, &auth.verification_uri_complete}) {
-        if (u->empty()) continue;
-        // Shown on the user's terminal: printable, and a web address.
-        if (u->size() > kMaxUri || !printable_token(*u) || (u->rfind("https://", 0) != 0 && u->rfind("http://", 0) != 0)) {
-            if (u == &auth.verification_uri) return bad("verification_uri is not a printable http(s) URL");
-            u->clear();
-        }
+    const std::int64_t started = now();
+    auto parsed = parse_device_authorization(r->text(), started);
+    if (!parsed) {
+        log::warning("oidc ", cfg_.id, ": device authorization answer refused: ", parsed.error().detail);
+        return fail(ErrorCode::unavailable,
+                    "the identity provider's device authorization answer is unusable: " + parsed.error().detail);
     }
-    std::int64_t expires_in = 0;
-    if (!int_member(j, "expires_in", expires_in) || expires_in <= 0) return bad("expires_in missing or not positive");
-    expires_in = std::min(expires_in, kMaxDeviceLifetime);
-    std::int64_t interval = kDefaultInterval;
-    if (j.contains("interval") && !int_member(j, "interval", interval)) interval = kDefaultInterval;
-    auth.interval_s = static_cast<int>(std::clamp<std::int64_t>(interval, kMinInterval, kMaxInterval));
-    auth.expires_at = now() + expires_in;
+    parsed->code_verifier = std::move(auth.code_verifier);
+    auth = std::move(*parsed);
+    const std::int64_t expires_in = auth.expires_at - started;
     log::debug("oidc ", cfg_.id, ": device authorization started, expires in ", std::to_string(expires_in),
                " s, interval ", std::to_string(auth.interval_s), " s", pkce_ ? ", PKCE" : "");
     return auth;
@@ -984,6 +895,118 @@ proto::BackendState OidcProviderImpl::probe() {
 }
 
 }  // namespace
+
+Result<Discovery> parse_discovery(std::string_view body, const std::string& server_url, bool allow_insecure_http,
+                                  std::vector<std::string>& notes) {
+    const std::string url = server_url + "/.well-known/openid-configuration";
+    Json j = parse_json(body);
+    if (!j.is_object()) return fail(ErrorCode::unavailable, "discovery: " + log_safe(url) + " answered no JSON object");
+    Discovery d;
+    d.issuer = string_member(j, "issuer");
+    std::string_view a = d.issuer, b = server_url;
+    if (!a.empty() && a.back() == '/') a.remove_suffix(1);
+    if (d.issuer.empty() || a != b)
+        return fail(ErrorCode::unavailable, "discovery: issuer " + (d.issuer.empty() ? std::string("missing") : "'" + log_safe(d.issuer) + "'") +
+                                                " is not server_url '" + log_safe(server_url) +
+                                                "' (OpenID Connect Discovery §4.3 requires them equal)");
+    d.token_endpoint = string_member(j, "token_endpoint");
+    d.device_endpoint = string_member(j, "device_authorization_endpoint");
+    d.userinfo_endpoint = string_member(j, "userinfo_endpoint");
+    d.jwks_uri = string_member(j, "jwks_uri");
+    if (d.jwks_uri.empty()) return fail(ErrorCode::unavailable, "discovery: no jwks_uri");
+    struct Ep {
+        const char* name;
+        std::string* url;
+        bool required;
+    } eps[] = {{"jwks_uri", &d.jwks_uri, true},
+               {"token_endpoint", &d.token_endpoint, false},
+               {"device_authorization_endpoint", &d.device_endpoint, false},
+               {"userinfo_endpoint", &d.userinfo_endpoint, false}};
+    for (Ep& e : eps) {
+        if (e.url->empty()) continue;
+        if (std::string why = endpoint_problem(*e.url, allow_insecure_http); !why.empty()) {
+            if (e.required)
+                return fail(ErrorCode::unavailable, std::string("discovery: ") + e.name + " '" + log_safe(*e.url) + "': " + why);
+            notes.push_back(std::string("discovery: ") + e.name + " '" + log_safe(*e.url) + "' not used: " + why);
+            e.url->clear();
+        }
+    }
+    d.auth_methods = string_list(j, "token_endpoint_auth_methods_supported");
+    d.grant_types = string_list(j, "grant_types_supported");
+    const auto& all = jwt::default_algorithms();
+    if (j.contains("id_token_signing_alg_values_supported")) {
+        for (const auto& alg : string_list(j, "id_token_signing_alg_values_supported"))
+            if (contains(all, alg) && !contains(d.algorithms, alg)) d.algorithms.push_back(alg);
+        if (d.algorithms.empty())
+            notes.push_back("id_token_signing_alg_values_supported names no asymmetric "
+                            "algorithm we accept: every token will be refused");
+    } else {
+        d.algorithms = all;
+    }
+    return d;
+}
+
+TokenAnswer parse_token_answer(std::string_view body) {
+    TokenAnswer a;
+    Json j = parse_json(body);
+    struct Wiper {
+        Json& j;
+        ~Wiper() { wipe_strings(j); }
+    } wiper{j};
+    if (!j.is_object()) {
+        a.problem = TokenAnswer::Problem::not_json;
+        return a;
+    }
+    auto id = j.find("id_token");
+    if (id == j.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
+        a.problem = TokenAnswer::Problem::no_id_token;
+        return a;
+    }
+    a.id_token = Secret(id->get_ref<const std::string&>());
+    if (auto at = j.find("access_token"); at != j.end() && at->is_string())
+        a.access_token = Secret(at->get_ref<const std::string&>());
+    a.problem = TokenAnswer::Problem::none;
+    return a;
+}
+
+Result<DeviceAuthorization> parse_device_authorization(std::string_view body, std::int64_t now) {
+    Json j = parse_json(body);
+    struct Wiper {
+        Json& j;
+        ~Wiper() { wipe_strings(j); }
+    } wiper{j};
+    auto bad = [](const char* why) { return fail(ErrorCode::unavailable, why); };
+    DeviceAuthorization auth;
+    if (!j.is_object()) return bad("not a JSON object");
+    auto dc = j.find("device_code");
+    if (dc == j.end() || !dc->is_string() || dc->get_ref<const std::string&>().empty()) return bad("no device_code");
+    if (dc->get_ref<const std::string&>().size() > kMaxDeviceCode) return bad("device_code too long");
+    auth.device_code = Secret(dc->get_ref<const std::string&>());
+    auth.user_code = string_member(j, "user_code");
+    if (auth.user_code.empty() || auth.user_code.size() > kMaxUserCode || !printable_token(auth.user_code))
+        return bad("user_code missing, too long or not printable");
+    // RFC 8628 spells it verification_uri; Google's older endpoint verification_url.
+    auth.verification_uri = string_member(j, "verification_uri");
+    if (auth.verification_uri.empty()) auth.verification_uri = string_member(j, "verification_url");
+    auth.verification_uri_complete = string_member(j, "verification_uri_complete");
+    if (auth.verification_uri.empty()) return bad("no verification_uri");
+    for (std::string* u : {&auth.verification_uri, &auth.verification_uri_complete}) {
+        if (u->empty()) continue;
+        // Shown on the user's terminal: printable, and a web address.
+        if (u->size() > kMaxUri || !printable_token(*u) || (u->rfind("https://", 0) != 0 && u->rfind("http://", 0) != 0)) {
+            if (u == &auth.verification_uri) return bad("verification_uri is not a printable http(s) URL");
+            u->clear();
+        }
+    }
+    std::int64_t expires_in = 0;
+    if (!int_member(j, "expires_in", expires_in) || expires_in <= 0) return bad("expires_in missing or not positive");
+    expires_in = std::min(expires_in, kMaxDeviceLifetime);
+    std::int64_t interval = kDefaultInterval;
+    if (j.contains("interval") && !int_member(j, "interval", interval)) interval = kDefaultInterval;
+    auth.interval_s = static_cast<int>(std::clamp<std::int64_t>(interval, kMinInterval, kMaxInterval));
+    auth.expires_at = now + expires_in;
+    return auth;
+}
 
 TokenError classify_token_error(long http_status, std::string_view body) {
     TokenError te;

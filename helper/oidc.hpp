@@ -92,6 +92,38 @@ public:
 
 // --- pure pieces, exposed for unit tests -------------------------------------------------
 
+// What discovery found, with the choices derived from it.
+struct Discovery {
+    std::string issuer;           // as discovered: tokens' iss must equal it
+    std::string token_endpoint;   // may be empty: token login still works
+    std::string device_endpoint;
+    std::string userinfo_endpoint;
+    std::string jwks_uri;
+    std::vector<std::string> auth_methods;  // token_endpoint_auth_methods_supported
+    std::vector<std::string> algorithms;    // default_algorithms() ∩ id_token_signing_alg_values_supported
+    std::vector<std::string> grant_types;   // for the trace (glewlwyd omits password; not a reason to refuse)
+};
+
+// The discovery document of the IdP at `server_url` (its issuer must be server_url, a
+// trailing slash aside). Endpoints must be https:// (http:// to loopback, or any with
+// allow_insecure_http): a bad jwks_uri fails, another bad endpoint is dropped with a note.
+// `notes` gets what the caller should log as warnings.
+[[nodiscard]] Result<Discovery> parse_discovery(std::string_view body, const std::string& server_url,
+                                                bool allow_insecure_http, std::vector<std::string>& notes);
+
+// A 200 answer of the token endpoint: its id_token and access_token (the parsed document's
+// strings are wiped).
+struct TokenAnswer {
+    enum class Problem { none, not_json, no_id_token } problem = Problem::not_json;
+    Secret id_token;
+    Secret access_token;
+};
+TokenAnswer parse_token_answer(std::string_view body);
+
+// A 200 answer of the device authorization endpoint (RFC 8628 §3.2), received at `now`:
+// expires_in is cut to an hour, interval clamped to 1..60 s. The error says what is wrong.
+[[nodiscard]] Result<DeviceAuthorization> parse_device_authorization(std::string_view body, std::int64_t now);
+
 // What a token endpoint's answer other than 200 means (RFC 6749 §5.2, RFC 8628 §3.5).
 // An RFC 6749 error JSON is read by its "error"; a status without one is judged by the
 // status alone: 5xx and 429 are unavailable, a bare 400/401/403 (glewlwyd's answer to a

@@ -508,7 +508,9 @@ bool looks_like_saml_response(std::string_view password) {
     if (name != "Response") return false;
     std::string decl = prefix.empty() ? "xmlns=" : "xmlns:" + prefix + "=";
     auto d = tag.find(decl);
-    if (d == std::string::npos) return false;
+    // The value after its opening quote; `xmlns:p=` ending the tag has none (compare() past
+    // the end would throw std::out_of_range).
+    if (d == std::string::npos || d + decl.size() + 1 > tag.size()) return false;
     return tag.compare(d + decl.size() + 1, std::strlen(kProtocolNs), kProtocolNs) == 0;
 }
 

@@ -115,6 +115,7 @@ struct Server::Impl {
     Service service;
     Reloader reload;
     unsigned max_connections;
+    unsigned max_per_uid;
     int client_timeout_ms;
 
     mutable std::mutex runtime_mutex;
@@ -122,6 +123,7 @@ struct Server::Impl {
     std::shared_ptr<const Runtime> runtime;
 
     std::unordered_map<int, Connection> conns;  // I/O thread only
+    std::unordered_map<uid_t, unsigned> per_uid;  // open connections of each peer uid; I/O thread only
 
     std::mutex jobs_mutex;
     std::condition_variable jobs_cv;
@@ -140,6 +142,7 @@ struct Server::Impl {
         service.use(runtime);
         service_cache_dir = runtime->config.helper.cache_dir;
         max_connections = runtime->config.helper.max_connections;
+        max_per_uid = runtime->config.helper.max_connections_per_uid;
         client_timeout_ms = runtime->config.helper.client_timeout_ms;
     }
 
@@ -217,6 +220,15 @@ struct Server::Impl {
             auto rt = current();
             what = proto::describe_request(job.request);
             Reply reply = service.handle(rt, job.peer, job.request);
+            if (reply.conversation && reply.wake_at_ms != 0) {
+                // Held without an answer (a throttled login): the I/O thread's timer wakes it.
+                log::debug("peer ", peer_text(job.peer), ": ", what, " -> held for ",
+                           std::to_string(reply.wake_at_ms - proto::monotonic_ms()), " ms");
+                d.start = std::move(reply.conversation);
+                d.keep = true;
+                d.wake_at_ms = reply.wake_at_ms;
+                return d;
+            }
             response = std::move(reply.response);
             if (reply.conversation && std::holds_alternative<proto::Prompt>(*response))
                 d.start = std::move(reply.conversation);
@@ -273,6 +285,12 @@ struct Server::Impl {
                              " connections open (helper.max_connections)");
                 continue;
             }
+            // One local user cannot take every slot; root (sshd, login) is bounded by the total.
+            if (peer.uid != 0 && max_per_uid != 0 && per_uid[peer.uid] >= max_per_uid) {
+                log::warning("peer ", peer_text(peer), ": refused, uid ", std::to_string(peer.uid), " has ",
+                             std::to_string(per_uid[peer.uid]), " connections open (helper.max_connections_per_uid)");
+                continue;
+            }
             epoll_event ev{};
             ev.events = EPOLLIN | EPOLLRDHUP;
             ev.data.fd = cfd;
@@ -287,12 +305,16 @@ struct Server::Impl {
             c.deadline_ms = proto::monotonic_ms() + client_timeout_ms;
             c.fd = std::move(fd);
             conns.emplace(cfd, std::move(c));
+            ++per_uid[peer.uid];
         }
     }
 
     void close_conn(int fd) {
         ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, fd, nullptr);
-        conns.erase(fd);
+        auto it = conns.find(fd);
+        if (it == conns.end()) return;
+        if (auto u = per_uid.find(it->second.peer.uid); u != per_uid.end() && --u->second == 0) per_uid.erase(u);
+        conns.erase(it);
     }
 
     // Refuses a frame: tell the client why (best effort) and hang up.
@@ -486,6 +508,7 @@ struct Server::Impl {
             log::warning("helper.cache_dir changed; the new directory takes effect at the next restart");
         log::set_level(runtime->config.helper.log_level);
         max_connections = runtime->config.helper.max_connections;
+        max_per_uid = runtime->config.helper.max_connections_per_uid;
         client_timeout_ms = runtime->config.helper.client_timeout_ms;
         log::info("configuration reloaded");
     }

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <functional>
+#include <random>
 
 #include "device_flow.hpp"
 #include "jwt.hpp"
@@ -196,7 +198,8 @@ bool plausible_user_name(std::string_view name) noexcept {
 
 Service::Service(uid_t privileged_uid, std::shared_ptr<Accounts> accounts)
     : privileged_uid_(privileged_uid), started_(std::chrono::steady_clock::now()),
-      recent_(std::make_shared<RecentSignIns>()), accounts_(std::move(accounts)) {}
+      recent_(std::make_shared<RecentSignIns>()), accounts_(std::move(accounts)),
+      throttle_(std::make_shared<Throttle>()), failure_times_(std::make_shared<FailureTimes>()) {}
 
 void Service::use(const std::shared_ptr<const Runtime>& rt) const {
     if (accounts_) accounts_->use(rt);
@@ -211,7 +214,7 @@ Reply Service::handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer
         return std::visit(
             [&](auto& m) -> Reply {
                 using T = std::decay_t<decltype(m)>;
-                if constexpr (std::is_same_v<T, proto::AuthRequest>) return auth(rt, m);
+                if constexpr (std::is_same_v<T, proto::AuthRequest>) return auth(rt, peer, m);
                 else if constexpr (std::is_same_v<T, proto::AccountRequest>) return {account(*rt, m), nullptr};
                 else if constexpr (std::is_same_v<T, proto::SessionRequest>) return {session(*rt, m), nullptr};
                 else if constexpr (std::is_same_v<T, proto::StatusRequest>) return {status(*rt, peer), nullptr};
@@ -231,46 +234,169 @@ Reply Service::handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer
     return {verdict(Status::internal, "internal error in cvat-authd"), nullptr};
 }
 
-Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const proto::AuthRequest& r) const {
+namespace {
+
+// A login held on the server's timer (no thread): one the throttle let wait runs when woken;
+// an answer to be padded is sent when woken.
+class HeldLogin final : public Conversation {
+    using Run = std::function<std::pair<proto::Verdict, std::int64_t>()>;
+
+public:
+    explicit HeldLogin(Run run) : run_(std::move(run)) {}
+    explicit HeldLogin(proto::Verdict answer) : answer_(std::move(answer)) {}
+    Step answer(const Secret&) override {
+        return Step{verdict(Status::bad_request, "no answer was asked for"), 0};
+    }
+    Step wake() override {
+        if (!answer_) {
+            auto [v, at] = run_();
+            if (at > proto::monotonic_ms()) {
+                answer_ = std::move(v);
+                return Step{std::nullopt, at};
+            }
+            return Step{std::move(v), 0};
+        }
+        return Step{std::move(*answer_), 0};
+    }
+    std::int64_t answer_deadline_ms() const override { return proto::monotonic_ms(); }
+
+private:
+    Run run_;
+    std::optional<proto::Verdict> answer_;
+};
+
+}  // namespace
+
+Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::AuthRequest& r) const {
     if (!plausible_user_name(r.user)) return {verdict(Status::user_unknown, ""), nullptr};
+    const bool assertion = r.method != proto::AuthMethod::device && !rt->saml.empty() && r.idp != "ldap" &&
+                           looks_like_saml_response(r.password.view());
+    const bool token = !assertion && r.method != proto::AuthMethod::device && !rt->oidc.empty() &&
+                       r.idp != "ldap" &&
+                       (r.method == proto::AuthMethod::token || jwt::looks_like_jwt(r.password.view()));
+    if (!assertion && !token) {
+        Route route = route_user(*rt, r.user, r.idp);
+        log::debug("route for ", log_safe(r.user), ": ", route.why);
+        // method=auto with no password means "the device flow" only where an IdP can run one;
+        // for the directory an empty password stays a refused password.
+        const bool device = r.method == proto::AuthMethod::device ||
+                            (r.method == proto::AuthMethod::automatic && r.password.empty() &&
+                             route.kind == Route::Kind::oidc);
+        if (device) {
+            if (route.kind != Route::Kind::oidc)
+                return {verdict(Status::not_supported,
+                                "device login needs an OpenID Connect identity provider (" + route.why + ")"),
+                        nullptr};
+            return device_login(rt, route, r);
+        }
+        // A web server asks on every request: the same credentials again within
+        // helper.verdict_ttl are answered from memory, before any throttling (a guesser of
+        // this user's password must not slow down the user's own cached sessions).
+        if (accounts_ && route.kind != Route::Kind::none) {
+            const std::string backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp_config()->id;
+            if (auto v = accounts_->cached_verdict(*rt, backend, r.service, r.user, r.password)) {
+                log::debug("verdict cache: ", log_safe(r.user), " answered from memory");
+                return {std::move(*v), nullptr};
+            }
+        }
+    }
+
+    const ThrottleSettings& limits = rt->config.helper.rate_limit;
+    // Root without an rhost is every local console, su and sudo at once: no peer of its own
+    // (one user's guessing must not slow everyone's su); the per-user rule still applies.
+    Throttle::Keys keys{lower(r.user), peer.uid == 0 && r.rhost.empty()
+                                           ? std::string()
+                                           : "uid=" + std::to_string(peer.uid) + " rhost=" + r.rhost};
+    const std::int64_t now = proto::monotonic_ms();
+    // The client waits timeout_ms for the answer; the check itself needs some of that.
+    std::int64_t max_wait = limits.max_delay_ms;
+    if (r.timeout_ms != 0) {
+        const std::int64_t t = r.timeout_ms;
+        max_wait = std::min(max_wait, t - std::max<std::int64_t>(2000, t / 4));
+    }
+    Throttle::Gate gate = throttle_->admit(limits, keys, now, std::max<std::int64_t>(max_wait, 0));
+    if (gate.refused) {
+        log::warning("login of ", log_safe(r.user), " from ", log_safe(keys.peer),
+                     " refused unchecked: too many failed logins (helper.rate_limit)");
+        return {verdict(Status::auth_err, "too many failed logins; try again in a few seconds"), nullptr};
+    }
+    if (gate.at_ms > now) {
+        log::info("login of ", log_safe(r.user), " from ", log_safe(keys.peer), " held ",
+                  std::to_string(gate.at_ms - now), " ms after repeated failures (helper.rate_limit)");
+        auto held = std::make_shared<proto::AuthRequest>(std::move(r));
+        auto run = [this, rt, keys, held]() {
+            Timed t = checked_login(*rt, keys, *held);
+            return std::make_pair(std::move(t.verdict), t.answer_at_ms);
+        };
+        return {verdict(Status::internal, ""), std::make_unique<HeldLogin>(std::move(run)), gate.at_ms};
+    }
+    Timed t = checked_login(*rt, keys, r);
+    if (t.answer_at_ms > proto::monotonic_ms())
+        return {verdict(Status::internal, ""), std::make_unique<HeldLogin>(std::move(t.verdict)), t.answer_at_ms};
+    return {std::move(t.verdict), nullptr};
+}
+
+void FailureTimes::record(const std::string& backend, std::int64_t ms) {
+    std::lock_guard lock(mutex_);
+    auto& ring = ring_[backend];
+    std::size_t& next = next_[backend];
+    if (ring.size() < kKept) ring.push_back(ms);
+    else ring[next] = ms;
+    next = (next + 1) % kKept;
+}
+
+std::int64_t FailureTimes::sample(const std::string& backend) {
+    std::lock_guard lock(mutex_);
+    auto it = ring_.find(backend);
+    if (it == ring_.end() || it->second.empty()) return 0;
+    // Timing only, not a secret: any uniform pick will do.
+    thread_local std::minstd_rand pick(std::random_device{}());
+    return it->second[pick() % it->second.size()];
+}
+
+Service::Timed Service::checked_login(const Runtime& rt, const Throttle::Keys& keys,
+                                      const proto::AuthRequest& r) const {
+    const std::int64_t started = proto::monotonic_ms();
+    std::string backend;
+    Timed t{run_login(rt, r, &backend), 0};
+    const std::int64_t now = proto::monotonic_ms();
+    const Status s = t.verdict.status;
+    if (s == Status::auth_err || s == Status::user_unknown)
+        throttle_->failed(rt.config.helper.rate_limit, keys, now);
+    else if (s == Status::ok)
+        throttle_->succeeded(keys);
+    if (!backend.empty()) {
+        // A known user's wrong password sets the pace; an unknown user's answer follows it.
+        // (Empty passwords are refused before the directory: not a sample.)
+        if (s == Status::auth_err && !r.password.empty()) failure_times_->record(backend, now - started);
+        else if (s == Status::user_unknown) {
+            // Never so long that the client gives up first (its timeout_ms, 0: pam_cvat's 10 s).
+            const std::int64_t budget = (r.timeout_ms != 0 ? r.timeout_ms : 10000) / 2;
+            t.answer_at_ms = started + std::min(failure_times_->sample(backend), budget);
+        }
+    }
+    return t;
+}
+
+proto::Verdict Service::run_login(const Runtime& rt, const proto::AuthRequest& r, std::string* password_backend) const {
     // A base64 SAMLResponse as the password is validated by the IdP that issued it (issue 9),
     // before the JWT check; never sent anywhere.
-    if (r.method != proto::AuthMethod::device && !rt->saml.empty() && r.idp != "ldap" &&
+    if (r.method != proto::AuthMethod::device && !rt.saml.empty() && r.idp != "ldap" &&
         looks_like_saml_response(r.password.view()))
-        return {saml_assertion_login(*rt, r), nullptr};
+        return saml_assertion_login(rt, r);
     // A JWT as the password is a token login (DESIGN.md §2) unless the admin pinned LDAP.
-    const bool token = r.method != proto::AuthMethod::device && !rt->oidc.empty() && r.idp != "ldap" &&
-                       (r.method == proto::AuthMethod::token || jwt::looks_like_jwt(r.password.view()));
-    if (token) return {token_login(*rt, r), nullptr};
-
-    Route route = route_user(*rt, r.user, r.idp);
-    log::debug("route for ", log_safe(r.user), ": ", route.why);
-    // method=auto with no password means "the device flow" only where an IdP can run one;
-    // for the directory an empty password stays a refused password.
-    const bool device = r.method == proto::AuthMethod::device ||
-                        (r.method == proto::AuthMethod::automatic && r.password.empty() &&
-                         route.kind == Route::Kind::oidc);
-    if (device) {
-        if (route.kind != Route::Kind::oidc)
-            return {verdict(Status::not_supported,
-                            "device login needs an OpenID Connect identity provider (" + route.why + ")"),
-                    nullptr};
-        return device_login(rt, route, r);
-    }
-    return {password_login(*rt, route, r), nullptr};
+    if (r.method != proto::AuthMethod::device && !rt.oidc.empty() && r.idp != "ldap" &&
+        (r.method == proto::AuthMethod::token || jwt::looks_like_jwt(r.password.view())))
+        return token_login(rt, r);
+    Route route = route_user(rt, r.user, r.idp);
+    if (route.kind != Route::Kind::none)
+        *password_backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp_config()->id;
+    return password_login(rt, route, r);
 }
 
 proto::Verdict Service::password_login(const Runtime& rt, const Route& route, const proto::AuthRequest& r) const {
     if (route.kind == Route::Kind::none) return verdict(Status::user_unknown, route.why);
     const std::string backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp_config()->id;
-    // A web server asks on every request: the same credentials again within
-    // helper.verdict_ttl are answered from memory.
-    if (accounts_) {
-        if (auto v = accounts_->cached_verdict(rt, backend, r.service, r.user, r.password)) {
-            log::debug("verdict cache: ", log_safe(r.user), " answered from memory");
-            return *v;
-        }
-    }
     proto::Verdict v;
     if (route.kind == Route::Kind::ldap) {
         LdapOutcome out = rt.ldap->authenticate(r.user, r.password);
@@ -519,6 +645,13 @@ proto::Response Service::status(const Runtime& rt, const Peer& peer) const {
     if (rt.ldap) {
         for (auto& b : rt.ldap->probe()) s.backends.push_back(std::move(b));
     }
+    const Throttle::Stats t = throttle_->stats();
+    s.backends.push_back({"rate_limit", true,
+                          std::to_string(t.users) + " user names and " + std::to_string(t.peers) +
+                              " peers with recent failures (at most " +
+                              std::to_string(rt.config.helper.rate_limit.max_entries) + " each); " +
+                              std::to_string(t.delayed) + " logins delayed, " + std::to_string(t.refused) +
+                              " refused"});
     for (const auto& p : rt.oidc) s.backends.push_back(p->probe());
     for (const auto& p : rt.saml) s.backends.push_back(p->probe());
     if (rt.config.sso.configured) {

@@ -20,6 +20,7 @@
 #include "oidc.hpp"
 #include "protocol.hpp"
 #include "saml.hpp"
+#include "throttle.hpp"
 
 namespace cvat::helper {
 
@@ -79,10 +80,29 @@ private:
     std::unordered_map<std::string, Entry> entries_;
 };
 
+// How long wrong-password answers took lately, per backend: an unknown user's answer is held
+// until a time drawn from these, so both take the same time (no user enumeration by timing).
+// Thread-safe, a few hundred bytes per backend.
+class FailureTimes {
+public:
+    void record(const std::string& backend, std::int64_t ms);
+    // One of the recent durations at random; 0 with none yet.
+    std::int64_t sample(const std::string& backend);
+
+private:
+    static constexpr std::size_t kKept = 64;
+    std::mutex mutex_;
+    std::unordered_map<std::string, std::vector<std::int64_t>> ring_;
+    std::unordered_map<std::string, std::size_t> next_;
+};
+
 // A response, and for a Prompt the conversation that continues it.
+// With `wake_at_ms` set, nothing is sent now: the server holds the connection without a
+// thread until then and calls the conversation's wake() for the answer (a throttled login).
 struct Reply {
     proto::Response response;
     std::unique_ptr<Conversation> conversation;
+    std::int64_t wake_at_ms = 0;
 };
 
 class Service {
@@ -100,7 +120,17 @@ public:
     Reply handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::Request& request) const;
 
 private:
-    Reply auth(const std::shared_ptr<const Runtime>& rt, const proto::AuthRequest& r) const;
+    Reply auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::AuthRequest& r) const;
+    // The login itself (after the throttle let it through), its outcome counted, and the
+    // time before which the answer must not go (an unknown user padded to a wrong password's
+    // time); 0: at once.
+    struct Timed {
+        proto::Verdict verdict;
+        std::int64_t answer_at_ms = 0;
+    };
+    Timed checked_login(const Runtime& rt, const Throttle::Keys& keys, const proto::AuthRequest& r) const;
+    // `password_backend`: set to the backend of a password login (not a token or assertion).
+    proto::Verdict run_login(const Runtime& rt, const proto::AuthRequest& r, std::string* password_backend) const;
     proto::Verdict password_login(const Runtime& rt, const Route& route, const proto::AuthRequest& r) const;
     proto::Verdict token_login(const Runtime& rt, const proto::AuthRequest& r) const;
     proto::Verdict saml_assertion_login(const Runtime& rt, const proto::AuthRequest& r) const;
@@ -126,6 +156,8 @@ private:
     std::chrono::steady_clock::time_point started_;
     std::shared_ptr<RecentSignIns> recent_;
     std::shared_ptr<Accounts> accounts_;
+    std::shared_ptr<Throttle> throttle_;
+    std::shared_ptr<FailureTimes> failure_times_;
 };
 
 // The one-line summary of a response for the request log (never a secret).

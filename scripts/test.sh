@@ -7,8 +7,9 @@
 #   build-asan (-Db_sanitize=address,undefined): suites unit, module, integration, fuzz (the seed
 #              corpora); every ASan/UBSan/LeakSanitizer report, from any process, is a failure
 #   build-test (plain, as packaged): suites linkage (the modules' DT_NEEDED and symbols) and e2e
-#              (real nginx, Apache, sshd, the Debian packages), then the module tests under
-#              valgrind (memcheck; an error or a definite leak fails)
+#              (real nginx, Apache, sshd, the Debian packages), test_secrets again (its core
+#              scan needs the plain allocator), then the module tests under valgrind
+#              (memcheck; an error or a definite leak fails)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -38,7 +39,9 @@ if meson test -C "$ASAN_BUILD" --list --suite fuzz >/dev/null 2>&1; then asan_su
 meson test -C "$ASAN_BUILD" --print-errorlogs --num-processes 2 "${asan_suites[@]}"
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
+# test_secrets also here: its core-dump scan needs the plain allocator (ASan keeps freed blocks).
 meson test -C "$BUILD" --print-errorlogs --num-processes 2 --suite linkage --suite e2e
+meson test -C "$BUILD" --print-errorlogs --logbase secrets test_secrets
 
 # memcheck over the programs that load the modules (pam_cvat.so under real libpam and
 # pam_wrapper, libnss_cvat.so.2 by dlopen and under nss_wrapper); the daemons and tools they
@@ -49,7 +52,7 @@ meson test -C "$BUILD" --print-errorlogs --num-processes 2 --logbase valgrind --
   --wrapper "$VALGRIND" test_pam_module test_pam_module_daemon test_nss_module test_nss_wrapper
 
 python3 - "$ASAN_BUILD/meson-logs/testlog.json:asan" "$BUILD/meson-logs/testlog.json:" \
-          "$BUILD/meson-logs/valgrind.json:valgrind" "$REPORTS" <<'PY'
+          "$BUILD/meson-logs/secrets.json:plain" "$BUILD/meson-logs/valgrind.json:valgrind" "$REPORTS" <<'PY'
 # Counts TAP subtests (a program that died counts one failure more than it reported), then one
 # failure per sanitizer report file.
 import glob, json, os, re, sys

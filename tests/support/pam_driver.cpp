@@ -78,6 +78,7 @@ void pam_transaction(const PamCall& call, const pam_conv& conv, PamOutcome& out)
         out.seconds = now_s() - started;
         return;
     }
+    if (!call.rhost.empty()) (void)pam_set_item(pamh, PAM_RHOST, call.rhost.c_str());
     if (call.change_only) {
         rc = out.chauthtok = pam_chauthtok(pamh, 0);
     } else if (call.account_only) {

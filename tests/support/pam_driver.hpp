@@ -23,6 +23,7 @@ struct PamCall {
                                          // pam_chauthtok(PAM_CHANGE_EXPIRED_AUTHTOK), as login/sshd
     bool change_only = false;            // pam_chauthtok(0) alone, as passwd(1) (no authenticate)
     bool account_only = false;           // pam_acct_mgmt alone, as sshd after a public key
+    std::string rhost;                   // PAM_RHOST, as sshd and web servers set it (empty: unset)
 };
 
 struct PamOutcome {

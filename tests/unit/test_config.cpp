@@ -28,6 +28,7 @@ using cvat::helper::Config;
 using cvat::helper::GroupType;
 using cvat::helper::load_config;
 using cvat::helper::LoadOptions;
+using cvat::helper::ThrottleSettings;
 using cvat::helper::Protocol;
 using cvat::helper::Scope;
 using cvat::helper::SelectionMode;
@@ -513,6 +514,51 @@ void verdict_ttl(void**) {
     expect_line(d, "7:16", std::string(range) + "'30s'");
 }
 
+// issue 6: failed-login throttling and the per-uid connection cap.
+void rate_limit_settings(void**) {
+    Config c = load_ok(kLdapMin);
+    const ThrottleSettings& t = c.helper.rate_limit;
+    assert_int_equal(t.per_user.failures, 5);
+    assert_int_equal(t.per_user.window_ms, 300000);
+    assert_int_equal(t.per_peer.failures, 20);
+    assert_int_equal(t.per_peer.window_ms, 300000);
+    assert_int_equal(t.delay_ms, 1000);
+    assert_int_equal(t.max_delay_ms, 5000);  // within pam_cvat's default timeout of 10 s
+    assert_int_equal(t.max_entries, 10000);
+    assert_int_equal(c.helper.max_connections_per_uid, 128);
+    c = load_ok(std::string(kLdapMin) +
+                "helper:\n"
+                "  max_connections_per_uid: 0\n"
+                "  rate_limit:\n"
+                "    per_user: {failures: 3, window: 60}\n"
+                "    per_peer: {failures: 0}\n"
+                "    delay: 0.5\n"
+                "    max_delay: 30\n"
+                "    max_entries: 50000\n");
+    assert_int_equal(c.helper.max_connections_per_uid, 0);
+    assert_int_equal(c.helper.rate_limit.per_user.failures, 3);
+    assert_int_equal(c.helper.rate_limit.per_user.window_ms, 60000);
+    assert_int_equal(c.helper.rate_limit.per_peer.failures, 0);
+    assert_int_equal(c.helper.rate_limit.per_peer.window_ms, 300000);
+    assert_int_equal(c.helper.rate_limit.delay_ms, 500);
+    assert_int_equal(c.helper.rate_limit.max_delay_ms, 30000);
+    assert_int_equal(c.helper.rate_limit.max_entries, 50000);
+
+    std::string d = load_error(std::string(kLdapMin) + "helper:\n  rate_limit:\n    per_user: {failures: -1}\n");
+    expect_line(d, "8:26", "helper.rate_limit.per_user.failures: expected a whole number from 0 to 1000, found '-1'");
+    d = load_error(std::string(kLdapMin) + "helper:\n  rate_limit:\n    per_peer: {window: 0}\n");
+    expect_line(d, "8:24", "helper.rate_limit.per_peer.window: expected a number of seconds from 1 to 86400 "
+                           "(fractions like 0.5 allowed), found '0'");
+    d = load_error(std::string(kLdapMin) + "helper:\n  rate_limit:\n    per_users: {failures: 3}\n");
+    expect_line(d, "8:5", "helper.rate_limit.per_users: unknown key 'per_users': did you mean 'per_user'?");
+    d = load_error(std::string(kLdapMin) + "helper:\n  rate_limit:\n    delay: 10\n    max_delay: 2\n");
+    expect_line(d, "9:16", "helper.rate_limit.max_delay: expected delay <= max_delay, found delay 10 s and max_delay 2 s");
+    d = load_error(std::string(kLdapMin) + "helper:\n  rate_limit:\n    max_entries: 10\n");
+    expect_line(d, "8:18", "helper.rate_limit.max_entries: expected a whole number from 16 to 10000000, found '10'");
+    d = load_error(std::string(kLdapMin) + "helper:\n  max_connections_per_uid: 65537\n");
+    expect_line(d, "7:28", "helper.max_connections_per_uid: expected a whole number from 0 to 65536, found '65537'");
+}
+
 void offline_settings(void**) {
     Config c = load_ok(kLdapMin);
     assert_false(c.helper.offline.enabled);  // off unless asked for
@@ -974,6 +1020,7 @@ int main() {
         cmocka_unit_test(misc_structure),
         cmocka_unit_test(verdict_ttl),
         cmocka_unit_test(offline_settings),
+        cmocka_unit_test(rate_limit_settings),
         cmocka_unit_test(nss_cache_settings),
         cmocka_unit_test(nss_role_groups),
         cmocka_unit_test(minimal_ldap_defaults),

@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Abuse limits of cvat-authd (issue 6 item 4) through the real path: libpam → pam_cvat.so →
+// cvat-authd → slapd (the AD-shaped fixture tree). Failed logins past helper.rate_limit's
+// thresholds are held (per user name, and per peer uid + PAM_RHOST) for a doubling, capped
+// delay; a correct password after the delay still gets in (no lockout); a burst past the cap
+// is refused unchecked; helper.max_connections_per_uid closes a local user's extra
+// connections while other users are served; a flood of 100,000 distinct user names leaves
+// the failure table and the daemon's memory bounded.
+#include "cmocka.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grp.h>
+#include <poll.h>
+#include <security/pam_appl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ad_daemon.hpp"
+#include "fixture.hpp"
+#include "pam_driver.hpp"
+#include "pam_expect.hpp"
+
+using namespace cvat;
+using namespace cvat::test;
+
+namespace {
+
+// A login through PAM against the loopback slapd takes milliseconds; on a loaded 2-core CI
+// machine allow this much on top of any expected wait.
+constexpr double kSlack = 0.8;
+
+struct World {
+    TempDir tmp;
+    std::unique_ptr<Slapd> ad;
+    int counter = 0;
+};
+World* g = nullptr;
+
+struct Login {
+    std::unique_ptr<Daemon> daemon;
+    std::string dir;
+
+    PamOutcome operator()(const std::string& user, const std::string& password,
+                          const std::string& rhost = "", const std::string& service = "cvat-test") const {
+        PamCall call;
+        call.confdir = dir + "/pam";
+        call.service = service;  // one service file per thread: each call rewrites its own
+        call.user = user;
+        call.answers = {password};
+        call.module_args = "socket=" + daemon->socket() + " timeout=30";
+        call.account = false;
+        call.rhost = rhost;
+        return pam_login(call);
+    }
+};
+
+Login start(const std::string& name, const std::string& helper_extra, bool quiet = false) {
+    Login l;
+    l.dir = g->tmp.path() + "/" + name + std::to_string(++g->counter);
+    ::mkdir(l.dir.c_str(), 0700);
+    std::string yaml = ad_daemon_config(l.dir, *g->ad, helper_extra);
+    if (quiet) yaml.replace(yaml.find("log_level: debug"), 16, "log_level: warning");
+    l.daemon = std::make_unique<Daemon>(l.dir, yaml);
+    return l;
+}
+
+void expect_time(const std::string& what, double seconds, double lo, double hi) {
+    std::printf("# %s: %.3f s (want %.2f .. %.2f)\n", what.c_str(), seconds, lo, hi);
+    if (seconds < lo || seconds > hi) fail_msg("%s took %.3f s, want %.2f .. %.2f s", what.c_str(), seconds, lo, hi);
+}
+
+int setup(void**) {
+    g = new World;
+    g->ad = std::make_unique<Slapd>(g->tmp.path() + "/ad", "ad");
+    return 0;
+}
+
+int teardown(void**) {
+    delete g;
+    g = nullptr;
+    return 0;
+}
+
+// Per user: three failures are free, the fourth waits `delay`, the next one twice that; the
+// right password after that wait gets in and clears the count; another user is not slowed.
+void per_user_delays(void**) {
+    Login l = start("user", "  rate_limit: {per_user: {failures: 3, window: 60}, per_peer: {failures: 0}, "
+                            "delay: 1, max_delay: 4}\n");
+    for (int i = 1; i <= 3; ++i) {
+        auto o = l("alice", "wrong-" + std::to_string(i));
+        expect_pam("alice wrong password " + std::to_string(i), o.authenticate, PAM_AUTH_ERR);
+        expect_time("alice failure " + std::to_string(i) + " (free)", o.seconds, 0, kSlack);
+    }
+    auto o = l("alice", "wrong-4");
+    expect_pam("alice wrong password 4", o.authenticate, PAM_AUTH_ERR);
+    expect_time("alice failure 4 (held 1 s)", o.seconds, 0.6, 1 + kSlack);
+    // Another user's login is not held by alice's failures.
+    o = l("bob", "wrong");
+    expect_pam("bob wrong password", o.authenticate, PAM_AUTH_ERR);
+    expect_time("bob failure 1 (free)", o.seconds, 0, kSlack);
+    // Four failures: the next attempt waits 2 s, and is then checked honestly.
+    o = l("alice", "alice-Passw0rd");
+    expect_pam("alice right password after the failures", o.authenticate, PAM_SUCCESS);
+    expect_time("alice success (held 2 s)", o.seconds, 1.4, 2 + kSlack);
+    // The success cleared alice's count.
+    o = l("alice", "wrong-5");
+    expect_pam("alice wrong password after a success", o.authenticate, PAM_AUTH_ERR);
+    expect_time("alice failure after a success (free)", o.seconds, 0, kSlack);
+    // Unknown names count the same as known ones (no enumeration by throttling).
+    for (int i = 1; i <= 3; ++i) (void)l("nosuchuser", "x");
+    o = l("nosuchuser", "x");
+    expect_pam("unknown user", o.authenticate, PAM_USER_UNKNOWN);
+    expect_time("unknown user failure 4 (held 1 s)", o.seconds, 0.6, 1 + kSlack);
+
+    std::string st = status_detail(l.daemon->socket(), "rate_limit");
+    std::printf("# status: %s\n", st.c_str());
+    if (!contains(st, "3 logins delayed")) fail_msg("status rate_limit: %s", st.c_str());
+    std::string log = read_file(l.daemon->log_path());
+    if (!contains(log, " ms after repeated failures (helper.rate_limit)"))
+        fail_msg("no 'held' line in the daemon's log");
+}
+
+// A burst of parallel guesses at a throttled user: attempts are taken one per delay; those
+// that would wait past max_delay are refused at once, unchecked. Then the right password,
+// after at most max_delay, still gets in.
+void burst_refused_not_locked(void**) {
+    Login l = start("burst", "  rate_limit: {per_user: {failures: 2, window: 60}, per_peer: {failures: 0}, "
+                             "delay: 1, max_delay: 3}\n");
+    for (int i = 0; i < 2; ++i) (void)l("walter", "wrong");
+    constexpr int kBurst = 8;
+    std::vector<PamOutcome> out(kBurst);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kBurst; ++i)
+        threads.emplace_back([&, i] {
+            out[static_cast<std::size_t>(i)] = l("walter", "guess-" + std::to_string(i), "", "burst" + std::to_string(i));
+        });
+    for (auto& t : threads) t.join();
+    int refused_fast = 0;
+    double longest = 0;
+    for (const auto& o : out) {
+        expect_pam("walter guess in a burst", o.authenticate, PAM_AUTH_ERR);
+        if (o.seconds < 0.5) ++refused_fast;
+        longest = std::max(longest, o.seconds);
+    }
+    std::printf("# burst of %d: %d answered within 0.5 s, longest %.3f s\n", kBurst, refused_fast, longest);
+    // At most max_delay / delay + 1 attempts fit before the cap; the rest are refused.
+    if (refused_fast < kBurst - 4) fail_msg("only %d of %d burst attempts refused at once", refused_fast, kBurst);
+    if (longest > 3 + kSlack) fail_msg("a burst attempt waited %.3f s, past max_delay 3 s", longest);
+    std::string log = read_file(l.daemon->log_path());
+    if (!contains(log, "refused unchecked: too many failed logins")) fail_msg("no refusal in the daemon's log");
+    // Not a lockout: within max_delay (plus the one running), the right password gets in.
+    PamOutcome ok;
+    double waited = 0;
+    for (int i = 0; i < 10; ++i) {
+        ok = l("walter", "walter-Passw0rd");
+        waited += ok.seconds;
+        if (ok.authenticate == PAM_SUCCESS) break;
+        ::usleep(500 * 1000);
+        waited += 0.5;
+    }
+    expect_pam("walter's own password after the burst", ok.authenticate, PAM_SUCCESS);
+    expect_time("walter in after the burst", waited, 0, 2 * 3 + kSlack);
+}
+
+// Per peer (uid + PAM_RHOST): failures for different users from one remote host add up;
+// another host is not slowed.
+void per_peer_delays(void**) {
+    Login l = start("peer", "  rate_limit: {per_user: {failures: 0}, per_peer: {failures: 3, window: 60}, "
+                            "delay: 1, max_delay: 4}\n");
+    const char* users[] = {"alice", "bob", "walter"};
+    for (const char* u : users) {
+        auto o = l(u, "wrong", "192.0.2.10");
+        expect_pam(std::string(u) + " wrong from 192.0.2.10", o.authenticate, PAM_AUTH_ERR);
+        expect_time(std::string(u) + " from 192.0.2.10 (free)", o.seconds, 0, kSlack);
+    }
+    auto o = l("dora", "wrong", "192.0.2.10");
+    expect_pam("dora wrong from 192.0.2.10", o.authenticate, PAM_AUTH_ERR);
+    expect_time("4th failure from 192.0.2.10 (held 1 s)", o.seconds, 0.6, 1 + kSlack);
+    o = l("dora", "dora-Passw0rd", "192.0.2.20");
+    expect_pam("dora from 192.0.2.20", o.authenticate, PAM_SUCCESS);
+    expect_time("another host (free)", o.seconds, 0, kSlack);
+    o = l("nina", "wrong", "192.0.2.20");
+    expect_time("another host's failure (free)", o.seconds, 0, kSlack);
+    // The right password from the throttled host: held, then let in.
+    o = l("dora", "dora-Passw0rd", "192.0.2.10");
+    expect_pam("dora's own password from 192.0.2.10", o.authenticate, PAM_SUCCESS);
+    expect_time("dora from the throttled host (held 2 s)", o.seconds, 1.4, 2 + kSlack);
+}
+
+// A connection that the daemon closes at once reads EOF; one it keeps answers a status request.
+bool served(int fd) {
+    auto r = proto::call(fd, proto::StatusRequest{}, proto::Deadline::after_ms(5000));
+    return r && std::holds_alternative<proto::StatusReply>(*r);
+}
+bool closed_by_daemon(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 3000) != 1) return false;
+    char c;
+    return ::recv(fd, &c, 1, 0) == 0;
+}
+
+// Runs `fn` in a child as uid/gid `id`; its exit code (fn's return), or -1.
+template <typename Fn>
+int as_uid(uid_t id, Fn fn) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        if (::setgroups(0, nullptr) != 0 || ::setgid(id) != 0 || ::setuid(id) != 0) ::_exit(100);
+        ::_exit(fn());
+    }
+    int status = 0;
+    if (pid < 0 || ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+}
+
+void connection_cap_per_uid(void**) {
+    Login l = start("cap", "  max_connections_per_uid: 4\n  client_timeout: 30\n");
+    // The socket lives in the test's private directories: let other uids reach it.
+    ::chmod(g->tmp.path().c_str(), 0711);
+    ::chmod(l.dir.c_str(), 0711);
+    const std::string socket = l.daemon->socket();
+    int to_parent[2], to_child[2];
+    assert_int_equal(::pipe(to_parent), 0);
+    assert_int_equal(::pipe(to_child), 0);
+    pid_t holder = ::fork();
+    if (holder == 0) {
+        // uid 65534 (nobody): four connections are kept, a fifth is closed at accept.
+        if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(100);
+        std::vector<UniqueFd> kept;
+        for (int i = 0; i < 4; ++i) {
+            auto fd = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+            if (!fd) ::_exit(101);
+            kept.push_back(std::move(*fd));
+        }
+        int code = 0;
+        if (!served(kept[0].get())) code |= 2;
+        auto fifth = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+        if (!fifth || !closed_by_daemon(fifth->get())) code |= 4;
+        if (!served(kept[3].get())) code |= 8;
+        char c = 'R';
+        if (::write(to_parent[1], &c, 1) != 1) ::_exit(102);
+        if (::read(to_child[0], &c, 1) != 1) ::_exit(103);  // the parent checked the others
+        kept.clear();
+        ::usleep(300 * 1000);
+        auto again = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+        if (!again || !served(again->get())) code |= 16;
+        ::_exit(code);
+    }
+    char c = 0;
+    assert_int_equal(::read(to_parent[0], &c, 1), 1);
+    // While uid 65534 is at its cap: another local uid and root are served.
+    int other = as_uid(65533, [&] {
+        auto fd = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+        return fd && served(fd->get()) ? 0 : 1;
+    });
+    auto o = l("alice", "alice-Passw0rd");
+    c = 'G';
+    assert_int_equal(::write(to_child[1], &c, 1), 1);
+    int status = 0;
+    assert_int_equal(::waitpid(holder, &status, 0), holder);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::printf("# holder uid 65534: code %d (2: first not served, 4: fifth not closed, 8: fourth not served, "
+                "16: not served after closing)\n", code);
+    assert_int_equal(code, 0);
+    assert_int_equal(other, 0);
+    expect_pam("root's login while uid 65534 is at its cap", o.authenticate, PAM_SUCCESS);
+    std::string log = read_file(l.daemon->log_path());
+    if (!contains(log, "uid 65534 has 4 connections open (helper.max_connections_per_uid)"))
+        fail_msg("no refusal line in the daemon's log");
+    for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
+}
+
+// 100,000 distinct, long user names with wrong passwords: the failure table stays at
+// max_entries and the daemon's memory does not grow with the names.
+void flood_of_names(void**) {
+    constexpr std::size_t kMaxEntries = 1000;
+    Login l = start("flood", "  rate_limit: {per_user: {failures: 1, window: 3600}, per_peer: {failures: 0}, "
+                             "max_entries: " + std::to_string(kMaxEntries) + "}\n", true);
+    const std::string pad(180, 'x');
+    std::atomic<long> next{0}, errors{0};
+    auto send = [&](long upto) {
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 8; ++t)
+            threads.emplace_back([&, upto] {
+                auto fd = proto::connect_unix(l.daemon->socket(), proto::Deadline::after_ms(5000));
+                if (!fd) {
+                    ++errors;
+                    return;
+                }
+                for (long i; (i = next++) < upto;) {
+                    proto::AuthRequest r;
+                    r.user = "flood-" + std::to_string(i) + "-" + pad;
+                    r.password = Secret("not-the-password");
+                    r.service = "flood";
+                    r.timeout_ms = 30000;
+                    proto::Request req{std::move(r)};
+                    auto resp = proto::call(fd->get(), req, proto::Deadline::after_ms(30000));
+                    const auto* v = resp ? std::get_if<proto::Verdict>(&*resp) : nullptr;
+                    if (v == nullptr || v->status != proto::Status::user_unknown) ++errors;
+                }
+            });
+        for (auto& t : threads) t.join();
+        next = upto;  // each thread's last fetch went past upto: the next phase starts there
+    };
+    auto t0 = proto::monotonic_ms();
+    send(5000);
+    const long rss_warm = vm_rss_kib(l.daemon->pid());
+    send(100000);
+    const long rss_after = vm_rss_kib(l.daemon->pid());
+    std::string st = status_detail(l.daemon->socket(), "rate_limit");
+    std::printf("# 100000 names in %.1f s; VmRSS %ld KiB after 5000, %ld KiB after 100000; %s\n",
+                (proto::monotonic_ms() - t0) / 1000.0, rss_warm, rss_after, st.c_str());
+    assert_int_equal(errors.load(), 0);
+    if (!contains(st, std::to_string(kMaxEntries) + " user names"))
+        fail_msg("the failure table is not at max_entries: %s", st.c_str());
+    // Unbounded, 95,000 more entries of ~200-byte names would add well over 30 MiB.
+    if (rss_warm < 0 || rss_after - rss_warm > 12 * 1024)
+        fail_msg("VmRSS grew from %ld to %ld KiB over the flood", rss_warm, rss_after);
+    // Still serving.
+    auto o = l("alice", "alice-Passw0rd");
+    expect_pam("alice after the flood", o.authenticate, PAM_SUCCESS);
+}
+
+}  // namespace
+
+int main() {
+    require_program("slapd");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(per_user_delays),
+        cmocka_unit_test(burst_refused_not_locked),
+        cmocka_unit_test(per_peer_delays),
+        cmocka_unit_test(connection_cap_per_uid),
+        cmocka_unit_test(flood_of_names),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
