@@ -40,8 +40,9 @@ FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev python3-cryptography)
 # (pamtester). None of them starts a service.
 PACKAGING_PACKAGES=(debhelper dpkg-dev fakeroot lintian rpm scdoc pamtester util-linux)
 # issue 6 hardening tests: gcore (gdb) takes a core of the daemon in test_secrets; capsh
-# (libcap2-bin) runs it without CAP_SYS_PTRACE there. Plain packages, no services.
-HARDENING_PACKAGES=(gdb libcap2-bin)
+# (libcap2-bin) runs it without CAP_SYS_PTRACE there; valgrind runs the module tests in
+# scripts/test.sh. Plain packages, no services.
+HARDENING_PACKAGES=(gdb libcap2-bin valgrind)
 PACKAGES+=("${HARDENING_PACKAGES[@]}")
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
