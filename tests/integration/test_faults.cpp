@@ -347,9 +347,9 @@ void all_down_offline_login(void**) {
         }
     });
     sleep_s(1);
-    const double down = now_s();
     g->a->stop();
     g->b->stop();
+    const double down = now_s();  // stop() returns once the server is gone
     sleep_s(4);
     const double up = now_s();
     g->a->restart();
@@ -461,7 +461,11 @@ void idp_slow_and_garbage(void**) {
             if (!contains(c.user, std::string("@") + m + ".")) continue;
             ++n;
             worst = std::max(worst, c.seconds());
-            if (c.rc != PAM_AUTHINFO_UNAVAIL) fail_msg("IdP %s: login gave %d, not PAM_AUTHINFO_UNAVAIL", m, c.rc);
+            // A token response whose id_token is no JWT: the IdP accepted the password and
+            // the daemon refused its token, PAM_AUTH_ERR is as right as PAM_AUTHINFO_UNAVAIL.
+            const bool token_refused = std::string(m) == "tokengarbage" && c.rc == PAM_AUTH_ERR;
+            if (c.rc != PAM_AUTHINFO_UNAVAIL && !token_refused)
+                fail_msg("IdP %s: login gave %d, not PAM_AUTHINFO_UNAVAIL", m, c.rc);
         }
         print_message("# IdP %s: %d logins, each PAM_AUTHINFO_UNAVAIL, longest %.2f s\n", m, n, worst);
         if (n == 0) fail_msg("IdP %s: no login finished", m);
@@ -502,7 +506,10 @@ void daemon_killed_during_login(void**) {
     for (const auto& c : calls) {
         const bool pam = c.kind == Kind::pam;
         if (c.start < killed) ++in_flight;
-        if (c.end > killed + 1.0) fail_msg("a call returned %.2f s after the kill", c.end - killed);
+        // In flight: back within a second of the kill; after it: at once.
+        if (c.start < killed ? c.end > killed + 1.0 : c.seconds() > 0.5)
+            fail_msg("%s of %s (started %.2f s after the kill) took %.2f s", pam ? "login" : "lookup",
+                     c.user.c_str(), c.start - killed, c.seconds());
         if (pam ? c.rc != PAM_AUTHINFO_UNAVAIL : c.rc != NSS_STATUS_UNAVAIL)
             fail_msg("%s of %s gave %d", pam ? "login" : "lookup", c.user.c_str(), c.rc);
     }
@@ -793,6 +800,8 @@ int main() {
         std::printf("1..0 # SKIP needs root (tmpfs in a private mount namespace)\n");
         return 0;
     }
+    // CVAT_TEST_FILTER=NAME runs one case (cmocka's glob).
+    if (const char* only = std::getenv("CVAT_TEST_FILTER"); only != nullptr) cmocka_set_test_filter(only);
     const CMUnitTest tests[] = {
         cmocka_unit_test(slapd_killed_mid_load),
         cmocka_unit_test(all_down_offline_login),
