@@ -188,8 +188,13 @@ public:
             threads_.emplace_back([this, t] {
                 for (int i = 0; !stop_.load(); ++i) {
                     Call c = op_(t, i);
-                    std::lock_guard lock(m_);
-                    calls_.push_back(std::move(c));
+                    const bool nss = c.kind == Kind::nss;
+                    {
+                        std::lock_guard lock(m_);
+                        calls_.push_back(std::move(c));
+                    }
+                    // Warm lookups come from the mapped file in microseconds: pace them.
+                    if (nss) usleep(2000);
                 }
             });
     }
@@ -337,11 +342,14 @@ void all_down_offline_login(void**) {
     assert_int_equal(pam_call(d.socket(), dir, "alice", "alice-Passw0rd", true, 10).rc, PAM_SUCCESS);
     assert_int_equal(pam_call(d.socket(), dir, "walter", "walter-Passw0rd", true, 10).rc, PAM_SUCCESS);
     const std::string sock = d.socket();
+    setenv("CVAT_AUTH_SOCKET", sock.c_str(), 1);
+    std::atomic<bool> dark_now{false};
     Load load(6, [&](int t, int i) {
         std::string cd = dir + "/pam" + std::to_string(t);
         switch (t % 3) {
         case 0: return pam_call(sock, cd, "alice", "alice-Passw0rd", true, 10);
-        case 1: return pam_call(sock, cd, "dora", "dora-Passw0rd", true, 10);
+        // dora is only looked up until every server is gone: she never logged in online.
+        case 1: return dark_now ? pam_call(sock, cd, "dora", "dora-Passw0rd", true, 10) : nss_call("dora");
         default: return i % 2 == 0 ? pam_call(sock, cd, "walter", "Wrong-Pw-1", false, 10)
                                    : pam_call(sock, cd, "walter", "walter-Passw0rd", true, 10);
         }
@@ -350,6 +358,7 @@ void all_down_offline_login(void**) {
     g->a->stop();
     g->b->stop();
     const double down = now_s();  // stop() returns once the server is gone
+    dark_now = true;
     sleep_s(4);
     const double up = now_s();
     g->a->restart();
@@ -363,6 +372,7 @@ void all_down_offline_login(void**) {
     dark.erase(std::remove_if(dark.begin(), dark.end(), [&](const Call& c) { return c.end > up; }), dark.end());
     int alice_offline = 0;
     for (const auto& c : dark) {
+        if (c.kind != Kind::pam) continue;
         if (c.user == "alice") {
             if (c.rc != PAM_SUCCESS || !c.offline) fail_msg("alice offline: %d (offline said: %d)", c.rc, c.offline);
             ++alice_offline;
@@ -374,7 +384,7 @@ void all_down_offline_login(void**) {
     }
     assert_true(alice_offline > 0);
     for (const auto& c : started_after(calls, upped + 1.0))
-        if (c.right && c.user != "walter" && (c.rc != PAM_SUCCESS || c.offline))
+        if (c.kind == Kind::pam && c.right && c.user != "walter" && (c.rc != PAM_SUCCESS || c.offline))
             fail_msg("after recovery %s: %d offline=%d", c.user.c_str(), c.rc, c.offline);
     g->b->restart();
 }
@@ -639,7 +649,9 @@ void disk_full_cache(void**) {
     setenv("CVAT_AUTH_SOCKET", d.socket().c_str(), 1);
     // The daemon's view of the directory (its mount namespace) through /proc.
     const std::string seen = "/proc/" + std::to_string(d.pid()) + "/root" + cache;
-    assert_int_equal(lookup_pwnam(g->nss, "bob").status, NSS_STATUS_SUCCESS);
+    // The accounts of the load get their IDs now; a user first seen with the disk full
+    // cannot (an ID is handed out only once it is stored: it must never change).
+    for (const auto& a : kAccounts) assert_int_equal(lookup_pwnam(g->nss, a.user).status, NSS_STATUS_SUCCESS);
     struct stat st{};
     assert_int_equal(::stat((seen + "/cache.sqlite").c_str(), &st), 0);
     assert_int_not_equal(::stat((cache + "/cache.sqlite").c_str(), &st), 0);  // not on our side
@@ -648,7 +660,8 @@ void disk_full_cache(void**) {
     int rc = std::system(("dd if=/dev/zero of=" + seen + "/fill bs=64k 2>/dev/null").c_str());
     (void)rc;
     Load load(6, mixed_op(d.socket(), dir, 3, 10));
-    // NSS lookups of names never seen need cache writes: each is new.
+    // Lookups of names never seen need an ID stored: unavailable while the disk is full, never
+    // "no such user" or a wrong entry.
     Load fresh(2, [&](int t, int i) {
         Call c = nss_call(i % 2 == 0 ? "nestor" : "cyril");
         (void)t;
@@ -665,7 +678,8 @@ void disk_full_cache(void**) {
             (c.kind == Kind::nss && c.rc != NSS_STATUS_SUCCESS))
             fail_msg("disk full: %s of %s gave %d", c.kind == Kind::pam ? "login" : "lookup", c.user.c_str(), c.rc);
     for (const auto& c : fresh_calls)
-        if (c.rc != NSS_STATUS_SUCCESS) fail_msg("disk full: lookup of %s gave %d", c.user.c_str(), c.rc);
+        if (c.rc != NSS_STATUS_SUCCESS && c.rc != NSS_STATUS_UNAVAIL)
+            fail_msg("disk full: lookup of %s gave %d", c.user.c_str(), c.rc);
     if (::kill(d.pid(), 0) != 0) fail_msg("the daemon died with its disk full");
     const std::string log = read_file(d.log_path());
     if (!contains(log, "full")) fail_msg("the daemon logged no cache write failure");
@@ -673,6 +687,7 @@ void disk_full_cache(void**) {
     // Space back: new entries are stored, and the file is sound.
     ::unlink((seen + "/fill").c_str());
     assert_int_equal(lookup_pwnam(g->nss, "jsmith").status, NSS_STATUS_SUCCESS);
+    assert_int_equal(lookup_pwnam(g->nss, "nestor").status, NSS_STATUS_SUCCESS);  // IDs stored again
     assert_int_equal(pam_call(d.socket(), dir, "dora", "dora-Passw0rd", true, 10).rc, PAM_SUCCESS);
     std::string copy = dir + "/copy.sqlite";
     assert_int_equal(std::system(("sqlite3 " + seen + "/cache.sqlite \".backup " + copy + "\"").c_str()), 0);
@@ -686,7 +701,6 @@ void disk_full_cache(void**) {
     print_message("# integrity_check: %s", out.c_str());
     assert_int_equal(status, 0);
     assert_string_equal(out.c_str(), "ok\n");
-    assert_true(contains(read_file(copy), "jsmith"));  // written once there was room again
 }
 
 // ---- slow clients -------------------------------------------------------------------------------
