@@ -146,6 +146,17 @@ int main(int argc, char** argv) {
     // A directory server or client that hangs up mid-write is an error to report, not a
     // reason to die (libldap writes without MSG_NOSIGNAL).
     signal(SIGPIPE, SIG_IGN);
+    // The server reads SIGHUP, SIGTERM and SIGINT from a signalfd. Block them here, before the
+    // socket accepts anyone and before any thread starts (every thread inherits the mask): a
+    // SIGHUP in between (a reload right after start, logrotate) would otherwise take its
+    // default action and kill the daemon, and one delivered to a thread that did not block it
+    // would do so at any time.
+    sigset_t handled;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGHUP);
+    sigaddset(&handled, SIGTERM);
+    sigaddset(&handled, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &handled, nullptr);
 
     std::string config_path;
     bool foreground = false;
