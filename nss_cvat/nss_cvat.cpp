@@ -134,6 +134,12 @@ struct Text {
     size_t len;
 };
 
+// The password field of every entry, as SSSD's default pwfield: "*", no password here and
+// none in shadow. "x" would send pam_unix's account check to a shadow entry that does not
+// exist, and it refuses the user ("User account has expired"; Linux-PAM passverify.c,
+// is_pwd_shadowed).
+constexpr const char kNoPassword[] = "*";
+
 struct PasswdFields {
     Text name, gecos, dir, shell;
     uint32_t uid, gid;
@@ -147,7 +153,7 @@ PasswdFields fields_of(const mc::PasswdRecord& r) {
 Outcome fill_passwd(const PasswdFields& f, passwd* pw, char* buf, size_t buflen) {
     Buffer b(buf, buflen);
     char* name = b.str(f.name.p, f.name.len);
-    char* passwd = b.str("x", 1);
+    char* passwd = b.str(kNoPassword, 1);
     char* gecos = b.str(f.gecos.p, f.gecos.len);
     char* dir = b.str(f.dir.p, f.dir.len);
     char* shell = b.str(f.shell.p, f.shell.len);
@@ -197,7 +203,7 @@ Outcome fill_group(Text name, uint32_t gid, Members members, group* gr, char* bu
     Buffer b(buf, buflen);
     char** mem = b.pointers(size_t{members.count()} + 1);
     char* gname = b.str(name.p, name.len);
-    char* passwd = b.str("x", 1);
+    char* passwd = b.str(kNoPassword, 1);
     if (!mem || !gname || !passwd) return too_small();
     for (uint32_t i = 0; i < members.count(); ++i) {
         Text m = members.next();
