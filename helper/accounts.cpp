@@ -6,6 +6,7 @@
 #include <map>
 
 #include <csignal>
+#include <openssl/evp.h>
 #include <pthread.h>
 
 #include "ldap_backend.hpp"
@@ -75,7 +76,25 @@ std::string describe_time(std::int64_t t) {
     return buf;
 }
 
+// A subject (immutable id) as a log may show it: the first 12 hex digits of its SHA-256, enough
+// to tell two apart and to match a line against `cache show`, without writing out a pairwise
+// sub or a NameID.
+std::string subject_tag(std::string_view subject) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(subject.data(), subject.size(), md, &len, EVP_sha256(), nullptr) != 1 || len < 6) return "?";
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out = "sha256:";
+    for (unsigned i = 0; i < 6; ++i) {
+        out += kHex[md[i] >> 4];
+        out += kHex[md[i] & 0xf];
+    }
+    return out;
+}
+
 }  // namespace
+
+std::string name_seed(const std::string& idp, const std::string& name) { return "provisional:" + idp + ":" + lower(name); }
 
 std::string directory_group_name(const std::string& dn) {
     // The first RDN's value, unescaped the simple way: DNs with escapes in the first RDN
@@ -243,7 +262,7 @@ std::optional<CachedUser> Accounts::provisional(const Runtime& rt, const std::st
     CachedUser u;
     u.name = name;
     u.backend = idp;
-    u.immutable_id = "provisional:" + idp + ":" + lower(name);
+    u.immutable_id = name_seed(idp, name);
     u.role = Role::none;
     u.provisional = true;
     u.fetched_at = now;
@@ -522,8 +541,10 @@ void Accounts::keep_offline(const Runtime& rt, const std::string& login, const S
     if (logged(store_->put_offline(e), "storing offline credentials")) offline_recent_.hashed(key, *password);
 }
 
-void Accounts::learned_idp(const Runtime& rt, const IdentityProvider& idp, const std::string& login,
-                           const IdpUserFacts& f, const Secret* password) {
+std::optional<Accounts::Refusal> Accounts::learned_idp(const Runtime& rt, const IdentityProvider& idp,
+                                                       const std::string& login, const IdpUserFacts& f,
+                                                       const Secret* password) {
+    const NssSettings& nss = rt.config.nss;
     const std::int64_t now = now_s();
     CachedUser u;
     u.name = f.username;
@@ -536,9 +557,57 @@ void Accounts::learned_idp(const Runtime& rt, const IdentityProvider& idp, const
     u.fetched_at = now;
     u.expires_at = kPermanent;
     fill_posix(rt, u);
-    if (!f.has_subject || !nss_name_ok(u.name) || !assign_ids(rt, u, std::nullopt, std::nullopt)) return;
-    if (!logged(store_->put_user(u), "storing a user")) return;
-    changed();
+    if (!f.has_subject || !nss_name_ok(u.name)) return std::nullopt;
+    bool republish = false;
+    {
+        std::lock_guard lock(learn_mutex_);
+        if (!nss.provisional_users) {
+            // The UID follows the subject (iss + sub): a name the IdP hands to someone else
+            // becomes another user of the host.
+            if (!assign_ids(rt, u, std::nullopt, std::nullopt)) return std::nullopt;
+        } else {
+            // The UID follows the name (name_seed), as the provisional entry's did; the subject
+            // recorded at the first login must not change under it.
+            auto read = logged(store_->user_by_name(u.name), "reading a user");
+            if (!read)
+                return Refusal{Status::unavailable, "the host's user cache cannot be read; try again later"};
+            const std::optional<CachedUser>& known = *read;
+            const bool bound = known && known->backend == idp.id && !known->provisional;
+            if (bound && known->expires_at > 0 && known->immutable_id != u.immutable_id) {
+                log::warning("login of ", log_safe(u.name), " at ", idp.id, " refused: on this host the name belongs to ",
+                             "subject ", subject_tag(known->immutable_id), " (uid ", std::to_string(known->uid),
+                             "), the IdP now signed in subject ", subject_tag(u.immutable_id),
+                             "; if the IdP gave the name to someone else, `cvat-authctl cache expire ", log_safe(u.name),
+                             "` hands it over, with its uid");
+                return Refusal{Status::perm_denied, "On this host the name " + u.name + " belongs to another " + idp.name +
+                                                        " account; ask an administrator"};
+            }
+            if (bound && known->immutable_id == u.immutable_id) {
+                // The same user again: the entry keeps its IDs (one made while provisional_users
+                // was off keeps the UID from its subject).
+                u.uid = known->uid;
+                u.gid = known->gid;
+            } else {
+                // First login, or after a provisional entry or an admin's expire/flush: the ID
+                // map's entry for the name if it has one (collisions make it differ from
+                // candidate 0), else the first free candidate.
+                auto id = logged(store_->assign_id(name_seed(idp.id, u.name), IdRange{nss.id_min, nss.id_max},
+                                                   reserved_ids(rt)),
+                                 "assigning an ID");
+                if (!id) return std::nullopt;
+                u.uid = *id;
+                u.gid = u.uid;
+            }
+            // The mapped file still shows a provisional entry (no role group) or an old role:
+            // rewritten before the verdict goes out, so the initgroups() that follows a login
+            // (sshd's session) sees the new one, not the file of 200 ms from now.
+            republish = known && fresh(*known, now) && (known->provisional || known->role != u.role ||
+                                                       known->uid != u.uid || known->gid != u.gid);
+        }
+        if (!logged(store_->put_user(u), "storing a user")) return std::nullopt;
+    }
+    if (republish) publish_now();
+    else changed();
     OfflineEntry e;
     e.backend = idp.id;
     e.role = f.role;
@@ -546,22 +615,25 @@ void Accounts::learned_idp(const Runtime& rt, const IdentityProvider& idp, const
     e.first_name = f.first_name;
     e.last_name = f.last_name;
     keep_offline(rt, login, password, std::move(e));
+    return std::nullopt;
 }
 
-void Accounts::learned_oidc(const Runtime& rt, const IdentityProvider& idp, const std::string& login,
-                            const OidcUser& ou, const Secret* password) {
-    learned_idp(rt, idp, login,
-                {ou.username, "oidc:" + ou.issuer + " " + ou.subject, ou.role.role, ou.email, ou.first_name,
-                 ou.last_name, !ou.subject.empty()},
-                password);
+std::optional<Accounts::Refusal> Accounts::learned_oidc(const Runtime& rt, const IdentityProvider& idp,
+                                                        const std::string& login, const OidcUser& ou,
+                                                        const Secret* password) {
+    return learned_idp(rt, idp, login,
+                       {ou.username, "oidc:" + ou.issuer + " " + ou.subject, ou.role.role, ou.email, ou.first_name,
+                        ou.last_name, !ou.subject.empty()},
+                       password);
 }
 
-void Accounts::learned_saml(const Runtime& rt, const IdentityProvider& idp, const std::string& login,
-                            const SamlUser& su, const Secret* password) {
-    learned_idp(rt, idp, login,
-                {su.username, su.immutable_id(), su.role.role, su.email, su.first_name, su.last_name,
-                 !su.name_id.empty() || !su.uid.empty()},
-                password);
+std::optional<Accounts::Refusal> Accounts::learned_saml(const Runtime& rt, const IdentityProvider& idp,
+                                                        const std::string& login, const SamlUser& su,
+                                                        const Secret* password) {
+    return learned_idp(rt, idp, login,
+                       {su.username, su.immutable_id(), su.role.role, su.email, su.first_name, su.last_name,
+                        !su.name_id.empty() || !su.uid.empty()},
+                       password);
 }
 
 std::optional<proto::Verdict> Accounts::cached_verdict(const Runtime& rt, const std::string& backend,

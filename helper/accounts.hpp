@@ -60,11 +60,23 @@ public:
     // and with offline logins on, an Argon2id hash of the password (skipped when this process
     // already hashed the same password).
     void learned_ldap(const Runtime& rt, const std::string& login, const LdapUser& user, const Secret* password);
-    void learned_oidc(const Runtime& rt, const IdentityProvider& idp, const std::string& login, const OidcUser& user,
-                      const Secret* password);
-    // The same for a SAML user; immutable id "saml:<entity id> <uid attribute or NameID>".
-    void learned_saml(const Runtime& rt, const IdentityProvider& idp, const std::string& login, const SamlUser& user,
-                      const Secret* password);
+
+    // Why an IdP login must not go on although the IdP signed the user in.
+    struct Refusal {
+        proto::Status status;  // perm_denied: the name is another subject's; unavailable: the cache failed
+        std::string message;   // for the user's screen
+    };
+    // The same for an IdP user (immutable id "oidc:<iss> <sub>"; SAML: "saml:<entity id> <uid
+    // attribute or NameID>", the subject). With nss.provisional_users the UID comes from the
+    // name (see name_seed) and the subject is bound to the name at the first login: a login of
+    // the same name with another subject is refused (the IdP gave the name to someone else)
+    // until an admin expires or flushes the entry. nullopt: the login stands.
+    [[nodiscard]] std::optional<Refusal> learned_oidc(const Runtime& rt, const IdentityProvider& idp,
+                                                      const std::string& login, const OidcUser& user,
+                                                      const Secret* password);
+    [[nodiscard]] std::optional<Refusal> learned_saml(const Runtime& rt, const IdentityProvider& idp,
+                                                      const std::string& login, const SamlUser& user,
+                                                      const Secret* password);
 
     // The web-server verdict cache (helper.verdict_ttl).
     std::optional<proto::Verdict> cached_verdict(const Runtime& rt, const std::string& backend,
@@ -94,8 +106,8 @@ private:
         std::string email, first_name, last_name;
         bool has_subject;
     };
-    void learned_idp(const Runtime& rt, const IdentityProvider& idp, const std::string& login, const IdpUserFacts& f,
-                     const Secret* password);
+    std::optional<Refusal> learned_idp(const Runtime& rt, const IdentityProvider& idp, const std::string& login,
+                                       const IdpUserFacts& f, const Secret* password);
 
     Accounts(std::unique_ptr<CacheStore> store, std::string mc_path);
 
@@ -131,6 +143,7 @@ private:
     OfflineRecent offline_recent_;
 
     std::mutex publish_mutex_;
+    std::mutex learn_mutex_;  // an IdP login's subject check and its store are one step
     mutable std::mutex mutex_;
     std::condition_variable wake_;
     std::shared_ptr<const Runtime> rt_;
@@ -141,6 +154,11 @@ private:
     std::thread publisher_;
     std::thread refresher_;
 };
+
+// The ID map key of an IdP user's UID under nss.provisional_users: "provisional:<idp id>:<lower-
+// cased name>", the same for the provisional entry and the permanent one, so every host with
+// that setting derives the same UID with or without a lookup before the first login.
+std::string name_seed(const std::string& idp, const std::string& name);
 
 // The name a directory group is shown under: the value of its DN's first RDN
 // ("CN=CVAT Users,DC=…" → "CVAT Users"), or empty when that is not usable as a group name.

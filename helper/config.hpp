@@ -181,7 +181,13 @@ struct NssSettings {
     // default GIDs id_min, id_min + 1, id_min + 2 (never handed to a user).
     std::array<RoleGroup, 4> role_groups;
     bool directory_groups = false;     // also expose the user's directory groups
-    bool provisional_users = false;    // names routed to an IdP resolve before their first login
+    // Names routed to an IdP resolve before their first login (a provisional entry). Then an IdP
+    // user's UID/GID derive from the IdP id + the lower-cased name (accounts.hpp name_seed), not
+    // from the subject: the same with or without a lookup before the login, on every host with
+    // this setting; the subject seen at the first login is kept, and a login of the name with
+    // another subject is refused until `cvat-authctl cache expire NAME` (or flush). Off: the
+    // UID derives from the subject (iss + sub; SAML entity id + uid/NameID).
+    bool provisional_users = false;
 };
 
 struct Config {

@@ -99,6 +99,14 @@ std::string lower(std::string_view s) {
 
 const char* kNoLdap = "no ldap: section is configured";
 
+// An IdP sign-in the host refuses (Accounts::learned_oidc): not remembered anywhere, so neither
+// the account phase nor the verdict cache lets it in afterwards.
+proto::Verdict refusal(const std::string& user, const Accounts::Refusal& r) {
+    proto::Verdict v = verdict(r.status, r.message);
+    v.user = user;
+    return v;
+}
+
 }  // namespace
 
 // ---- routing ----
@@ -511,9 +519,11 @@ proto::Verdict Service::oidc_verdict(const Runtime& rt, const OidcProvider& idp,
         return v;
     }
     const OidcUser& u = out.user;
+    if (accounts_)
+        if (auto refused = accounts_->learned_oidc(rt, idp.config(), login, u, password))
+            return refusal(u.username, *refused);
     proto::Verdict v = signed_in(u.username, u.role.role, u.email, u.first_name, u.last_name, idp.config().id);
     recent_->remember(idp.config().id, v, out.trace, system_wall_clock());
-    if (accounts_) accounts_->learned_oidc(rt, idp.config(), login, u, password);
     return v;
 }
 
@@ -546,9 +556,11 @@ proto::Verdict Service::saml_verdict(const Runtime& rt, const SamlProvider& idp,
         return v;
     }
     const SamlUser& u = out.user;
+    if (accounts_)
+        if (auto refused = accounts_->learned_saml(rt, idp.config(), login, u, password))
+            return refusal(u.username, *refused);
     proto::Verdict v = signed_in(u.username, u.role.role, u.email, u.first_name, u.last_name, idp.config().id);
     recent_->remember(idp.config().id, v, out.trace, system_wall_clock());
-    if (accounts_) accounts_->learned_saml(rt, idp.config(), login, u, password);
     return v;
 }
 

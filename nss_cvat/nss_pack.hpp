@@ -66,6 +66,12 @@ private:
     size_t left_;
 };
 
+// The password field of every entry, as SSSD's default pwfield: "*", no password here and
+// none in shadow. "x" would send pam_unix's account check to a shadow entry that does not
+// exist, and it refuses the user ("User account has expired"; Linux-PAM passverify.c,
+// is_pwd_shadowed).
+constexpr const char kNoPassword[] = "*";
+
 struct Text {
     const char* p;
     size_t len;
@@ -84,7 +90,7 @@ inline PasswdFields fields_of(const mc::PasswdRecord& r) {
 inline Outcome fill_passwd(const PasswdFields& f, passwd* pw, char* buf, size_t buflen) {
     Buffer b(buf, buflen);
     char* name = b.str(f.name.p, f.name.len);
-    char* passwd = b.str("x", 1);
+    char* passwd = b.str(kNoPassword, sizeof kNoPassword - 1);
     char* gecos = b.str(f.gecos.p, f.gecos.len);
     char* dir = b.str(f.dir.p, f.dir.len);
     char* shell = b.str(f.shell.p, f.shell.len);
@@ -134,7 +140,7 @@ inline Outcome fill_group(Text name, uint32_t gid, Members members, group* gr, c
     Buffer b(buf, buflen);
     char** mem = b.pointers(size_t{members.count()} + 1);
     char* gname = b.str(name.p, name.len);
-    char* passwd = b.str("x", 1);
+    char* passwd = b.str(kNoPassword, sizeof kNoPassword - 1);
     if (!mem || !gname || !passwd) return too_small();
     for (uint32_t i = 0; i < members.count(); ++i) {
         Text m = members.next();

@@ -19,8 +19,10 @@
 // their CVAT role group by name; the local user logs in through pam_unix and its password never
 // reaches cvat-authd; an IdP user logs in keyboard-interactive with the device flow (an empty
 // password, then the prompt with URL, code and QR code; the test approves the code it read there
-// at the IdP and presses Enter); a wrong password and an unknown user are refused. Fixture
-// users: tests/fixtures/README.md.
+// at the IdP and presses Enter), and its first session already has the uid of later ones and the
+// role group; a wrong password and an unknown user are refused. A second sshd whose PAM file is
+// conf/pam.d/common-auth-snippet in front of Debian's stock common-account (pam_unix's account
+// check) lets a directory user and the local user in. Fixture users: tests/fixtures/README.md.
 #include "cmocka.hpp"
 
 #include <cerrno>
@@ -129,10 +131,13 @@ int pick_port() {
 // conf/pam.d/sshd-cvat with pam_cvat.so by path) in a mount namespace of its own, where
 // DIR/etc/{nsswitch.conf,passwd,group,shadow} are bind-mounted over /etc's: the machine's files
 // plus nss_cvat in nsswitch.conf and one local user (root and the privilege-separation user sshd
-// come from the copies of the machine's files). Stopped by PID.
+// come from the copies of the machine's files), and the daemon's directory over /run/cvat-auth.
+// Stopped by PID.
 class Sshd {
 public:
-    Sshd(const std::string& dir, const std::string& socket) : dir_(dir) {
+    // `pam_file`: the PAM service's lines, pam_cvat.so named as in conf/ (default:
+    // conf/pam.d/sshd-cvat).
+    Sshd(const std::string& dir, const std::string& socket, const std::string& pam_file = "") : dir_(dir) {
         make_dir(dir_, 0755);
         // Host key: made here, never the machine's.
         std::string key = dir_ + "/ssh_host_ed25519_key";
@@ -151,6 +156,17 @@ public:
         write_file(etc_ + "/nsswitch.conf", with_cvat(read_file("/etc/nsswitch.conf")), 0644);
         write_local_user();
         nss_env_ = {"LD_LIBRARY_PATH=" + so.substr(0, so.rfind('/')), "CVAT_AUTH_SOCKET=" + socket};
+        // sshd runs keyboard-interactive PAM in a child whose environment it empties first
+        // (auth-pam.c, sshpam_thread), so nss_cvat there (pam_unix's account check) has no
+        // CVAT_AUTH_SOCKET and looks where it does on a real host: /run/cvat-auth/socket and
+        // nss.mc beside it. In the namespace the daemon's directory is mounted there. The mount
+        // point is made if missing (as /run/sshd above) and removed again by stop().
+        daemon_dir_ = socket.substr(0, socket.rfind('/'));
+        struct stat st {};
+        if (::stat(kRunDir, &st) != 0) {
+            make_dir(kRunDir, 0755);
+            made_run_dir_ = true;
+        }
 
         // The PAM service: the snippet's lines, pam_cvat.so by its build path and with this
         // daemon's socket= (a real host uses the default /run/cvat-auth/socket). Not
@@ -158,8 +174,8 @@ public:
         // empties first (auth-pam.c, sshpam_thread), where only the module arguments count.
         std::string pam = dir_ + "/pam";
         make_dir(pam, 0755);
-        std::string lines = read_file(source_root() + "/conf/pam.d/sshd-cvat");
-        if (lines.find("pam_cvat.so") == std::string::npos) bail("conf/pam.d/sshd-cvat names no pam_cvat.so");
+        std::string lines = pam_file.empty() ? read_file(source_root() + "/conf/pam.d/sshd-cvat") : pam_file;
+        if (lines.find("pam_cvat.so") == std::string::npos) bail("the PAM file for sshd names no pam_cvat.so");
         write_file(pam + "/sshd",
                    replaced(lines, "pam_cvat.so", env_or("PAM_CVAT_SO", "pam_cvat.so") + " socket=" + socket), 0644);
 
@@ -196,9 +212,13 @@ public:
             ::usleep(10 * 1000);
         }
         untrack_pid(pid);
+        if (made_run_dir_) ::rmdir(kRunDir);  // only if still empty: a daemon's own stays
+        made_run_dir_ = false;
     }
 
 private:
+    static constexpr const char* kRunDir = "/run/cvat-auth";
+
     // passwd, group and shadow: the machine's, plus kLocalUser (uid = gid, a free one) whose
     // password is kLocalPassword (SHA-512 crypt by `openssl passwd -6`).
     void write_local_user() {
@@ -234,7 +254,7 @@ private:
                 (line[0] == 'p' ? passwd : group) = true;
                 std::size_t hash = line.find('#');
                 if (hash != std::string::npos) line.erase(hash);
-                line += " cvat";
+                if (!std::regex_search(line, std::regex("\\scvat(\\s|$)"))) line += " cvat";
             }
             out += line + "\n";
             at = end + 1;
@@ -285,6 +305,7 @@ private:
         std::string cfg = dir_ + "/sshd_config";
         std::string pamdir = dir_ + "/pam";
         std::string etc = etc_;
+        std::string daemon_dir = daemon_dir_;
         std::vector<std::string> env = {"LD_PRELOAD=libpam_wrapper.so", "PAM_WRAPPER=1",
                                         "PAM_WRAPPER_SERVICE_DIR=" + pamdir};
         env.insert(env.end(), nss_env_.begin(), nss_env_.end());
@@ -302,8 +323,9 @@ private:
             // unshare execs sh, sh execs sshd: the PID stays the one we stop.
             ::execl("/usr/bin/unshare", "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
                     "for f in nsswitch.conf passwd group shadow; do mount --bind \"$0/$f\" \"/etc/$f\" || exit 1; done; "
+                    "mount --bind \"$2\" /run/cvat-auth || exit 1; "
                     "exec /usr/sbin/sshd -D -e -f \"$1\"",
-                    etc.c_str(), cfg.c_str(), static_cast<char*>(nullptr));
+                    etc.c_str(), cfg.c_str(), daemon_dir.c_str(), static_cast<char*>(nullptr));
             ::_exit(127);
         }
         track_pid(pid_);
@@ -324,6 +346,8 @@ private:
 
     std::string dir_;
     std::string etc_;
+    std::string daemon_dir_;
+    bool made_run_dir_ = false;
     unsigned local_uid_ = 0;
     std::vector<std::string> nss_env_;
     int port_ = 0;
@@ -354,9 +378,11 @@ struct World {
     std::string client_home;
 };
 
-SshRun ssh(const std::string& user, const std::string& methods, const std::string& command, const Typist& typist) {
+SshRun ssh(const std::string& user, const std::string& methods, const std::string& command, const Typist& typist,
+           int port = 0) {
     SshRun run;
-    std::vector<std::string> args = {"/usr/bin/ssh", "-F", "/dev/null", "-p", std::to_string(g->sshd->port()),
+    if (port == 0) port = g->sshd->port();
+    std::vector<std::string> args = {"/usr/bin/ssh", "-F", "/dev/null", "-p", std::to_string(port),
                                      "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                                      "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                                      "-o", "PreferredAuthentications=" + methods, "-o", "PubkeyAuthentication=no",
@@ -493,11 +519,23 @@ std::string id_line(const std::string& transcript) {
 
 // ---- tests ---------------------------------------------------------------------------------------
 
+// `user` has an entry in the machine's /etc/passwd (not asked through NSS: the machine may list
+// other sources, cvat among them).
+bool in_machine_passwd(const std::string& user) {
+    FILE* f = std::fopen("/etc/passwd", "re");
+    if (f == nullptr) bail("cannot read /etc/passwd");
+    bool found = false;
+    while (passwd* p = ::fgetpwent(f))
+        if (user == p->pw_name) found = true;
+    std::fclose(f);
+    return found;
+}
+
 // A directory user with no local account: known to the host only through nss_cvat.
 void expect_password_login(const std::string& user, const std::string& password, const std::string& role_group,
                            unsigned role_gid) {
     // Not a local user: this process (plain NSS, no wrapper) does not know the name.
-    if (::getpwnam(user.c_str()) != nullptr) fail_msg("%s is a local user of this machine: the test proves nothing", user.c_str());
+    if (in_machine_passwd(user)) fail_msg("%s is a local user of this machine: the test proves nothing", user.c_str());
     std::size_t mark = g->sshd->log().size();
     SshRun r = ssh(user, "password", "id", password_typist(password));
     print_transcript(("password login of " + user).c_str(), r);
@@ -661,24 +699,81 @@ std::string device_login_of_ada(const char* what) {
     return id;
 }
 
-// ada has never logged in: sshd knows her only through her provisional entry
-// (nss.provisional_users), and the device flow is her first login.
-void device_login(void**) {
-    std::string id = device_login_of_ada("first device login of ada@example.test");
-    // What the first session got is only reported: sshd took the provisional entry (uid, no
-    // role group yet) before PAM, and the login makes the entry permanent with the uid from
-    // iss + sub while the session is being set up (README, "Users of the host").
-    print_message("# first session: %s\n", id.c_str());
+// The uid `id` printed, or 0; `named`: shown as ada's (getpwuid in the session knew it).
+unsigned long ada_uid_in(const std::string& id, bool& named) {
+    std::smatch m;
+    if (!std::regex_search(id, m, std::regex("^uid=([0-9]+)(\\(ada@example\\.test\\))?"))) return 0;
+    named = m[2].matched;
+    return std::stoul(m[1]);
 }
 
-// Her second login: the entry is permanent, and the session has the role group.
+// The uid ada's first session ran as.
+unsigned long g_first_device_uid = 0;
+
+// ada has never logged in: sshd knows her only through her provisional entry
+// (nss.provisional_users), takes her uid from it before PAM, and the device flow is her first
+// login. Under provisional_users her uid comes from the IdP id + her name, so the login keeps
+// the provisional uid, and the session already has her role group (README, "Users of the host").
+void device_login(void**) {
+    std::string id = device_login_of_ada("first device login of ada@example.test");
+    print_message("# first session: %s\n", id.c_str());
+    bool named = false;
+    g_first_device_uid = ada_uid_in(id, named);
+    if (g_first_device_uid == 0) fail_msg("id shows no uid: %s", id.c_str());
+    if (!named) fail_msg("the first session's uid %lu is nobody's (getpwuid): %s", g_first_device_uid, id.c_str());
+    if (g_first_device_uid < kIdMin || g_first_device_uid > kIdMax)
+        fail_msg("ada's first session has uid %lu, outside nss.id_min..id_max", g_first_device_uid);
+    std::string group = std::to_string(kIdMin) + "(cvat-admin)";
+    if (!contains(id, group)) fail_msg("the first session has no %s: %s", group.c_str(), id.c_str());
+}
+
+// Her second login: the same uid as the first session's, and the role group.
 void device_login_again(void**) {
     std::string id = device_login_of_ada("second device login of ada@example.test");
-    std::smatch m;
-    if (!std::regex_search(id, m, std::regex("^uid=([0-9]+)\\(ada@example\\.test\\)")))
-        fail_msg("id shows no uid of ada@example.test: %s", id.c_str());
+    bool named = false;
+    unsigned long uid = ada_uid_in(id, named);
+    if (uid == 0 || !named) fail_msg("id shows no uid of ada@example.test: %s", id.c_str());
+    if (uid != g_first_device_uid)
+        fail_msg("the second session runs as uid %lu, the first ran as %lu", uid, g_first_device_uid);
     std::string group = std::to_string(kIdMin) + "(cvat-admin)";
     if (!contains(id, group)) fail_msg("id shows no %s: %s", group.c_str(), id.c_str());
+}
+
+// A PAM file as a Debian host gets it when the admin adds conf/pam.d/common-auth-snippet in
+// front of the stock common-account (pam_unix's account check with success=1 over pam_deny)
+// and common-session: a CVAT user must pass pam_unix's account check, which looks for a shadow
+// entry when the passwd entry's password field is "x" (nss_cvat gives "*", as SSSD does).
+std::string debian_common_stack() {
+    std::string snippet = read_file(source_root() + "/conf/pam.d/common-auth-snippet");
+    if (!contains(snippet, "account")) bail("conf/pam.d/common-auth-snippet has no account line");
+    return snippet +
+           "# Debian 12's /etc/pam.d/common-account, as installed\n"
+           "account [success=1 new_authtok_reqd=done default=ignore] pam_unix.so\n"
+           "account requisite pam_deny.so\n"
+           "account required pam_permit.so\n"
+           "# and common-session's pam_unix\n"
+           "session required pam_unix.so\n";
+}
+
+// A directory user, known to the host only through nss_cvat, through a second sshd whose PAM
+// service is debian_common_stack(); and the local user through the same stack.
+void common_account_stack(void**) {
+    double t0 = now_mono();
+    Sshd common(g->tmp.path() + "/sshd-common", g->daemon->socket(), debian_common_stack());
+    print_message("# second sshd (snippet + common-account) on port %d, started in %.2f s\n", common.port(),
+                  now_mono() - t0);
+    auto login = [&](const std::string& user, const std::string& password, const std::string& want) {
+        std::size_t mark = common.log().size();
+        SshRun r = ssh(user, "password", "id", password_typist(password), common.port());
+        print_transcript(("common-account stack, password login of " + user).c_str(), r);
+        std::string log = common.log().substr(mark);
+        if (r.status != 0) fail_msg("ssh %s through the common-account stack: exit %d; sshd log:\n%s", user.c_str(), r.status, log.c_str());
+        std::string id = id_line(r.transcript);
+        if (!contains(id, want)) fail_msg("id shows no %s: %s", want.c_str(), id.c_str());
+        if (!contains(log, "Accepted password for " + user + " from 127.0.0.1")) fail_msg("sshd did not accept %s", user.c_str());
+    };
+    login("alice", "alice-Passw0rd", std::to_string(kIdMin) + "(cvat-admin)");
+    login(kLocalUser, kLocalPassword, "uid=" + std::to_string(common.local_uid()) + "(" + kLocalUser + ")");
 }
 
 // ---- setup -----------------------------------------------------------------------------------
@@ -769,6 +864,7 @@ int main() {
         cmocka_unit_test(unknown_user_refused),
         cmocka_unit_test(device_login),
         cmocka_unit_test(device_login_again),
+        cmocka_unit_test(common_account_stack),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -63,7 +63,7 @@ void check_passwd(const std::uint8_t* body, std::size_t size, std::size_t buflen
     const char* b = buf.data();
     for (const char* s : {pw.pw_name, pw.pw_passwd, pw.pw_gecos, pw.pw_dir, pw.pw_shell}) FUZZ_CHECK(inside(s, b, buflen));
     FUZZ_CHECK(pw.pw_name == r->name && pw.pw_gecos == r->gecos && pw.pw_dir == r->dir && pw.pw_shell == r->shell);
-    FUZZ_CHECK(std::strcmp(pw.pw_passwd, "x") == 0 && pw.pw_uid == r->uid && pw.pw_gid == r->gid);
+    FUZZ_CHECK(std::strcmp(pw.pw_passwd, "*") == 0 && pw.pw_uid == r->uid && pw.pw_gid == r->gid);
 }
 
 void check_group(const std::uint8_t* body, std::size_t size, std::size_t buflen) {
@@ -93,7 +93,7 @@ void check_group(const std::uint8_t* body, std::size_t size, std::size_t buflen)
     FUZZ_CHECK(o.status == NSS_STATUS_SUCCESS);
     const char* b = buf.data();
     FUZZ_CHECK(inside(gr.gr_name, b, buflen) && inside(gr.gr_passwd, b, buflen));
-    FUZZ_CHECK(gr.gr_name == r->name && gr.gr_gid == r->gid && std::strcmp(gr.gr_passwd, "x") == 0);
+    FUZZ_CHECK(gr.gr_name == r->name && gr.gr_gid == r->gid && std::strcmp(gr.gr_passwd, "*") == 0);
     auto* mem = reinterpret_cast<const char*>(gr.gr_mem);
     FUZZ_CHECK(mem >= b && mem + (r->members.size() + 1) * sizeof(char*) <= b + buflen);
     FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(gr.gr_mem) % alignof(char*) == 0);

@@ -290,12 +290,12 @@ void nss_wrapper_id_and_getent(void**) {
     assert_true(contains(id, "(cvat-admin)"));
     std::string pw = under_nss_wrapper(d, "getent passwd bob", &status);
     assert_int_equal(status, 0);
-    assert_true(contains(pw, "bob:x:"));
+    assert_true(contains(pw, "bob:*:"));
     assert_true(contains(pw, ":/home/cvat/bob:/bin/sh"));
     usleep(600 * 1000);  // bob joins cvat-user in the mapped file once it is republished
     std::string gr = under_nss_wrapper(d, "getent group cvat-user", &status);
     assert_int_equal(status, 0);
-    assert_true(contains(gr, "cvat-user:x:" + std::to_string(kIdMin + 1) + ":"));
+    assert_true(contains(gr, "cvat-user:*:" + std::to_string(kIdMin + 1) + ":"));
     assert_true(contains(gr, "bob"));
     under_nss_wrapper(d, "getent passwd nosuchuser", &status);
     assert_int_equal(status, 2);  // getent: key not found

@@ -8,8 +8,9 @@
 // wrong aud, wrong iss, unknown key, alg none, HS256 keyed with the public key), IdP selection
 // by email domain, by weight and by idp=, an IdP that is down, dead or silent; IdP users as
 // users of the host through libnss_cvat.so.2 (unknown before the first login, known after it
-// with the uid from iss + sub and their role group, across a restart; provisional entries;
-// token logins). Prints the median time of 100 password and 100 token logins as TAP comments.
+// with the uid from iss + sub and their role group, across a restart; provisional entries,
+// whose uid from the IdP id + name the first login keeps, and a name reused for another subject
+// refused; token logins). Prints the median time of 100 password and 100 token logins as TAP comments.
 #include "cmocka.hpp"
 
 #include <sys/wait.h>
@@ -231,13 +232,14 @@ struct Claims {
     std::string user = "ada";
     std::string email;  // default: user@example.test
     std::string groups = "[\"cvat-admins\"]";
+    std::string sub;    // default: sub-<user>
 };
 
 std::string claims(const Claims& c) {
     long long now = now_wall();
     std::string aud = c.aud.empty() ? g->idp->client_id() : c.aud;
     std::string aud_json = aud.front() == '[' ? aud : "\"" + aud + "\"";
-    return "{\"iss\":\"" + (c.iss.empty() ? g->idp->issuer() : c.iss) + "\",\"sub\":\"sub-" + c.user +
+    return "{\"iss\":\"" + (c.iss.empty() ? g->idp->issuer() : c.iss) + "\",\"sub\":\"" + (c.sub.empty() ? "sub-" + c.user : c.sub) +
            "\",\"aud\":" + aud_json + ",\"exp\":" + std::to_string(now + c.exp_in) +
            ",\"iat\":" + std::to_string(now - c.iat_ago) + ",\"auth_time\":" + std::to_string(now - c.iat_ago) +
            ",\"azp\":\"" + g->idp->client_id() + "\",\"preferred_username\":\"" + c.user +
@@ -1042,12 +1044,14 @@ void nss_idp_uid_from_subject(void**) {
 }
 
 // nss.provisional_users: a name email_address routes to an IdP resolves before the first
-// login (sshd must know the user to reach the device flow); the login makes the entry
-// permanent, with the uid from iss + sub.
+// login (sshd must know the user to reach the device flow), and the login makes the entry
+// permanent with the same uid: under this setting the uid comes from the IdP id + the name, not
+// from iss + sub, so what sshd took before PAM is the user's uid for good. A second daemon with
+// its own cache that sees the login first, without a lookup before it, agrees.
 void nss_idp_provisional_user(void**) {
     load_nss();
     const std::string ada = "ada@example.test";
-    const uid_t derived = uid_after_login(ada, idp_password("ada"));
+    const uid_t from_subject = uid_after_login(ada, idp_password("ada"));  // provisional_users off
 
     Login l = start("nssprov", nss_config("  provisional_users: true\n"));
     point_at(l);
@@ -1060,22 +1064,93 @@ void nss_idp_provisional_user(void**) {
         if (grnam(group).lists(ada)) fail_msg("provisional %s listed in %s", ada.c_str(), group);
     // Only names an IdP claims get one.
     assert_int_equal(pwnam("ada@nowhere.test").status, NSS_STATUS_NOTFOUND);
+    print_message("# provisional uid %u; iss+sub would give %u\n", prov.uid, from_subject);
+    // Otherwise this test could not tell the two rules apart.
+    if (prov.uid == from_subject) fail_msg("the provisional uid %u is the one from iss+sub too", prov.uid);
 
     expect_success(l, "ada's first login", l(ada, idp_password("ada")), ada, "admin", "corp-oidc");
-    Pw after = settled([&] { return pwnam(ada); }, [&](const Pw& p) { return p.uid != prov.uid; });
-    expect_host_user("after the first login", after, ada);
-    print_message("# provisional uid %u, after the login %u (iss+sub gives %u)\n", prov.uid, after.uid, derived);
-    if (after.uid != derived)
-        fail_msg("after the login ada's uid is %u, want %u (from iss+sub; provisional %u)", after.uid, derived, prov.uid);
-    if (prov.uid == derived) fail_msg("the provisional uid %u already was the one from iss+sub", prov.uid);
+    // At once, as sshd's session asks right after PAM: the role group is hers (the mapped file
+    // was rewritten before the verdict, not 200 ms later), and the uid has not moved.
+    auto gids = initgroups(ada, prov.gid);
+    if (gids.size() != 1 || gids[0] != kIdMin)
+        fail_msg("initgroups(%s) right after the first login: %zu groups, want only cvat-admin (%u)", ada.c_str(),
+                 gids.size(), kIdMin);
+    Pw after = pwnam(ada);
+    expect_host_user("after the first login", after, ada);  // getpwuid(uid) is ada too
+    if (after.uid != prov.uid)
+        fail_msg("after the login ada's uid is %u, the provisional entry had %u (iss+sub gives %u)", after.uid,
+                 prov.uid, from_subject);
+    Pw by_uid = pwuid(prov.uid);
+    if (by_uid.status != NSS_STATUS_SUCCESS || by_uid.name != ada)
+        fail_msg("getpwuid(%u) after the login: %s \"%s\"", prov.uid, nss_name(by_uid.status), by_uid.name.c_str());
     expect_in_role_group("after the first login", ada, "cvat-admin", kIdMin);
     show = cache_show(l, ada);
     if (!contains(show, "backend: corp-oidc\n") || contains(show, "provisional") ||
-        !contains(show, "immutable id: oidc:" + g->idp->issuer() + " "))
+        !contains(show, "immutable id: oidc:" + g->idp->issuer() + " ") ||
+        !contains(show, "uid: " + std::to_string(prov.uid) + " "))
         fail_msg("cache show %s after the login:\n%s", ada.c_str(), show.c_str());
-    // Permanent: another login does not move it.
-    expect_success(l, "ada again", l(ada, idp_password("ada")), ada, "admin", "corp-oidc");
-    assert_int_equal(pwnam(ada).uid, derived);
+    // Permanent: another login (a token this time) does not move it.
+    std::string token = g->idp->id_token(ada, idp_password("ada"));
+    expect_success(l, "ada's token login", l(ada, token), ada, "admin", "corp-oidc");
+    assert_int_equal(pwnam(ada).uid, prov.uid);
+
+    // Another host (its own empty cache): the login comes first, no lookup before it.
+    Login b = start("nssprov", nss_config("  provisional_users: true\n"));
+    point_at(b);
+    expect_success(b, "ada's first login on host B", b(ada, idp_password("ada")), ada, "admin", "corp-oidc");
+    Pw on_b = pwnam(ada);
+    expect_host_user("host B", on_b, ada);
+    if (on_b.uid != prov.uid) fail_msg("host B gave ada uid %u, host A %u", on_b.uid, prov.uid);
+    expect_in_role_group("host B", ada, "cvat-admin", kIdMin);
+}
+
+// Under nss.provisional_users the uid belongs to the name, so the subject seen at the first
+// login is bound to it: the same name with another subject (the IdP gave it to someone else) is
+// refused, and the log names both subjects only by hash. `cvat-authctl cache expire NAME` hands
+// the name over; the new subject keeps the name's uid, and now the old one is refused.
+void nss_idp_name_reused(void**) {
+    load_nss();
+    const std::string ada = "ada@example.test";
+    Login l = start("nssreuse", nss_config("  provisional_users: true\n"));
+    point_at(l);
+    expect_success(l, "ada's first login", l(ada, idp_password("ada")), ada, "admin", "corp-oidc");
+    Pw first = pwnam(ada);
+    expect_host_user("after the first login", first, ada);
+
+    // A token of the same IdP (signed with its key) for the same name and another sub.
+    Claims other;
+    other.sub = "sub-of-another-ada-4711";
+    const std::string forged = idp_signed(other);
+    const std::size_t mark = read_file(l.daemon->log_path()).size();
+    auto o = l(ada, forged);
+    expect_refused("ada's name with another subject", o, PAM_PERM_DENIED);
+    if (!contains(joined(o.messages), "another"))
+        fail_msg("the refusal does not say why; messages:\n%s", joined(o.messages).c_str());
+    std::string log = read_file(l.daemon->log_path()).substr(mark);
+    if (!contains(log, "refused: on this host the name belongs to subject sha256:"))
+        fail_msg("no warning about the subject in the daemon log:\n%s", log.c_str());
+    if (contains(log, other.sub) || contains(log, forged.substr(0, 40)))
+        fail_msg("the daemon log holds the sub or the token:\n%s", log.c_str());
+    // Nothing moved: same uid, same subject.
+    Pw still = pwnam(ada);
+    if (still.uid != first.uid) fail_msg("after the refusal ada's uid is %u, was %u", still.uid, first.uid);
+    if (contains(cache_show(l, ada), other.sub)) fail_msg("the refused subject was recorded");
+    // Nor does the refused sign-in count for the account phase or the verdict cache.
+    o = l(ada, forged);
+    expect_refused("the same token again", o, PAM_PERM_DENIED);
+
+    // The admin agrees: the entry is expired, the new subject takes the name and its uid.
+    int st = -1;
+    std::string out = run_cmd(env_or("CVAT_AUTHCTL", "cvat-authctl") + " --socket " + l.daemon->socket() +
+                                  " cache expire " + ada, st);
+    if (st != 0) fail_msg("cvat-authctl cache expire %s (exit %d):\n%s", ada.c_str(), st, out.c_str());
+    expect_success(l, "the other subject after cache expire", l(ada, forged), ada, "admin", "corp-oidc");
+    Pw taken = pwnam(ada);
+    expect_host_user("after the hand-over", taken, ada);
+    if (taken.uid != first.uid) fail_msg("the name's uid moved from %u to %u", first.uid, taken.uid);
+    if (!contains(cache_show(l, ada), " " + other.sub)) fail_msg("the new subject was not recorded");
+    // Now the first subject is the stranger.
+    expect_refused("the first subject after the hand-over", l(ada, idp_password("ada")), PAM_PERM_DENIED);
 }
 
 // A token login teaches the daemon the user as a password login does, with the same uid.
@@ -1164,6 +1239,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(nss_idp_user_after_login),
         cmocka_unit_test(nss_idp_uid_from_subject),
         cmocka_unit_test(nss_idp_provisional_user),
+        cmocka_unit_test(nss_idp_name_reused),
         cmocka_unit_test(nss_idp_token_login),
         cmocka_unit_test(login_latency),
         cmocka_unit_test(idp_stopped),

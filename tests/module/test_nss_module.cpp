@@ -162,7 +162,8 @@ void test_lookups_fill_the_buffer(void**) {
     Pw a = getpwnam("alice");
     assert_int_equal(a.st, NSS_STATUS_SUCCESS);
     assert_string_equal(a.pw.pw_name, "alice");
-    assert_string_equal(a.pw.pw_passwd, "x");
+    // "*" as SSSD's: "x" would send pam_unix's account check looking for a shadow entry.
+    assert_string_equal(a.pw.pw_passwd, "*");
     assert_string_equal(a.pw.pw_gecos, "Alice Example");
     assert_string_equal(a.pw.pw_dir, "/home/alice");
     assert_string_equal(a.pw.pw_shell, "/bin/bash");
@@ -180,6 +181,7 @@ void test_lookups_fill_the_buffer(void**) {
     int err = 0;
     assert_int_equal(g_nss.getgrnam_r("devs", &gr, buf, sizeof buf, &err), NSS_STATUS_SUCCESS);
     assert_int_equal(gr.gr_gid, 20001);
+    assert_string_equal(gr.gr_passwd, "*");
     assert_true(reinterpret_cast<char*>(gr.gr_mem) >= buf && reinterpret_cast<char*>(gr.gr_mem) < buf + sizeof buf);
     assert_string_equal(gr.gr_mem[0], "alice");
     assert_string_equal(gr.gr_mem[1], "bob");
@@ -463,9 +465,9 @@ void test_getent_passwd(void**) {
     int st = 0;
     std::string out = run_wrapped({"getent", "passwd", "alice"}, &st);
     assert_int_equal(st, 0);
-    assert_string_equal(out.c_str(), "alice:x:10001:10001:Alice Example:/home/alice:/bin/bash\n");
+    assert_string_equal(out.c_str(), "alice:*:10001:10001:Alice Example:/home/alice:/bin/bash\n");
     out = run_wrapped({"getent", "passwd", "10002"}, &st);
-    assert_string_equal(out.c_str(), "bob:x:10002:10002:Bob:/home/bob:/bin/bash\n");
+    assert_string_equal(out.c_str(), "bob:*:10002:10002:Bob:/home/bob:/bin/bash\n");
     out = run_wrapped({"getent", "passwd", "nobody-here"}, &st);
     assert_int_equal(st, 2);  // getent: key not found
 }
@@ -474,7 +476,7 @@ void test_getent_group(void**) {
     int st = 0;
     std::string out = run_wrapped({"getent", "group", "devs"}, &st);
     assert_int_equal(st, 0);
-    assert_string_equal(out.c_str(), "devs:x:20001:alice,bob\n");
+    assert_string_equal(out.c_str(), "devs:*:20001:alice,bob\n");
 }
 
 // nss_wrapper 1.1.12's getgrouplist() lists groups with getgrent() rather than calling
