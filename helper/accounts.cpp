@@ -229,7 +229,14 @@ Accounts::Fetch Accounts::store_ldap(const Runtime& rt, const LdapUser& lu, Cach
     u.expires_at = now + nss.cache_ttl_s;
     fill_posix(rt, u);
     if (!assign_ids(rt, u, lu.uid_number, lu.gid_number)) return Fetch::unavailable;
+    std::optional<CachedUser> before;
+    if (auto b = logged(store_->user_by_name(u.name), "reading a user")) before = std::move(*b);
     if (!logged(store_->put_user(u), "storing a user")) return Fetch::unavailable;
+    // A role group's member list in the published file changes with this user (new in it, or
+    // another role): the file is withdrawn before the answer goes out, so a getgrnam() or
+    // initgroups() that follows is answered by the daemon, not by the file of 200 ms ago.
+    const bool was_member = before && fresh(*before, now) && before->role != Role::none && !before->provisional;
+    if ((u.role != Role::none) != was_member || (was_member && before->role != u.role)) withdraw_now();
     changed();
     out = std::move(u);
     return Fetch::found;
@@ -802,6 +809,15 @@ void Accounts::changed() {
         dirty_ = true;
     }
     wake_.notify_all();
+}
+
+void Accounts::withdraw_now() {
+    // Under the publication lock: a publication that began before the change is withdrawn, one
+    // that begins after it includes it.
+    std::lock_guard publishing(publish_mutex_);
+    if (mc_path_.empty()) return;
+    if (auto w = nss_mc::withdraw(mc_path_); !w)
+        log::warning("nss: withdrawing ", mc_path_, " failed: ", w.error().detail);
 }
 
 void Accounts::publish_now() {

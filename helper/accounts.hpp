@@ -133,6 +133,8 @@ private:
 
     void changed();  // the publisher rewrites the mapped file soon
     void publish_now();
+    // Removes the published file at once (readers ask the daemon until the next publication).
+    void withdraw_now();
     void publisher_loop();
     void refresher_loop();
     std::shared_ptr<const Runtime> current() const;
