@@ -25,6 +25,15 @@ for t in "${TARGETS[@]}"; do
 done
 [[ $SECONDS_EACH =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2; }
 
+# clang and its fuzzer runtime (not in scripts/install-deps.sh: CI runs the corpora with g++).
+for p in clang-14 libclang-rt-14-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null && continue
+  echo "fuzz: installing clang-14 libclang-rt-14-dev"
+  SUDO=; [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang-14 libclang-rt-14-dev >/dev/null ||
+    { echo "fuzz: cannot install clang-14 libclang-rt-14-dev" >&2; exit 1; }
+  break
+done
 if [[ ! -f $BUILD/build.ninja ]]; then
   CC=${FUZZ_CC:-clang-14} CXX=${FUZZ_CXX:-clang++-14} meson setup "$BUILD" -Dfuzzing=true -Dbuildtype=debugoptimized >/dev/null ||
     { echo "fuzz: meson setup failed (clang and libclang-rt-14-dev installed?)" >&2; exit 1; }

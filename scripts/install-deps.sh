@@ -30,11 +30,10 @@ WEB_PACKAGES=(nginx libnginx-mod-http-auth-pam apache2 libapache2-mod-authnz-pam
 # the OpenSSH client; the packaged ssh service is never used.
 SSH_PACKAGES=(openssh-server openssh-client)
 QUIET_SERVICES=(nginx apache2 apache-htcacheclean ssh)
-# scripts/fuzz.sh: the libFuzzer build of tests/fuzz (clang with -fsanitize=fuzzer,address,
-# undefined; the runtime is in libclang-rt-14-dev). CI runs the seed corpora with g++ (suite
-# fuzz) and needs neither; installed with the rest so that a developer's box can fuzz.
+# The fuzz targets' seed corpora run with g++ (suite fuzz); the libFuzzer build needs clang-14
+# and libclang-rt-14-dev, which scripts/fuzz.sh installs itself (CI does not fuzz).
 # python3-cryptography: tests/fuzz/make-jwt-seeds.py (regenerating the JWT seeds).
-FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev python3-cryptography)
+FUZZ_PACKAGES=(python3-cryptography)
 # Packaging (debian/, rpm/cvat-auth.spec, doc/man) and tests/e2e/test_packages.sh: building the
 # .debs and the .rpm, lintian, the man pages (scdoc), logins through the packaged PAM service
 # (pamtester). None of them starts a service.
