@@ -4,12 +4,15 @@
 # ends with one summary line "N passed, N failed, N skipped". Every suite is required: a test
 # that skips counts as failed.
 #
-#   build-asan (-Db_sanitize=address,undefined): suites unit, module, integration, fuzz (the seed
-#              corpora); every ASan/UBSan/LeakSanitizer report, from any process, is a failure
-#   build-test (plain, as packaged): suites linkage (the modules' DT_NEEDED and symbols) and e2e
-#              (real nginx, Apache, sshd, the Debian packages), test_secrets again (its core
-#              scan needs the plain allocator), then the module tests under valgrind
-#              (memcheck; an error or a definite leak fails)
+#   scripts/test.sh             one plain build (-Dwerror=true): suites unit, module (with the
+#                               linkage checks), integration, fuzz (the seed corpora) and e2e
+#                               (real nginx, Apache, sshd, the Debian and RPM packages)
+#   scripts/test.sh --sanitize  two builds:
+#     build-asan (-Db_sanitize=address,undefined): unit, module, integration, fuzz; every
+#                ASan/UBSan/LeakSanitizer report, from any process, is a failure
+#     build-test (plain, as packaged): linkage, e2e, test_secrets again (its core scan needs the
+#                plain allocator), then the module tests under valgrind memcheck
+#   The sanitizer run is not yet part of CI (issue 6): see the README.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -20,40 +23,50 @@ REPORTS=$ASAN_BUILD/sanitizer-reports
 bash scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 rm -rf "$BUILD" "$ASAN_BUILD"
-# The plain build compiles only what its runs below use (the modules, the daemon and tool, and
-# the test programs named there); the sanitizer build compiles everything.
-PLAIN_TARGETS=(pam_cvat/pam_cvat.so nss_cvat/libnss_cvat.so.2 helper/cvat-authd helper/cvat-authctl
-               tests/test_pam_module tests/test_nss_module tests/test_sshd tests/test_secrets)
-if ! meson setup "$BUILD" -Dwerror=true || ! ninja -C "$BUILD" "${PLAIN_TARGETS[@]}" ||
-   ! meson setup "$ASAN_BUILD" -Dwerror=true -Db_sanitize=address,undefined || ! ninja -C "$ASAN_BUILD"; then
-  echo "0 passed, 1 failed"; exit 1
+if [[ ${1:-} != --sanitize ]]; then
+  if ! meson setup "$BUILD" -Dwerror=true || ! ninja -C "$BUILD"; then
+    echo "0 passed, 1 failed"; exit 1
+  fi
+  meson test -C "$BUILD" --print-errorlogs --num-processes 2 --suite unit --suite module \
+    --suite integration --suite fuzz --suite e2e
+  LOGS=("$BUILD/meson-logs/testlog.json:")
+else
+  # The plain build compiles only what its runs below use (the modules, the daemon and tool, and
+  # the test programs named there); the sanitizer build compiles everything.
+  PLAIN_TARGETS=(pam_cvat/pam_cvat.so nss_cvat/libnss_cvat.so.2 helper/cvat-authd helper/cvat-authctl
+                 tests/test_pam_module tests/test_nss_module tests/test_sshd tests/test_secrets)
+  if ! meson setup "$BUILD" -Dwerror=true || ! ninja -C "$BUILD" "${PLAIN_TARGETS[@]}" ||
+     ! meson setup "$ASAN_BUILD" -Dwerror=true -Db_sanitize=address,undefined || ! ninja -C "$ASAN_BUILD"; then
+    echo "0 passed, 1 failed"; exit 1
+  fi
+  mkdir -p "$REPORTS"
+
+  # Reports go to files (log_path), so a report from a daemon or a forked child is seen as well.
+  # detect_leaks: the test programs and cvat-authd leave by returning from main or exit().
+  export ASAN_OPTIONS="log_path=$REPORTS/asan:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
+  export UBSAN_OPTIONS="log_path=$REPORTS/ubsan:print_stacktrace=1"
+  asan_suites=(--suite unit --suite module --suite integration)
+  if meson test -C "$ASAN_BUILD" --list --suite fuzz >/dev/null 2>&1; then asan_suites+=(--suite fuzz); fi
+  meson test -C "$ASAN_BUILD" --print-errorlogs --num-processes 2 "${asan_suites[@]}"
+  unset ASAN_OPTIONS UBSAN_OPTIONS
+
+  # test_secrets also here: its core-dump scan needs the plain allocator (ASan keeps freed blocks).
+  meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2 --suite linkage --suite e2e
+  meson test -C "$BUILD" --no-rebuild --print-errorlogs --logbase secrets test_secrets
+
+  # memcheck over the programs that load the modules (pam_cvat.so under real libpam and
+  # pam_wrapper, libnss_cvat.so.2 by dlopen and under nss_wrapper); the daemons and tools they
+  # start are not traced (--trace-children follows the tests' own re-exec under pam_wrapper).
+  VALGRIND="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+  VALGRIND+=" --trace-children=yes --trace-children-skip=*cvat-authd*,*slapd*,/bin/*,/usr/*,/sbin/*"
+  meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2 --logbase valgrind --timeout-multiplier 4 \
+    --wrapper "$VALGRIND" test_pam_module test_pam_module_daemon test_nss_module test_nss_wrapper
+
+  LOGS=("$ASAN_BUILD/meson-logs/testlog.json:asan" "$BUILD/meson-logs/testlog.json:"
+        "$BUILD/meson-logs/secrets.json:plain" "$BUILD/meson-logs/valgrind.json:valgrind")
 fi
-mkdir -p "$REPORTS"
 
-
-# Reports go to files (log_path), so a report from a daemon or a forked child is seen as well.
-# detect_leaks: the test programs and cvat-authd leave by returning from main or exit().
-export ASAN_OPTIONS="log_path=$REPORTS/asan:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
-export UBSAN_OPTIONS="log_path=$REPORTS/ubsan:print_stacktrace=1"
-asan_suites=(--suite unit --suite module --suite integration)
-if meson test -C "$ASAN_BUILD" --list --suite fuzz >/dev/null 2>&1; then asan_suites+=(--suite fuzz); fi
-meson test -C "$ASAN_BUILD" --print-errorlogs --num-processes 2 "${asan_suites[@]}"
-unset ASAN_OPTIONS UBSAN_OPTIONS
-
-# test_secrets also here: its core-dump scan needs the plain allocator (ASan keeps freed blocks).
-meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2 --suite linkage --suite e2e
-meson test -C "$BUILD" --no-rebuild --print-errorlogs --logbase secrets test_secrets
-
-# memcheck over the programs that load the modules (pam_cvat.so under real libpam and
-# pam_wrapper, libnss_cvat.so.2 by dlopen and under nss_wrapper); the daemons and tools they
-# start are not traced (--trace-children follows the tests' own re-exec under pam_wrapper).
-VALGRIND="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
-VALGRIND+=" --trace-children=yes --trace-children-skip=*cvat-authd*,*slapd*,/bin/*,/usr/*,/sbin/*"
-meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2 --logbase valgrind --timeout-multiplier 4 \
-  --wrapper "$VALGRIND" test_pam_module test_pam_module_daemon test_nss_module test_nss_wrapper
-
-python3 - "$ASAN_BUILD/meson-logs/testlog.json:asan" "$BUILD/meson-logs/testlog.json:" \
-          "$BUILD/meson-logs/secrets.json:plain" "$BUILD/meson-logs/valgrind.json:valgrind" "$REPORTS" <<'PY'
+python3 - "${LOGS[@]}" "$REPORTS" <<'PY'
 # Counts TAP subtests (a program that died counts one failure more than it reported), then one
 # failure per sanitizer report file.
 import glob, json, os, re, sys
