@@ -121,11 +121,15 @@ e2e_setup() {
   chmod 0600 "$E2E_DIR/authd/bind_password"
   # CVAT's Active Directory example (the demo's config). The verdict cache keeps its default
   # (helper.verdict_ttl 30 s): a web server asks for every request, as it would in production.
+  # Failed-login throttling is off: the tests send 1,000 wrong passwords in a row, which the
+  # default rate_limit would rightly slow to one every 5 s (tests/integration/test_abuse proves
+  # the throttling itself).
   cat >"$E2E_DIR/authd/auth_config.yml" <<YAML
 helper:
   socket: $SOCK
   cache_dir: $E2E_DIR/cache
   log_level: info
+  rate_limit: {per_user: {failures: 0}, per_peer: {failures: 0}}
 ldap:
   server_uri: $LDAP_URI
   bind_dn: "CN=cvat_bind,$users"
