@@ -270,6 +270,71 @@ nss() {  # SYSTEM SO SYMPREFIX OP (names=...|from=.. count=..)
   "$BENCH" nss system="$1" so="$2" symprefix="$3" op="$4" "${@:5}" warm_seconds=1 settle=1.5 | record
 }
 
+# --- nginx: Basic auth through ngx_http_auth_pam, one location per PAM module ------------------
+NGX=$W/nginx
+nginx_bench() {
+  local port="" pid="" s
+  mkdir -p "$NGX/tmp" "$NGX/www"
+  for s in cvat nslcd sssd; do mkdir -p "$NGX/www/$s"; echo ok >"$NGX/www/$s/index.html"; done
+  for _ in 1 2 3 4 5; do
+    port=$(pick_port)
+    cat >"$NGX/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_http_auth_pam_module.so;
+user www-data;
+worker_processes 2;
+pid $NGX/nginx.pid;
+error_log $NGX/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $NGX/tmp/body;
+    proxy_temp_path $NGX/tmp/proxy;
+    fastcgi_temp_path $NGX/tmp/fastcgi;
+    uwsgi_temp_path $NGX/tmp/uwsgi;
+    scgi_temp_path $NGX/tmp/scgi;
+    keepalive_requests 100000;
+    server {
+        listen 127.0.0.1:$port;
+        root $NGX/www;
+        location /cvat/ { auth_pam "CVAT"; auth_pam_service_name "bench-cvat"; }
+        location /nslcd/ { auth_pam "CVAT"; auth_pam_service_name "bench-nslcd"; }
+        location /sssd/ { auth_pam "CVAT"; auth_pam_service_name "bench-sssd"; }
+    }
+}
+EOF
+    /usr/sbin/nginx -c "$NGX/nginx.conf" -p "$NGX/" -e "$NGX/error.log" -g 'daemon off;' </dev/null >>"$NGX/stdout.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do port_in_use "$port" && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    port_in_use "$port" && break
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=""
+  done
+  [[ -n "$pid" ]] || { tail "$NGX/error.log" >&2; exit 1; }
+  PIDS+=("$pid")
+  # 100 users' credentials, one drawn at random per request (as a web app's users come back).
+  {
+    echo 'local creds = {'
+    for i in $(seq 1 100); do printf '"%s",\n' "$(printf 'u%06d:%s' "$i" "$PASSWORD" | base64 -w0)"; done
+    echo '}'
+    echo 'request = function() return wrk.format("GET", nil, {["Authorization"] = "Basic " .. creds[math.random(#creds)]}) end'
+  } >"$NGX/creds.lua"
+  NGINX_PORT=$port NGINX_PID=$pid
+  [[ -z "${NGINX_ONLY_START:-}" ]] || return 0
+  for s in cvat nslcd sssd; do
+    curl -fsS -o /dev/null -u "u000001:$PASSWORD" "http://127.0.0.1:$port/$s/" || log "nginx: $s refused u000001"
+    wrk -t2 -c8 -d"${SECS}s" --latency -s "$NGX/creds.lua" "http://127.0.0.1:$port/$s/" >"$NGX/wrk-$s.txt" 2>&1 || true
+    awk -v sys="$s" '
+      function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1e6; return v }
+      /Requests\/sec:/ { rps = $2 }
+      /^ +50%/ { p50 = us($2) }
+      /^ +99%/ { p99 = us($2) }
+      /Non-2xx/ { bad = $NF }
+      / requests in / { n = $1 }
+      END { printf "{\"test\":\"nginx\",\"system\":\"%s\",\"ops\":%d,\"errors\":%d,\"ops_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f}\n", sys, n, bad + 0, rps, p50, p99 }
+    ' "$NGX/wrk-$s.txt" | record
+  done
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+}
+
 # CVAT_BENCH_HOOK: a command run here instead of the measurements (debugging the setup).
 if [[ -n "${CVAT_BENCH_HOOK:-}" ]]; then start_cvat 0; eval "$CVAT_BENCH_HOOK"; exit; fi
 
@@ -312,4 +377,19 @@ for ((RUN = 1; RUN <= RUNS; RUN++)); do
   for t in 1 8; do
     for e in ok wrong; do login cvat-cache-on bench-cvat "$t" "$e" 100 "$CVAT_PID"; done
   done
+  [[ -z "$NGINX" ]] || nginx_bench
+done
+
+# Resident memory: cvat-authd with min(USERS, 10000) users in its cache (cold lookups through
+# nss_cvat fill it), nslcd and sssd as the runs left them.
+FILL=$(( USERS < 10000 ? USERS : 10000 ))
+RUN=0
+log "filling cvat-authd's cache with $FILL users"
+"$BENCH" nss system=cvat-fill so="$BUILD/nss_cvat/libnss_cvat.so.2" symprefix=_nss_cvat op=getpwnam prefix=u \
+  from=1 count="$FILL" warm_seconds=0 settle=2 | sed -n 1p | record
+rss() { local p s=0; for p in ${1//,/ }; do s=$((s + $(awk '/^VmRSS/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo "$s"; }
+for s in cvat nslcd sssd; do
+  case $s in cvat) p=$CVAT_PID n=$FILL ;; nslcd) p=$NSLCD_PID n=0 ;; *) p=$(sssd_pids) n=-1 ;; esac
+  printf '{"test":"memory","system":"%s","cached_users":%s,"rss_kib":%s,"processes":%s}\n' "$s" "$n" "$(rss "$p")" \
+    "$(echo "${p//,/ }" | wc -w)" | jq -c '. + {run: 0}' | tee -a "$RAW" >&2
 done
