@@ -272,8 +272,8 @@ nss() {  # SYSTEM SO SYMPREFIX OP (names=...|from=.. count=..)
 
 # --- nginx: Basic auth through ngx_http_auth_pam, one location per PAM module ------------------
 NGX=$W/nginx
-nginx_bench() {
-  local port="" pid="" s
+nginx_bench() {  # [SUFFIX]: appended to the systems' names in the results
+  local port="" pid="" s sfx=${1:-}
   mkdir -p "$NGX/tmp" "$NGX/www"
   for s in cvat nslcd sssd; do mkdir -p "$NGX/www/$s"; echo ok >"$NGX/www/$s/index.html"; done
   for _ in 1 2 3 4 5; do
@@ -322,7 +322,7 @@ EOF
   for s in cvat nslcd sssd; do
     curl -fsS -o /dev/null -u "u000001:$PASSWORD" "http://127.0.0.1:$port/$s/" || log "nginx: $s refused u000001"
     wrk -t2 -c8 -d"${SECS}s" --latency -s "$NGX/creds.lua" "http://127.0.0.1:$port/$s/" >"$NGX/wrk-$s.txt" 2>&1 || true
-    awk -v sys="$s" '
+    awk -v sys="$s$sfx" '
       function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1e6; return v }
       /Requests\/sec:/ { rps = $2 }
       /^ +50%/ { p50 = us($2) }
@@ -377,7 +377,16 @@ for ((RUN = 1; RUN <= RUNS; RUN++)); do
   for t in 1 8; do
     for e in ok wrong; do login cvat-cache-on bench-cvat "$t" "$e" 100 "$CVAT_PID"; done
   done
-  [[ -z "$NGINX" ]] || nginx_bench
+  if [[ -n "$NGINX" ]]; then
+    nginx_bench
+    # libpam reads the service file and /etc/pam.d/other (Debian's: common-*, pam_unix,
+    # pam_systemd, ...) and dlopens their modules in every pam_start, which the nginx module
+    # calls per request. The same again with a one-line "other", to see the modules' own cost.
+    cp /etc/pam.d/other "$W/pam.d-other.debian"
+    printf 'auth required pam_deny.so\naccount required pam_deny.so\npassword required pam_deny.so\nsession required pam_deny.so\n' >/etc/pam.d/other
+    nginx_bench "/min-other"
+    cp "$W/pam.d-other.debian" /etc/pam.d/other
+  fi
 done
 
 # Resident memory: cvat-authd with min(USERS, 10000) users in its cache (cold lookups through
