@@ -21,11 +21,13 @@
 //       A Unix-socket round trip (64 bytes each way to an echo thread): the floor of any
 //       daemon-backed module.
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -283,7 +285,18 @@ int cmd_nss() {
         return 1;
     }
     std::vector<char> buf(1 << 16);
+    // As glibc does: a buffer too small (ERANGE, a group with thousands of members) is doubled
+    // and the call repeated.
+    std::function<bool(const std::string&)> lookup_once;
     auto lookup = [&](const std::string& name) {
+        for (;;) {
+            errno = 0;
+            bool ok = lookup_once(name);
+            if (ok || errno != ERANGE || buf.size() >= (std::size_t{1} << 26)) return ok;
+            buf.resize(buf.size() * 2);
+        }
+    };
+    lookup_once = [&](const std::string& name) {
         int err = 0;
         nss_status st = NSS_STATUS_UNAVAIL;
         if (op == "getpwnam") {
@@ -301,6 +314,7 @@ int cmd_nss() {
             if (st == NSS_STATUS_SUCCESS && start == 0) st = NSS_STATUS_NOTFOUND;
             std::free(groups);
         }
+        if (st == NSS_STATUS_TRYAGAIN && err == ERANGE) errno = ERANGE;
         return st == NSS_STATUS_SUCCESS;
     };
     char extra[256];

@@ -347,6 +347,7 @@ for ((RUN = 1; RUN <= RUNS; RUN++)); do
   export CVAT_AUTH_SOCKET=$CV/socket
   for s in cvat nslcd sssd; do
     case $s in
+      # The role groups: every cached user is a member of one (thousands, after the logins).
       cvat) so=$BUILD/nss_cvat/libnss_cvat.so.2 sym=_nss_cvat groups=cvat-user,cvat-admin ;;
       nslcd) so=$LIBDIR/libnss_ldap.so.2 sym=_nss_ldap groups=$(seq -f 'g%04.0f' -s, 1 "$NTEAMS" | head -c 1000 | sed 's/,[^,]*$//') ;;
       sssd) so=$LIBDIR/libnss_sss.so.2 sym=_nss_sss groups=$(seq -f 'g%04.0f' -s, 1 "$NTEAMS" | head -c 1000 | sed 's/,[^,]*$//') ;;

@@ -125,10 +125,12 @@ set title "PAM login latency p50 (right password)"
 set ylabel "ms"
 plot "$DIR/login2.dat" using 4:xtic(1) title "1 thread", "" using 5 title "8 threads"
 set title "NSS lookup p50"
+set yrange [0.05:*]
 set ylabel "µs"
 plot "$DIR/nss.dat" using 2:xtic(1) title "cvat", "" using 3 title "nslcd", "" using 4 title "sssd"
 unset logscale y
-set title "nginx Basic auth through ngx_http_auth_pam"
+set yrange [*:*]
+set title "nginx Basic auth through ngx_http_auth_pam" noenhanced
 set ylabel "requests/s"
 set y2label "p99 ms"
 set y2tics
