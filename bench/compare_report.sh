@@ -137,5 +137,5 @@ set y2tics
 plot "$DIR/nginx.dat" using 2:xtic(1) title "req/s" axes x1y1, "" using 0:3 with points pt 7 ps 2 title "p99 (ms)" axes x1y2
 unset multiplot
 EOF
-rm -f "$DIR/login.dat"
+rm -f "$DIR/login.dat" "$DIR/login2.dat" "$DIR/nss.dat" "$DIR/nginx.dat"
 echo "wrote $DIR/results.json, $DIR/table.txt, $DIR/compare.png"
