@@ -64,7 +64,8 @@ if [[ -z "${CVAT_BENCH_INSIDE:-}" ]]; then
   CVAT_BENCH_INSIDE=1 W=$W unshare -m --propagation private bash ${CVAT_BENCH_TRACE:+-x} "$SRC/bench/compare.sh" "${ARGS[@]}"
   cp "$W/raw.jsonl" "$OUT/raw.jsonl"
   uptime >"$OUT/uptime.txt"
-  exec bash "$SRC/bench/compare_report.sh" "$OUT" "$USERS" "$RUNS"
+  bash "$SRC/bench/compare_report.sh" "$OUT" "$USERS" "$RUNS"   # not exec: the EXIT trap removes W
+  exit
 fi
 
 # ---------------------------------------------------------------------------------------------
