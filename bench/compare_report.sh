@@ -106,6 +106,11 @@ jq -r '.results[] | select(.test == "nss" and (.system | test("fill") | not)) | 
   awk -F'\t' '{ v[$2 "-" $3, $1] = $4; ops[$2 "-" $3] = 1 }
     END { for (o in ops) printf "%s\t%s\t%s\t%s\n", o, v[o, "cvat"] + 0, v[o, "nslcd"] + 0, v[o, "sssd"] + 0 }' | sort >"$DIR/nss.dat"
 jq -r '.results[] | select(.test == "nginx") | [.system, .ops_s, .p99_us / 1000] | @tsv' "$R" | sort >"$DIR/nginx.dat"
+if [[ -s "$DIR/nginx.dat" ]]; then
+  NGINX_PLOT="plot \"$DIR/nginx.dat\" using 2:xtic(1) title \"req/s\" axes x1y1, \"\" using 0:3 with points pt 7 ps 2 title \"p99 (ms)\" axes x1y2"
+else
+  NGINX_PLOT="set title \"nginx: not measured (--no-nginx)\"; unset xtics; unset y2tics; unset y2label; plot [0:1] [0:1] 0 notitle"
+fi
 gnuplot <<EOF
 set terminal pngcairo size 1400,1000 font "DejaVu Sans,10"
 set output "$DIR/compare.png"
@@ -134,7 +139,7 @@ set title "nginx Basic auth through ngx_http_auth_pam" noenhanced
 set ylabel "requests/s"
 set y2label "p99 ms"
 set y2tics
-plot "$DIR/nginx.dat" using 2:xtic(1) title "req/s" axes x1y1, "" using 0:3 with points pt 7 ps 2 title "p99 (ms)" axes x1y2
+$NGINX_PLOT
 unset multiplot
 EOF
 rm -f "$DIR/login.dat" "$DIR/login2.dat" "$DIR/nss.dat" "$DIR/nginx.dat"
