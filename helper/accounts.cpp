@@ -202,6 +202,18 @@ bool Accounts::assign_ids(const Runtime& rt, CachedUser& u, std::optional<std::u
     return true;
 }
 
+namespace {
+
+// The same user facts, the timestamps aside.
+bool same_facts(const CachedUser& a, const CachedUser& b) {
+    return a.name == b.name && a.backend == b.backend && a.immutable_id == b.immutable_id && a.uid == b.uid &&
+           a.gid == b.gid && a.gecos == b.gecos && a.home == b.home && a.shell == b.shell && a.role == b.role &&
+           a.email == b.email && a.first_name == b.first_name && a.last_name == b.last_name && a.dn == b.dn &&
+           a.groups == b.groups && a.provisional == b.provisional;
+}
+
+}  // namespace
+
 Accounts::Fetch Accounts::store_ldap(const Runtime& rt, const LdapUser& lu, CachedUser& out) {
     const NssSettings& nss = rt.config.nss;
     const std::int64_t now = now_s();
@@ -229,8 +241,17 @@ Accounts::Fetch Accounts::store_ldap(const Runtime& rt, const LdapUser& lu, Cach
     u.expires_at = now + nss.cache_ttl_s;
     fill_posix(rt, u);
     if (!assign_ids(rt, u, lu.uid_number, lu.gid_number)) return Fetch::unavailable;
+    // A login that learns what the cache already holds leaves the row and the published file
+    // alone (no write, no republish) while the row is young: under half of the time after
+    // which it leaves nss.mc (refresh_percent of cache_ttl), so a user who keeps logging in
+    // still has the expiry moved on in time.
+    const std::int64_t young = nss.cache_ttl_s * (nss.refresh_percent > 0 ? nss.refresh_percent : 100) / 200;
     std::optional<CachedUser> before;
     if (auto b = logged(store_->user_by_name(u.name), "reading a user")) before = std::move(*b);
+    if (before && before->expires_at > now && now - before->fetched_at < young && same_facts(*before, u)) {
+        out = std::move(*before);
+        return Fetch::found;
+    }
     if (!logged(store_->put_user(u), "storing a user")) return Fetch::unavailable;
     // A role group's member list in the published file changes with this user (new in it, or
     // another role): the file is withdrawn before the answer goes out, so a getgrnam() or

@@ -365,7 +365,15 @@ extern "C" int guard_setup(Sockbuf_IO_Desc* d, void* arg) {
 }
 extern "C" int guard_ctrl(Sockbuf_IO_Desc* d, int opt, void* arg) { return LBER_SBIOD_CTRL_NEXT(d, opt, arg); }
 extern "C" ber_slen_t guard_read(Sockbuf_IO_Desc* d, void* buf, ber_len_t len) {
-    if (!guard_wait(static_cast<const IoGuard*>(d->sbiod_pvt), sb_fd(d), POLLIN)) return -1;
+    const auto* g = static_cast<const IoGuard*>(d->sbiod_pvt);
+    if (g == nullptr || g->deadline == Clock::time_point::max()) return LBER_SBIOD_READ_NEXT(d, buf, len);
+    // libldap polls before it reads an answer, so the bytes are usually here: try first, and
+    // wait (bounded) only when there is nothing yet. The layer below is the socket itself (this
+    // one sits under TLS), whose read is recv() without flags.
+    const int fd = sb_fd(d);
+    ssize_t n = ::recv(fd, buf, len, MSG_DONTWAIT);
+    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return n;
+    if (!guard_wait(g, fd, POLLIN)) return -1;
     return LBER_SBIOD_READ_NEXT(d, buf, len);
 }
 extern "C" ber_slen_t guard_write(Sockbuf_IO_Desc* d, void* buf, ber_len_t len) {

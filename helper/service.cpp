@@ -197,6 +197,10 @@ void RecentSignIns::clear() {
 
 // ---- service ----
 
+// How long a sign-in answers the account phase that follows it when helper.verdict_ttl is 0:
+// a sign-in within the same wall-clock second (RecentSignIns keeps seconds).
+constexpr std::int64_t kSameTransactionS = 1;
+
 bool plausible_user_name(std::string_view name) noexcept {
     if (name.empty()) return false;
     for (unsigned char c : name)
@@ -576,10 +580,14 @@ proto::Verdict Service::lookup(const Runtime& rt, const std::string& user, const
         if (!rt.ldap) return verdict(Status::unavailable, kNoLdap);
         const std::int64_t now = system_wall_clock();
         // Right after a sign-in (nginx: authenticate, then account, on every request) the
-        // sign-in's answer stands for helper.verdict_ttl, as the verdict itself does.
-        if (rt.config.helper.verdict_ttl_ms > 0)
-            if (auto v = recent_->find("ldap", user, now, nullptr, rt.config.helper.verdict_ttl_ms / 1000))
-                return *v;
+        // sign-in's answer stands for helper.verdict_ttl, as the verdict itself does. With the
+        // verdict cache off it still answers the account phase of the same PAM transaction
+        // (a sign-in within the same second): the directory was asked a moment ago, and asking
+        // again doubled the cost of every login (a user search and the group walk).
+        const std::int64_t window =
+            std::max<std::int64_t>(rt.config.helper.verdict_ttl_ms / 1000, account_phase ? kSameTransactionS : 0);
+        if (window > 0)
+            if (auto v = recent_->find("ldap", user, now, nullptr, window)) return *v;
         LdapOutcome out = rt.ldap->lookup(user);
         if (out.status == Status::unavailable) {
             // The directory is down: a user who signed in (offline, or just before) stays in.
