@@ -25,7 +25,13 @@ FIXTURES=${CVAT_FIXTURES:-$SRC/tests/fixtures}
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failed=1; echo "not ok $n - $1"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+# Runs a command as one TAP point; what it prints becomes TAP comments.
+check() {
+  local what=$1 out rc=0; shift
+  out=$("$@" 2>&1) || rc=$?
+  if ((rc == 0)); then ok "$what"; else not_ok "$what"; fi
+  if [[ -n $out ]]; then note <<<"$out"; fi
+}
 note() { sed 's/^/# /'; }
 finish() { echo "1..$n"; exit "$failed"; }
 bail() { echo "Bail out! $*"; exit 1; }
@@ -91,8 +97,9 @@ expected_files() {
 # compared without their compression suffix (Fedora's rpm gzips them, Debian's does not).
 same_list() {
   local label=$1 actual=$2 expected=$3
-  actual=$(sed -E 's|^(/usr/share/man/.*)\.(gz|bz2|xz|zst)$|\1|' <<<"$actual")
-  expected=$(sed -E 's|^(/usr/share/man/.*)\.(gz|bz2|xz|zst)$|\1|' <<<"$expected")
+  actual=$(sed -E 's#^(/usr/share/man/.*)\.(gz|bz2|xz|zst)$#\1#' <<<"$actual") || return 1
+  expected=$(sed -E 's#^(/usr/share/man/.*)\.(gz|bz2|xz|zst)$#\1#' <<<"$expected") || return 1
+  [[ -n $actual && -n $expected ]] || { echo "# $label: an empty file list"; return 1; }
   if diff -u <(sort <<<"$expected") <(sort <<<"$actual") >"$work/list.diff"; then return 0; fi
   echo "# $label: expected (-) and found (+):"; note <"$work/list.diff"
   return 1
@@ -238,7 +245,7 @@ for pair in pam:libpam-cvat nss:libnss-cvat daemon:cvat-authd; do
 done
 deb_authd=$(ls "$work"/v1/cvat-authd_*.deb | head -1)
 check "auth_config.yml is shipped 0640" \
-  bash -c "dpkg-deb -c '$deb_authd' | grep -q -E '^-rw-r----- .* \./etc/cvat-auth/auth_config.yml$'"
+  bash -c "dpkg-deb -c '$deb_authd' | grep -E '^-rw-r----- .* \./etc/cvat-auth/auth_config.yml$' >/dev/null"
 check "/etc/pam.d/cvat and auth_config.yml are conffiles" \
   bash -c "dpkg-deb -I '$(ls "$work"/v1/libpam-cvat_*.deb)' conffiles | grep -qx /etc/pam.d/cvat &&
            dpkg-deb -I '$deb_authd' conffiles | grep -qx /etc/cvat-auth/auth_config.yml"
