@@ -25,12 +25,11 @@ FIXTURES=${CVAT_FIXTURES:-$SRC/tests/fixtures}
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failed=1; echo "not ok $n - $1"; }
-# Runs a command as one TAP point; what it prints becomes TAP comments.
+# Runs a command (in this shell: it may set variables) as one TAP point; what it prints
+# becomes TAP comments.
 check() {
-  local what=$1 out rc=0; shift
-  out=$("$@" 2>&1) || rc=$?
-  if ((rc == 0)); then ok "$what"; else not_ok "$what"; fi
-  if [[ -n $out ]]; then note <<<"$out"; fi
+  local what=$1; shift
+  if "$@" > >(note) 2>&1; then ok "$what"; else not_ok "$what"; fi
 }
 note() { sed 's/^/# /'; }
 finish() { echo "1..$n"; exit "$failed"; }
