@@ -252,3 +252,24 @@ rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }';
 # The daemon's log since a mark: what PAM asked of it.
 log_mark() { wc -c <"$AUTHD_LOG"; }
 log_since() { tail -c +"$(($1 + 1))" "$AUTHD_LOG"; }
+
+# root_location_cases URL WHO: the cases every front end answers the same on its "/" location
+# (PAM service cvat): the challenge, alice's page, the daemon's log line for a login from WHO
+# (the server's unprivileged process), and the refusals.
+root_location_cases() {
+  local url=$1 who=$2 mark
+  is "$(status "$url/")" 401 "no credentials: 401"
+  is "$(header "$url/" WWW-Authenticate)" 'Basic realm="CVAT"' "the challenge names the snippet's realm"
+  mark=$(log_mark)
+  is "$(status "$url/" alice "$ALICE_PW")" 200 "alice (LDAP, admin), right password: 200"
+  is "$(body "$url/" alice "$ALICE_PW")" "hello from the e2e test" "alice gets the page"
+  ok "the daemon answered alice's login from $who ($WWW_USER) (PAM service cvat)" \
+    eval 'log_since "$mark" | grep -q "uid=$(id -u "$WWW_USER") .*: auth user=alice service=cvat .*-> ok user=alice role=admin"'
+  is "$(status "$url/" alice 'not-her-password')" 401 "alice, wrong password: 401"
+  is "$(status "$url/" alice '')" 401 "alice, empty password: 401"
+  is "$(status "$url/" mallory 'whatever')" 401 "an unknown user: 401"
+  is "$(status "$url/" '*' "$ALICE_PW")" 401 "user name '*' (an LDAP filter wildcard) with alice's password: 401"
+  is "$(status "$url/" walter "$WALTER_PW")" 200 "walter (worker) on /: 200"
+  is "$(status "$url/" bob "$BOB_PW")" 200 "bob (user; a UTF-8 password with a space) on /: 200"
+  is "$(status "$url/" dave 'dave-Passw0rd')" 401 "dave (account disabled in the directory): 401"
+}

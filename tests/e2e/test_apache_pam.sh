@@ -100,19 +100,7 @@ is "$(ps -o user= --ppid "$APACHE_PID" | sort -u | tr '\n' ' ')" "$WWW_USER " \
 
 URL=http://127.0.0.1:$PORT
 t=$(date +%s.%N)
-is "$(status "$URL/")" 401 "no credentials: 401"
-is "$(header "$URL/" WWW-Authenticate)" 'Basic realm="CVAT"' "the challenge names the snippet's realm"
-mark=$(log_mark)
-is "$(status "$URL/" alice "$ALICE_PW")" 200 "alice (LDAP, admin), right password: 200 (AuthBasicProvider PAM)"
-is "$(body "$URL/" alice "$ALICE_PW")" "hello from the e2e test" "alice gets the page"
-ok "the daemon answered alice's login from an Apache child (www-data) (PAM service cvat)" \
-  eval 'log_since "$mark" | grep -q "uid=$(id -u "$WWW_USER") .*: auth user=alice service=cvat .*-> ok user=alice role=admin"'
-is "$(status "$URL/" alice 'not-her-password')" 401 "alice, wrong password: 401"
-is "$(status "$URL/" mallory 'whatever')" 401 "an unknown user: 401"
-is "$(status "$URL/" '*' "$ALICE_PW")" 401 "user name '*' (an LDAP filter wildcard) with alice's password: 401"
-is "$(status "$URL/" walter "$WALTER_PW")" 200 "walter (worker) on /: 200"
-is "$(status "$URL/" bob "$BOB_PW")" 200 "bob (user; a UTF-8 password with a space) on /: 200"
-is "$(status "$URL/" dave 'dave-Passw0rd')" 401 "dave (account disabled in the directory): 401"
+root_location_cases "$URL" "an Apache child"
 ok "mod_authnz_pam logged the refusals as PAM failures" grep -q "PAM authentication failed for user alice" "$D/error.log"
 
 # The admin location: authenticated as above, authorized by `Require pam-account cvat-admin`

@@ -87,20 +87,7 @@ is "$(ps -o user= --ppid "$NGINX_PID" | sort -u | tr '\n' ' ')" "$WWW_USER " \
 
 URL=http://127.0.0.1:$PORT
 t=$(date +%s.%N)
-is "$(status "$URL/")" 401 "no credentials: 401"
-is "$(header "$URL/" WWW-Authenticate)" 'Basic realm="CVAT"' "the challenge names the snippet's realm"
-mark=$(log_mark)
-is "$(status "$URL/" alice "$ALICE_PW")" 200 "alice (LDAP, admin), right password: 200"
-is "$(body "$URL/" alice "$ALICE_PW")" "hello from the e2e test" "alice gets the page"
-ok "the daemon answered alice's login from an nginx worker (www-data) (PAM service cvat)" \
-  eval 'log_since "$mark" | grep -q "uid=$(id -u "$WWW_USER") .*: auth user=alice service=cvat .*-> ok user=alice role=admin"'
-is "$(status "$URL/" alice 'not-her-password')" 401 "alice, wrong password: 401"
-is "$(status "$URL/" alice '')" 401 "alice, empty password: 401"
-is "$(status "$URL/" mallory 'whatever')" 401 "an unknown user: 401"
-is "$(status "$URL/" '*' "$ALICE_PW")" 401 "user name '*' (an LDAP filter wildcard) with alice's password: 401"
-is "$(status "$URL/" walter "$WALTER_PW")" 200 "walter (worker) on /: 200"
-is "$(status "$URL/" bob "$BOB_PW")" 200 "bob (user; a UTF-8 password with a space) on /: 200"
-is "$(status "$URL/" dave 'dave-Passw0rd')" 401 "dave (account disabled in the directory): 401"
+root_location_cases "$URL" "an nginx worker"
 
 # The admin location: /etc/pam.d/cvat-admin, account pam_cvat.so require_role=admin.
 # ngx_http_auth_pam answers a failed pam_acct_mgmt as a failed password: 401.
