@@ -71,6 +71,7 @@ struct LdapConfig {
     unsigned pool_size = 4;          // ready connections per pool
     unsigned max_nesting = 16;       // nested group levels followed before the walk stops
     unsigned max_groups = 4096;      // groups collected per user before the walk stops
+    std::int64_t group_cache_ttl_s = 60;  // nested types: the groups above a user's direct groups; 0 = ask every time
     bool allow_cleartext_password = false;  // send user passwords over plain ldap:// to a non-loopback host
 };
 

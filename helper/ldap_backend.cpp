@@ -25,8 +25,10 @@
 #include <exception>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
+#include <unordered_map>
 #include <utility>
 
 #include <arpa/inet.h>
@@ -83,6 +85,9 @@ constexpr const char* kCapActiveDirectory = "1.2.840.113556.1.4.800";
 constexpr unsigned kInChainMinNesting = 16;
 // Longest user name looked up (LOGIN_NAME_MAX, the protocol's cap).
 constexpr std::size_t kMaxUserName = proto::kMaxName;
+// The group graph cache (ldap.group_cache_ttl) holds at most this many bytes of group DNs; an
+// entry that would pass it is not kept, and a full cache drops its expired entries first.
+constexpr std::size_t kGroupCacheBytes = 8u << 20;
 // AD ACCOUNTDISABLE flag of userAccountControl (MS-ADTS 2.2.16).
 constexpr long long kUacAccountDisable = 0x2;
 
@@ -96,6 +101,69 @@ struct Failure {
 };
 template <typename T>
 using Outcome = tl::expected<T, Failure>;
+// The groups above a set of direct groups, for the nested group types: found by the level-by-
+// level walk, kept for ldap.group_cache_ttl. Keyed by the normalised DNs of the user's direct
+// groups (users of the same teams share an entry), so a login asks the directory only for the
+// user's own groups; a change of nesting higher up shows within the TTL. Thread-safe, bounded
+// by kGroupCacheBytes.
+class GroupGraphCache {
+public:
+    struct Upper {
+        std::vector<std::string> groups;  // in the order the walk found them
+        std::string incomplete;           // why the walk stopped early, or empty
+    };
+    explicit GroupGraphCache(Ms ttl) : ttl_(ttl) {}
+    bool enabled() const noexcept { return ttl_.count() > 0; }
+
+    std::optional<Upper> find(const std::string& key) {
+        std::lock_guard lock(m_);
+        auto it = map_.find(key);
+        if (it == map_.end()) return std::nullopt;
+        if (it->second.expires <= Clock::now()) {
+            drop(it);
+            return std::nullopt;
+        }
+        return it->second.upper;
+    }
+    void put(const std::string& key, Upper upper) {
+        std::size_t bytes = key.size() + upper.incomplete.size();
+        for (const std::string& g : upper.groups) bytes += g.size() + sizeof(std::string);
+        if (bytes > kGroupCacheBytes / 4) return;
+        std::lock_guard lock(m_);
+        if (auto it = map_.find(key); it != map_.end()) drop(it);
+        const auto now = Clock::now();
+        if (bytes_ + bytes > kGroupCacheBytes)
+            for (auto it = map_.begin(); it != map_.end();) it->second.expires <= now ? it = drop(it) : ++it;
+        if (bytes_ + bytes > kGroupCacheBytes) {
+            map_.clear();
+            bytes_ = 0;
+        }
+        map_.emplace(key, Slot{now + ttl_, bytes, std::move(upper)});
+        bytes_ += bytes;
+    }
+    void clear() {
+        std::lock_guard lock(m_);
+        map_.clear();
+        bytes_ = 0;
+    }
+
+private:
+    struct Slot {
+        Clock::time_point expires;
+        std::size_t bytes;
+        Upper upper;
+    };
+    using Map = std::unordered_map<std::string, Slot>;
+    Map::iterator drop(Map::iterator it) {
+        bytes_ -= it->second.bytes;
+        return map_.erase(it);
+    }
+    const Ms ttl_;
+    std::mutex m_;
+    Map map_;
+    std::size_t bytes_ = 0;
+};
+
 tl::unexpected<Failure> failure(Status s, std::string message) {
     return tl::unexpected<Failure>(Failure{s, std::move(message)});
 }
@@ -512,7 +580,8 @@ public:
           service_pool_("service", cfg_.pool_size),
           user_pool_("user-bind", cfg_.pool_size),
           servers_(cfg_.server_uri, make_discovery(cfg_),
-                   [this](const std::string& uri) { return describe_server(uri, cfg_.start_tls); }) {
+                   [this](const std::string& uri) { return describe_server(uri, cfg_.start_tls); }),
+          group_graph_(std::chrono::seconds(cfg_.group_cache_ttl_s)) {
         fill_default_attr("user_name", "uid");
         fill_default_attr("email", "mail");
         fill_default_attr("first_name", "givenName");
@@ -529,6 +598,7 @@ public:
     LdapOutcome lookup(std::string_view user) override {
         return guarded([&](LdapOutcome& out) { resolve(user, nullptr, out, Trace(nullptr)); });
     }
+    void forget_groups() override { group_graph_.clear(); }
     LdapOutcome lookup_uid(std::uint32_t uid) override {
         return guarded([&](LdapOutcome& out) { resolve_uid(uid, out); });
     }
@@ -662,6 +732,11 @@ private:
     Outcome<void> collect_groups(const Entry& entry, LdapUser& user, std::string& incomplete, Trace& trace);
     Outcome<void> nested_walk(const std::string& user_dn, std::vector<std::string>& groups,
                               std::string& incomplete, Trace& trace);
+    // The walk's levels from `level` on (only that one with `one_level`): each asks which
+    // groups not `seen` have a member in `frontier`, which then holds the new ones.
+    Outcome<void> walk_levels(std::set<std::string>& seen, std::vector<std::string>& frontier, unsigned level,
+                              bool one_level, std::vector<std::string>& groups, std::string& incomplete,
+                              Trace& trace);
     void explain_role(const RoleDecision& d, Trace& trace) const;
 
     // Whether the server of `conn` is Active Directory (LDAP_CAP_ACTIVE_DIRECTORY_OID in the
@@ -688,6 +763,7 @@ private:
     std::mutex servers_m_;
     std::map<std::size_t, Clock::time_point> down_until_;  // by server index; guarded by servers_m_
     std::map<std::size_t, bool> server_ad_;  // by server index: Active Directory?; guarded by servers_m_
+    GroupGraphCache group_graph_;
 };
 
 Outcome<ConnPtr> LdapBackendImpl::open_server(std::size_t i, bool& fatal) {
@@ -1409,12 +1485,11 @@ Outcome<LdapBackendImpl::Membership> LdapBackendImpl::check_role_group(const std
     return *r;
 }
 
-Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vector<std::string>& groups,
+Outcome<void> LdapBackendImpl::walk_levels(std::set<std::string>& seen, std::vector<std::string>& frontier,
+                                           unsigned level, bool one_level, std::vector<std::string>& groups,
                                            std::string& incomplete, Trace& trace) {
     const std::string gf = group_filter_part(cfg_.group_search.filter);
-    std::set<std::string> seen{dn_key(user_dn)};
-    std::vector<std::string> frontier{user_dn};
-    for (unsigned level = 0; !frontier.empty(); ++level) {
+    for (; !frontier.empty(); ++level) {
         if (level > cfg_.max_nesting) {
             incomplete = "groups nest deeper than max_nesting " + std::to_string(cfg_.max_nesting);
             return {};
@@ -1448,8 +1523,48 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
             }
         }
         frontier = std::move(next);
+        if (one_level) break;
     }
     return {};
+}
+
+Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vector<std::string>& groups,
+                                           std::string& incomplete, Trace& trace) {
+    std::set<std::string> seen{dn_key(user_dn)};
+    std::vector<std::string> frontier{user_dn};
+    // explain (trace on) shows the live walk; without the cache the walk goes on as one.
+    const bool cached = group_graph_.enabled() && !trace.on();
+    if (auto r = walk_levels(seen, frontier, 0, cached, groups, incomplete, trace); !r || !cached)
+        return r;
+    if (!incomplete.empty() || frontier.empty()) return {};
+
+    // The user's direct groups are the directory's answer of now; what lies above them may come
+    // from the group graph cache.
+    std::vector<std::string> keys;
+    keys.reserve(frontier.size());
+    for (const std::string& g : frontier) keys.push_back(dn_key(g));
+    std::sort(keys.begin(), keys.end());
+    std::string key;
+    for (const std::string& k : keys) (key += k) += '\n';
+    if (auto hit = group_graph_.find(key)) {
+        for (std::string& g : hit->groups) {
+            if (!seen.insert(dn_key(g)).second) continue;
+            groups.push_back(std::move(g));
+            if (groups.size() >= cfg_.max_groups) {
+                incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
+                return {};
+            }
+        }
+        incomplete = std::move(hit->incomplete);
+        return {};
+    }
+    const std::size_t direct = groups.size();
+    auto r = walk_levels(seen, frontier, 1, false, groups, incomplete, trace);
+    if (r)
+        group_graph_.put(key, {std::vector<std::string>(groups.begin() + static_cast<std::ptrdiff_t>(direct),
+                                                        groups.end()),
+                               incomplete});
+    return r;
 }
 
 Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user, std::string& incomplete,

@@ -81,6 +81,9 @@ public:
 
     // Each server of the URI list: connect, StartTLS if configured, service bind.
     virtual std::vector<proto::BackendState> probe() = 0;
+
+    // Drops the group graph cache (ldap.group_cache_ttl): `cvat-authctl cache expire|flush`.
+    virtual void forget_groups() = 0;
 };
 
 }  // namespace cvat::helper

@@ -780,12 +780,15 @@ proto::Response Service::cache(const Runtime& rt, const Peer& peer, const proto:
         c.lines.push_back("the cache holds user data: run cvat-authctl cache as root");
         return c;
     }
+    if (r.op == proto::CacheOp::expire || r.op == proto::CacheOp::flush) {
+        recent_->clear();
+        if (rt.ldap) rt.ldap->forget_groups();
+    }
     if (!accounts_) {
         c.status = Status::not_supported;
         c.lines.push_back("this daemon runs without a cache");
         return c;
     }
-    if (r.op == proto::CacheOp::expire || r.op == proto::CacheOp::flush) recent_->clear();
     return accounts_->cache(rt, r);
 }
 

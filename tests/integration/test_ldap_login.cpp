@@ -679,6 +679,65 @@ void outage_and_recovery(void**) {
     expect_role(l, "walter", "walter-Passw0rd", "walter", "worker");
 }
 
+// ldap.group_cache_ttl: the groups above a user's direct groups are kept for the TTL (one group
+// search per login instead of the whole walk); the direct groups are asked at every login; a
+// change higher up shows after the TTL, at once after `cvat-authctl cache expire`, and at once
+// with group_cache_ttl 0. Counted in slapd's own log of the searches it answered.
+void nested_group_cache(void**) {
+    require_program("ldapmodify");
+    ::setenv("SLAPD_DEBUG", "stats", 1);
+    Slapd own(g->tmp.path() + "/gcache", "ad", true);
+    ::unsetenv("SLAPD_DEBUG");
+    const std::string u = std::string(",cn=Users,") + kAdBase;
+    const std::string log = g->tmp.path() + "/gcache/slapd.log";
+    auto searches = [&](const std::string& member_dn) {
+        return count(lower(read_file(log)), lower("(member=" + member_dn + u + ")"));
+    };
+    auto modify = [&](const char* op) {
+        const std::string file = g->tmp.path() + "/gcache.ldif";
+        write_file(file, "dn: CN=CVAT Admins" + u + "\nchangetype: modify\n" + op + ": member\nmember: CN=Nest L2" + u + "\n",
+                   0600);
+        const std::string cmd = "ldapmodify -x -H " + own.uri() + " -D " + own.get("LDAP_ADMIN_DN") + " -w " +
+                                own.get("LDAP_ADMIN_PW") + " -f " + file + " >/dev/null";
+        if (std::system(cmd.c_str()) != 0) fail_msg("ldapmodify %s failed", op);
+    };
+    LdapSpec spec;
+    spec.uris = own.ldaps_uri();
+    spec.ca_file = own.ca_file();
+    spec.extra = "  group_cache_ttl: 3\n";
+    Login l = start("gcache", spec);
+    expect_role(l, "nestor", "nestor-Passw0rd", "nestor", "admin");
+    const std::size_t direct = searches("cn=Nestor Nested"), upper = searches("cn=Nest L1");
+    if (direct == 0 || upper == 0) fail_msg("slapd logged no group search for nestor (%s)", log.c_str());
+    expect_role(l, "nestor", "nestor-Passw0rd", "nestor", "admin");
+    expect_role(l, "nestor", "nestor-Passw0rd", "nestor", "admin");
+    if (searches("cn=Nestor Nested") < direct + 2) fail_msg("the direct groups were not asked at each login");
+    if (searches("cn=Nest L1") != upper) fail_msg("the groups above Nest L1 were asked again within the TTL");
+
+    // Nest L2 leaves CVAT Admins: within the TTL nestor keeps admin, after it he is a user.
+    modify("delete");
+    expect_role(l, "nestor", "nestor-Passw0rd", "nestor", "admin");
+    ::usleep(3300 * 1000);
+    expect_role(l, "nestor", "nestor-Passw0rd", "nestor", "user");
+    if (searches("cn=Nest L1") != upper + 1) fail_msg("after the TTL the walk was not asked again");
+
+    // Back in: cvat-authctl cache expire drops the cached graph at once.
+    modify("add");
+    expect_role(l, "nestor", "nestor-Passw0rd", "nestor", "user");
+    const std::string ctl = env_or("CVAT_AUTHCTL", "cvat-authctl") + " --socket " + l.daemon->socket() + " ";
+    expect_line(run_output(ctl + "cache expire nestor"), "expired ");
+    expect_role(l, "nestor", "nestor-Passw0rd", "nestor", "admin");
+
+    // group_cache_ttl 0: every login walks, a change shows at the next login.
+    spec.extra = "  group_cache_ttl: 0\n";
+    Login l0 = start("gcache0", spec);
+    expect_role(l0, "nestor", "nestor-Passw0rd", "nestor", "admin");
+    const std::size_t before = searches("cn=Nest L1");
+    modify("delete");
+    expect_role(l0, "nestor", "nestor-Passw0rd", "nestor", "user");
+    if (searches("cn=Nest L1") != before + 1) fail_msg("group_cache_ttl 0 did not walk at every login");
+}
+
 // cvat-authctl explain and status: the groups found and through which nesting step, the role
 // groups matched, the role and why; each server up or down.
 void explain_and_status(void**) {
@@ -817,6 +876,7 @@ int main() {
         cmocka_unit_test(tls_modes),
         cmocka_unit_test(failover),
         cmocka_unit_test(outage_and_recovery),
+        cmocka_unit_test(nested_group_cache),
         cmocka_unit_test(explain_and_status),
         cmocka_unit_test(ipa_group_types),
         cmocka_unit_test(ipa_passwords_and_anonymous),
