@@ -233,7 +233,7 @@ Reply Service::handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer
                 else if constexpr (std::is_same_v<T, proto::ExplainRequest>) return {explain(*rt, peer, m), nullptr};
                 else if constexpr (std::is_same_v<T, proto::ConvReply>)
                     return {verdict(Status::bad_request, "no conversation is in progress"), nullptr};
-                else if constexpr (std::is_same_v<T, proto::PasswordRequest>) return {change_password(*rt, m), nullptr};
+                else if constexpr (std::is_same_v<T, proto::PasswordRequest>) return change_password(rt, peer, m);
                 else if constexpr (std::is_same_v<T, proto::CacheRequest>) return {cache(*rt, peer, m), nullptr};
                 else return {nss(*rt, request), nullptr};
             },
@@ -277,6 +277,14 @@ private:
     std::optional<proto::Verdict> answer_;
 };
 
+// Root without an rhost is every local console, su and sudo at once: no peer of its own (one
+// user's guessing must not slow everyone's su); the per-user rule still applies.
+Throttle::Keys throttle_keys(const Peer& peer, const std::string& user, const std::string& rhost) {
+    return Throttle::Keys{lower(user), peer.uid == 0 && rhost.empty()
+                                           ? std::string()
+                                           : "uid=" + std::to_string(peer.uid) + " rhost=" + rhost};
+}
+
 }  // namespace
 
 Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::AuthRequest& r) const {
@@ -314,11 +322,7 @@ Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, 
     }
 
     const ThrottleSettings& limits = rt->config.helper.rate_limit;
-    // Root without an rhost is every local console, su and sudo at once: no peer of its own
-    // (one user's guessing must not slow everyone's su); the per-user rule still applies.
-    Throttle::Keys keys{lower(r.user), peer.uid == 0 && r.rhost.empty()
-                                           ? std::string()
-                                           : "uid=" + std::to_string(peer.uid) + " rhost=" + r.rhost};
+    const Throttle::Keys keys = throttle_keys(peer, r.user, r.rhost);
     const std::int64_t now = proto::monotonic_ms();
     // The client waits timeout_ms for the answer; the check itself needs some of that.
     std::int64_t max_wait = limits.max_delay_ms;
@@ -617,7 +621,38 @@ proto::Response Service::account(const Runtime& rt, const proto::AccountRequest&
     return v;
 }
 
-proto::Verdict Service::change_password(const Runtime& rt, const proto::PasswordRequest& r) const {
+Reply Service::change_password(const std::shared_ptr<const Runtime>& rt, const Peer& peer,
+                               proto::PasswordRequest& r) const {
+    // chauthtok has no PAM_RHOST on the wire: the peer is the client's uid.
+    const Throttle::Keys keys = throttle_keys(peer, r.user, "");
+    const std::int64_t now = proto::monotonic_ms();
+    Throttle::Gate gate = throttle_->admit(rt->config.helper.rate_limit, keys, now, rt->config.helper.rate_limit.max_delay_ms);
+    if (gate.refused) {
+        log::warning("password change of ", log_safe(r.user), " from ", log_safe(keys.peer),
+                     " refused unchecked: too many failed attempts (helper.rate_limit)");
+        return {verdict(Status::auth_err, "too many failed attempts; try again in a few seconds"), nullptr};
+    }
+    if (gate.at_ms > now) {
+        log::info("password change of ", log_safe(r.user), " from ", log_safe(keys.peer), " held ",
+                  std::to_string(gate.at_ms - now), " ms after repeated failures (helper.rate_limit)");
+        auto held = std::make_shared<proto::PasswordRequest>(std::move(r));
+        auto run = [this, rt, keys, held]() { return std::make_pair(checked_change(*rt, keys, *held), std::int64_t{0}); };
+        return {verdict(Status::internal, ""), std::make_unique<HeldLogin>(std::move(run)), gate.at_ms};
+    }
+    return {checked_change(*rt, keys, r), nullptr};
+}
+
+proto::Verdict Service::checked_change(const Runtime& rt, const Throttle::Keys& keys,
+                                       const proto::PasswordRequest& r) const {
+    proto::Verdict v = run_change(rt, r);
+    if (v.status == Status::auth_err || v.status == Status::user_unknown)
+        throttle_->failed(rt.config.helper.rate_limit, keys, proto::monotonic_ms());
+    else if (v.status == Status::ok)
+        throttle_->succeeded(keys);
+    return v;
+}
+
+proto::Verdict Service::run_change(const Runtime& rt, const proto::PasswordRequest& r) const {
     if (!plausible_user_name(r.user)) return verdict(Status::user_unknown, "");
     if (r.new_password.empty()) return verdict(Status::authtok_err, "the new password is empty");
     Route route = route_user(rt, r.user, "");

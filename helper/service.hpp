@@ -147,7 +147,11 @@ private:
     // `account_phase`: the account's state (locked, expired, must change) decides too.
     proto::Verdict lookup(const Runtime& rt, const std::string& user, const std::string& idp,
                           bool account_phase = false) const;
-    proto::Verdict change_password(const Runtime& rt, const proto::PasswordRequest& r) const;
+    // A password change proves the old password, so it is throttled as a login is (the same
+    // keys and tables: guesses by login and by change count together).
+    Reply change_password(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::PasswordRequest& r) const;
+    proto::Verdict checked_change(const Runtime& rt, const Throttle::Keys& keys, const proto::PasswordRequest& r) const;
+    proto::Verdict run_change(const Runtime& rt, const proto::PasswordRequest& r) const;
     proto::Response status(const Runtime& rt, const Peer& peer) const;
     proto::Response explain(const Runtime& rt, const Peer& peer, const proto::ExplainRequest& r) const;
     bool privileged(const Peer& peer) const;

@@ -63,6 +63,16 @@ struct Login {
         call.rhost = rhost;
         return pam_login(call);
     }
+    // pam_chauthtok(0) alone, as passwd(1): old password, new, new again.
+    PamOutcome change(const std::string& user, const std::string& old_pw, const std::string& new_pw) const {
+        PamCall call;
+        call.confdir = dir + "/pam";
+        call.user = user;
+        call.answers = {old_pw, new_pw, new_pw};
+        call.module_args = "socket=" + daemon->socket() + " timeout=30";
+        call.change_only = true;
+        return pam_login(call);
+    }
 };
 
 Login start(const std::string& name, const std::string& helper_extra, bool quiet = false) {
@@ -129,6 +139,27 @@ void per_user_delays(void**) {
     std::string log = read_file(l.daemon->log_path());
     if (!contains(log, " ms after repeated failures (helper.rate_limit)"))
         fail_msg("no 'held' line in the daemon's log");
+}
+
+// A password change proves the old password, so guessing through passwd(1) is throttled as
+// logins are, in the same count: three wrong old passwords are free, the fourth change waits
+// `delay`, and a login after them waits twice that (and then gets in).
+void password_changes_throttled(void**) {
+    Login l = start("chpw", "  rate_limit: {per_user: {failures: 3, window: 60}, per_peer: {failures: 0}, "
+                            "delay: 1, max_delay: 4}\n");
+    for (int i = 1; i <= 3; ++i) {
+        auto o = l.change("walter", "wrong-" + std::to_string(i), "Walter-New-Passw0rd-1");
+        if (o.chauthtok == PAM_SUCCESS) fail_msg("a change with a wrong old password succeeded");
+        expect_time("walter wrong old password " + std::to_string(i) + " (free)", o.seconds, 0, kSlack);
+    }
+    auto o = l.change("walter", "wrong-4", "Walter-New-Passw0rd-1");
+    if (o.chauthtok == PAM_SUCCESS) fail_msg("a change with a wrong old password succeeded");
+    expect_time("walter wrong old password 4 (held 1 s)", o.seconds, 0.6, 1 + kSlack);
+    o = l("walter", "walter-Passw0rd");
+    expect_pam("walter's login after four failed changes", o.authenticate, PAM_SUCCESS);
+    expect_time("walter's login (held 2 s)", o.seconds, 1.4, 2 + kSlack);
+    if (!contains(read_file(l.daemon->log_path()), "password change of walter from "))
+        fail_msg("no 'password change ... held' line in the daemon's log");
 }
 
 // A burst of parallel guesses at a throttled user: attempts are taken one per delay; those
@@ -337,6 +368,7 @@ int main() {
     require_program("slapd");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(per_user_delays),
+        cmocka_unit_test(password_changes_throttled),
         cmocka_unit_test(burst_refused_not_locked),
         cmocka_unit_test(per_peer_delays),
         cmocka_unit_test(connection_cap_per_uid),

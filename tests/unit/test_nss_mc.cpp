@@ -350,7 +350,7 @@ std::vector<w::GroupEntry> race_groups(int gen) {
 }
 
 void test_republish_race(void**) {
-    constexpr int kPublications = 2000;
+    constexpr int kPublications = 400;
     constexpr int kReaders = 8;
     auto users0 = race_users(0), users1 = race_users(1);
     auto groups0 = race_groups(0), groups1 = race_groups(1);
