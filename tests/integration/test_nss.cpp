@@ -445,7 +445,12 @@ void ttl_negative_entries_and_authctl(void**) {
     ldap_modify(*g->ad, "dn: CN=New Bie,CN=Users,DC=ad,DC=example,DC=test\nchangetype: delete\n");
 
     out = popen_read(ctl + "cache list", &status);
-    print_message("# cache list:\n%s", out.c_str());
+    print_message("# cache list:\n");
+    for (std::size_t at = 0, nl; at < out.size(); at = nl + 1) {  // each line a TAP comment
+        nl = out.find('\n', at);
+        if (nl == std::string::npos) nl = out.size();
+        print_message("#   %s\n", out.substr(at, nl - at).c_str());
+    }
     assert_int_equal(status, 0);
     assert_true(contains(out, "bob\t"));
     assert_true(contains(out, "newbie\t"));

@@ -402,9 +402,8 @@ void test_crash_safety(void**) {
             crash_writer(dir.path(), round, fds[1]);
         }
         ::close(fds[1]);
-        // Round 0 kills at once (during open/migration), later rounds after up to 60 ms.
+        // Round 0 kills at once (during open/migration), later rounds up to 60 ms after the first write.
         const int delay_ms = round == 0 ? 0 : std::uniform_int_distribution<int>(1, 60)(rng);
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
         std::string buf;
         char chunk[4096];
         auto drain = [&](int timeout_ms) {
@@ -415,6 +414,13 @@ void test_crash_safety(void**) {
             buf.append(chunk, static_cast<std::size_t>(n));
             return true;
         };
+        // Later rounds first wait for the writer's first report (a slow build, ASan, a loaded
+        // machine: the open alone may take longer than the delay), then kill it mid-stream.
+        if (round > 0) {
+            const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (buf.find('\n') == std::string::npos && std::chrono::steady_clock::now() < limit) drain(1);
+        }
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
         while (std::chrono::steady_clock::now() < deadline) drain(1);
         assert_int_equal(::kill(pid, SIGKILL), 0);
         while (drain(1000)) {
