@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <span>
 #include <string_view>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "dns_srv.hpp"
@@ -399,6 +401,44 @@ struct Problem {
     int col;
     std::string text;
 };
+
+// Counts the documents of a stream; their content is not kept.
+class DocumentCounter final : public YAML::EventHandler {
+public:
+    void OnDocumentStart(const YAML::Mark& m) override { starts.push_back(m); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+    std::vector<YAML::Mark> starts;
+};
+
+struct Documents {
+    YAML::Node first;       // the file's first document
+    std::size_t count = 0;  // documents seen, counted up to 2
+    YAML::Mark second;      // where the second one starts
+};
+
+// Not YAML::LoadAll: yaml-cpp 0.7's parser hands back a document without consuming a lone ","
+// at the top level, and LoadAll collects such documents until memory runs out (a 1-byte file
+// took 21 GB before the OOM killer; found by fuzz_config). The first document is built, and
+// the stream is read again for at most two document starts.
+Documents load_documents(const std::string& text) {
+    Documents d;
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
+    }
+    d.count = counter.starts.size();
+    if (d.count > 0) d.first = YAML::Load(text);
+    if (d.count > 1) d.second = counter.starts[1];
+    return d;
+}
 
 class Loader {
 public:
@@ -1633,12 +1673,24 @@ Result<Config> Loader::run() {
     }
     if (got > static_cast<std::size_t>(kMaxConfigBytes)) return fail(ErrorCode::config, path_ + ": too large");
 
-    std::vector<YAML::Node> docs;
+    // yaml-cpp takes a NUL byte for the end of the stream and drops the rest of the file
+    // without a word: a damaged file must not lose its second half (and its keys) silently.
+    if (const void* nul = std::memchr(text.data(), '\0', got)) {
+        const auto at = static_cast<std::size_t>(static_cast<const char*>(nul) - text.data());
+        YAML::Mark m;
+        m.line = static_cast<int>(std::count(text.data(), text.data() + at, '\n'));
+        const auto line_start = std::string_view(text.data(), at).rfind('\n');
+        m.column = static_cast<int>(line_start == std::string_view::npos ? at : at - line_start - 1);
+        return fail(ErrorCode::config,
+                    make(m, "(file)", "a NUL byte: the file is binary or damaged, not YAML text").text);
+    }
+
+    Documents docs;
     try {
         // yaml-cpp copies into its own stream; the copy here is wiped by `text`'s allocator.
         std::string copy(text.data(), got);
         try {
-            docs = YAML::LoadAll(copy);
+            docs = load_documents(copy);
         } catch (...) {
             explicit_bzero(copy.data(), copy.size());
             throw;
@@ -1654,14 +1706,13 @@ Result<Config> Loader::run() {
         errors_.push_back(make(YAML::Mark(), "(file)",
                                "writable by every user (mode " + mode_text(st.st_mode) +
                                    "): anyone could grant themselves a role; chmod o-w"));
-    if (docs.size() > 1) {
-        errors_.push_back(make(docs[1].Mark(), "yaml",
-                               "expected one YAML document, found " + std::to_string(docs.size())));
+    if (docs.count > 1) {
+        errors_.push_back(make(docs.second, "yaml", "expected one YAML document, found a second"));
     }
-    if (docs.empty() || docs[0].IsNull()) {
+    if (docs.count == 0 || docs.first.IsNull()) {
         errors_.push_back(make(YAML::Mark(), "(top level)",
                                "the file is empty: expected a mapping with sso: and/or ldap:"));
-    } else if (auto top = open_map(docs[0], "", kTopKeys, Unknown::error)) {
+    } else if (auto top = open_map(docs.first, "", kTopKeys, Unknown::error)) {
         if (!top->has("sso") && !top->has("ldap"))
             error(top->node, "(top level)",
                   "expected an sso: or an ldap: section (or both), found neither");
