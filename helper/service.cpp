@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <random>
 
 #include "device_flow.hpp"
@@ -251,9 +252,9 @@ namespace {
 // A login held on the server's timer (no thread): one the throttle let wait runs when woken;
 // an answer to be padded is sent when woken.
 class HeldLogin final : public Conversation {
+public:
     using Run = std::function<std::pair<proto::Verdict, std::int64_t>()>;
 
-public:
     explicit HeldLogin(Run run) : run_(std::move(run)) {}
     explicit HeldLogin(proto::Verdict answer) : answer_(std::move(answer)) {}
     Step answer(const Secret&) override {
@@ -283,6 +284,27 @@ Throttle::Keys throttle_keys(const Peer& peer, const std::string& user, const st
     return Throttle::Keys{lower(user), peer.uid == 0 && rhost.empty()
                                            ? std::string()
                                            : "uid=" + std::to_string(peer.uid) + " rhost=" + rhost};
+}
+
+// The throttle's gate for one attempt (`what`: "login", "password change"; `failures`: what
+// it counts, for the messages): a reply when the
+// attempt is refused unchecked or held on the timer (`later()` then gives what runs when it
+// wakes), nothing when it may run now.
+std::optional<Reply> gate_attempt(Throttle& throttle, const ThrottleSettings& limits, const Throttle::Keys& keys,
+                                  std::int64_t max_wait, const char* what, const char* failures,
+                                  const std::string& user, const std::function<HeldLogin::Run()>& later) {
+    const std::int64_t now = proto::monotonic_ms();
+    Throttle::Gate gate = throttle.admit(limits, keys, now, std::max<std::int64_t>(max_wait, 0));
+    if (gate.refused) {
+        log::warning(what, " of ", log_safe(user), " from ", log_safe(keys.peer),
+                     " refused unchecked: too many ", failures, " (helper.rate_limit)");
+        return Reply{verdict(Status::auth_err, std::string("too many ") + failures + "; try again in a few seconds"),
+                     nullptr};
+    }
+    if (gate.at_ms <= now) return std::nullopt;
+    log::info(what, " of ", log_safe(user), " from ", log_safe(keys.peer), " held ", std::to_string(gate.at_ms - now),
+              " ms after repeated failures (helper.rate_limit)");
+    return Reply{verdict(Status::internal, ""), std::make_unique<HeldLogin>(later()), gate.at_ms};
 }
 
 }  // namespace
@@ -323,29 +345,20 @@ Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, 
 
     const ThrottleSettings& limits = rt->config.helper.rate_limit;
     const Throttle::Keys keys = throttle_keys(peer, r.user, r.rhost);
-    const std::int64_t now = proto::monotonic_ms();
     // The client waits timeout_ms for the answer; the check itself needs some of that.
     std::int64_t max_wait = limits.max_delay_ms;
     if (r.timeout_ms != 0) {
         const std::int64_t t = r.timeout_ms;
         max_wait = std::min(max_wait, t - std::max<std::int64_t>(2000, t / 4));
     }
-    Throttle::Gate gate = throttle_->admit(limits, keys, now, std::max<std::int64_t>(max_wait, 0));
-    if (gate.refused) {
-        log::warning("login of ", log_safe(r.user), " from ", log_safe(keys.peer),
-                     " refused unchecked: too many failed logins (helper.rate_limit)");
-        return {verdict(Status::auth_err, "too many failed logins; try again in a few seconds"), nullptr};
-    }
-    if (gate.at_ms > now) {
-        log::info("login of ", log_safe(r.user), " from ", log_safe(keys.peer), " held ",
-                  std::to_string(gate.at_ms - now), " ms after repeated failures (helper.rate_limit)");
-        auto held = std::make_shared<proto::AuthRequest>(std::move(r));
-        auto run = [this, rt, keys, held]() {
-            Timed t = checked_login(*rt, keys, *held);
-            return std::make_pair(std::move(t.verdict), t.answer_at_ms);
-        };
-        return {verdict(Status::internal, ""), std::make_unique<HeldLogin>(std::move(run)), gate.at_ms};
-    }
+    if (auto held = gate_attempt(*throttle_, limits, keys, max_wait, "login", "failed logins", r.user, [&]() -> HeldLogin::Run {
+            auto request = std::make_shared<proto::AuthRequest>(std::move(r));
+            return [this, rt, keys, request]() {
+                Timed t = checked_login(*rt, keys, *request);
+                return std::make_pair(std::move(t.verdict), t.answer_at_ms);
+            };
+        }))
+        return std::move(*held);
     Timed t = checked_login(*rt, keys, r);
     if (t.answer_at_ms > proto::monotonic_ms())
         return {verdict(Status::internal, ""), std::make_unique<HeldLogin>(std::move(t.verdict)), t.answer_at_ms};
@@ -625,20 +638,15 @@ Reply Service::change_password(const std::shared_ptr<const Runtime>& rt, const P
                                proto::PasswordRequest& r) const {
     // chauthtok has no PAM_RHOST on the wire: the peer is the client's uid.
     const Throttle::Keys keys = throttle_keys(peer, r.user, "");
-    const std::int64_t now = proto::monotonic_ms();
-    Throttle::Gate gate = throttle_->admit(rt->config.helper.rate_limit, keys, now, rt->config.helper.rate_limit.max_delay_ms);
-    if (gate.refused) {
-        log::warning("password change of ", log_safe(r.user), " from ", log_safe(keys.peer),
-                     " refused unchecked: too many failed attempts (helper.rate_limit)");
-        return {verdict(Status::auth_err, "too many failed attempts; try again in a few seconds"), nullptr};
-    }
-    if (gate.at_ms > now) {
-        log::info("password change of ", log_safe(r.user), " from ", log_safe(keys.peer), " held ",
-                  std::to_string(gate.at_ms - now), " ms after repeated failures (helper.rate_limit)");
-        auto held = std::make_shared<proto::PasswordRequest>(std::move(r));
-        auto run = [this, rt, keys, held]() { return std::make_pair(checked_change(*rt, keys, *held), std::int64_t{0}); };
-        return {verdict(Status::internal, ""), std::make_unique<HeldLogin>(std::move(run)), gate.at_ms};
-    }
+    const ThrottleSettings& limits = rt->config.helper.rate_limit;
+    if (auto held = gate_attempt(*throttle_, limits, keys, limits.max_delay_ms, "password change", "failed attempts", r.user,
+                                 [&]() -> HeldLogin::Run {
+                                     auto request = std::make_shared<proto::PasswordRequest>(std::move(r));
+                                     return [this, rt, keys, request]() {
+                                         return std::make_pair(checked_change(*rt, keys, *request), std::int64_t{0});
+                                     };
+                                 }))
+        return std::move(*held);
     return {checked_change(*rt, keys, r), nullptr};
 }
 
