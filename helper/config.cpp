@@ -451,8 +451,11 @@ private:
     Problem make(const YAML::Mark& m, const std::string& key, const std::string& msg) const {
         int line = m.line >= 0 ? m.line + 1 : 1;
         int col = m.column >= 0 ? m.column + 1 : 1;
+        // The key path holds the file's own key names: a multi-line or control-character key
+        // must not break the one-problem-per-line form (or forge lines in a log); log_safe
+        // escapes them and shortens a long one.
         return {line, col,
-                path_ + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " + key + ": " + msg};
+                path_ + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " + log_safe(key) + ": " + msg};
     }
     void error(const YAML::Node& at, const std::string& key, const std::string& msg) {
         errors_.push_back(make(at.Mark(), key, msg));
