@@ -1262,7 +1262,16 @@ int prepare_and_reexec(char** argv) {
     setenv("PAM_WRAPPER", "1", 1);
     setenv("PAM_WRAPPER_SERVICE_DIR", (g_dir + "/pam.d").c_str(), 1);
     setenv("CVAT_PAM_TEST_DIR", g_dir.c_str(), 1);
-    ::execv("/proc/self/exe", argv);
+    // The program's own path, not /proc/self/exe: under valgrind that names valgrind's tool,
+    // while readlink() of it gives the program valgrind runs (and --trace-children follows).
+    std::vector<char> self(4096);
+    const ssize_t n = ::readlink("/proc/self/exe", self.data(), self.size() - 1);
+    if (n <= 0) {
+        std::printf("Bail out! readlink /proc/self/exe: %s\n", std::strerror(errno));
+        return 1;
+    }
+    self[static_cast<std::size_t>(n)] = '\0';
+    ::execv(self.data(), argv);
     std::printf("Bail out! re-exec under pam_wrapper: %s\n", std::strerror(errno));
     std::filesystem::remove_all(g_dir);
     return 1;
