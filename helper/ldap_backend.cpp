@@ -110,6 +110,7 @@ class GroupGraphCache {
 public:
     struct Upper {
         std::vector<std::string> groups;  // in the order the walk found them
+        std::vector<std::string> keys;    // their normalised DNs (dn_key), so a hit parses none
         std::string incomplete;           // why the walk stopped early, or empty
     };
     explicit GroupGraphCache(Ms ttl) : ttl_(ttl) {}
@@ -128,6 +129,7 @@ public:
     void put(const std::string& key, Upper upper) {
         std::size_t bytes = key.size() + upper.incomplete.size();
         for (const std::string& g : upper.groups) bytes += g.size() + sizeof(std::string);
+        for (const std::string& k : upper.keys) bytes += k.size() + sizeof(std::string);
         if (bytes > kGroupCacheBytes / 4) return;
         std::lock_guard lock(m_);
         if (auto it = map_.find(key); it != map_.end()) drop(it);
@@ -1547,9 +1549,9 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
     std::string key;
     for (const std::string& k : keys) (key += k) += '\n';
     if (auto hit = group_graph_.find(key)) {
-        for (std::string& g : hit->groups) {
-            if (!seen.insert(dn_key(g)).second) continue;
-            groups.push_back(std::move(g));
+        for (std::size_t i = 0; i < hit->groups.size(); ++i) {
+            if (!seen.insert(std::move(hit->keys[i])).second) continue;
+            groups.push_back(std::move(hit->groups[i]));
             if (groups.size() >= cfg_.max_groups) {
                 incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
                 return {};
@@ -1560,10 +1562,14 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
     }
     const std::size_t direct = groups.size();
     auto r = walk_levels(seen, frontier, 1, false, groups, incomplete, trace);
-    if (r)
-        group_graph_.put(key, {std::vector<std::string>(groups.begin() + static_cast<std::ptrdiff_t>(direct),
-                                                        groups.end()),
-                               incomplete});
+    if (r) {
+        GroupGraphCache::Upper upper{
+            std::vector<std::string>(groups.begin() + static_cast<std::ptrdiff_t>(direct), groups.end()), {},
+            incomplete};
+        upper.keys.reserve(upper.groups.size());
+        for (const std::string& g : upper.groups) upper.keys.push_back(dn_key(g));
+        group_graph_.put(key, std::move(upper));
+    }
     return r;
 }
 
