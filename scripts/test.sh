@@ -10,9 +10,8 @@
 #                report, from any process (test, daemon, forked child), is a failure
 #     build-test (-Dwerror=true, plain, as packaged; only what its runs use): linkage, e2e (real
 #                nginx, Apache, sshd, the Debian and RPM packages), test_secrets again (its
-#                core-dump scan needs the plain allocator)
-#   scripts/test.sh --valgrind  the same, then the module tests under valgrind memcheck (not yet
-#                               clean: see below)
+#                core-dump scan needs the plain allocator), and the programs that load the
+#                modules under valgrind memcheck
 #   scripts/test.sh --plain   one plain build, every suite once, no sanitizer, no valgrind
 #                             (quicker, for development)
 set -uo pipefail
@@ -66,20 +65,18 @@ else
   LOGS=("$ASAN_BUILD/meson-logs/testlog.json:asan" "$BUILD/meson-logs/testlog.json:" "$BUILD/meson-logs/rpm.json:"
         "$BUILD/meson-logs/secrets.json:plain")
 
-  if [[ ${1:-} == --valgrind ]]; then
-    # memcheck over the programs that load the modules (pam_cvat.so under real libpam and
-    # pam_wrapper, libnss_cvat.so.2 by dlopen and under nss_wrapper); the daemons and tools they
-    # start are not traced (--trace-children follows the tests' own re-exec under pam_wrapper).
-    # Not in CI yet: under valgrind a child of test_nss_module's fork test now and then sees its
-    # cold lookup fail (the module's timeout against valgrind's slowness). The other three
-    # programs are clean.
-    VALGRIND="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --child-silent-after-fork=yes"
-    VALGRIND+=" --trace-children=yes --trace-children-skip=*cvat-authd*,*slapd*,/bin/*,/usr/*,/sbin/*"
-    meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2 --logbase valgrind --timeout-multiplier 4 \
-      --wrapper "$VALGRIND" test_pam_module test_pam_module_daemon test_nss_module test_nss_wrapper
-    # meson names the log after the wrapper too
-    LOGS+=("$BUILD/meson-logs/valgrind-valgrind.json:valgrind")
-  fi
+  # memcheck over the programs that load the modules (pam_cvat.so under real libpam and
+  # pam_wrapper, libnss_cvat.so.2 by dlopen and under nss_wrapper); the daemons and tools they
+  # start are not traced (--trace-children follows the tests' own re-exec under pam_wrapper).
+  # --fair-sched: valgrind runs one thread at a time, and by default a spinning thread can keep
+  # the others waiting for seconds (test_nss_module's in-test daemon thread, starved by its
+  # three lookup loops, made a forked child's lookup time out).
+  VALGRIND="valgrind --quiet --fair-sched=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+  VALGRIND+=" --child-silent-after-fork=yes --trace-children=yes --trace-children-skip=*cvat-authd*,*slapd*,/bin/*,/usr/*,/sbin/*"
+  meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2 --logbase valgrind --timeout-multiplier 4 \
+    --wrapper "$VALGRIND" test_pam_module test_pam_module_daemon test_nss_module test_nss_wrapper
+  # meson names the log after the wrapper too
+  LOGS+=("$BUILD/meson-logs/valgrind-valgrind.json:valgrind")
 fi
 
 python3 - "${LOGS[@]}" "$REPORTS" <<'PY'
