@@ -111,7 +111,14 @@ struct TransactionData {
     std::string user;
     proto::Role role = proto::Role::none;
     std::vector<proto::Attribute> attributes;
+    std::int64_t signed_in_ms = 0;  // CLOCK_MONOTONIC of the daemon's yes; 0: no sign-in verdict
 };
+
+// How long after authenticate's yes the account phase of the same transaction is answered
+// from that verdict without asking the daemon again: the daemon itself answers an account
+// request this soon after a sign-in with that sign-in's verdict (service.cpp,
+// kSameTransactionS), so asking only cost a second connection per login (nginx: per request).
+constexpr std::int64_t kAccountFromSignInMs = 1000;
 
 void free_transaction_data(pam_handle_t*, void* data, int) {
     delete static_cast<TransactionData*>(data);
@@ -621,6 +628,7 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     data->user = canonical;
     data->role = verdict->role;
     data->attributes = std::move(verdict->attributes);
+    data->signed_in_ms = proto::monotonic_ms();
     rc = pam_set_data(pamh, kDataKey, data.get(), free_transaction_data);
     if (rc != PAM_SUCCESS) return rc;
     (void)data.release();  // libpam owns it now; free_transaction_data frees it
@@ -641,6 +649,16 @@ std::string backend_of(pam_handle_t* pamh, const Options& o, const std::string& 
     return o.idp;
 }
 
+// require_role= against a verdict's role; says why when it does not allow.
+bool role_allows(pam_handle_t* pamh, const Options& o, const std::string& user, proto::Role role) {
+    if (o.require_role == proto::Role::none || static_cast<int>(role) >= static_cast<int>(o.require_role))
+        return true;
+    pam_syslog(pamh, LOG_NOTICE, "user %s has role %s, %s required", log_safe(user).c_str(), proto::role_name(role),
+               proto::role_name(o.require_role));
+    show(pamh, o, PAM_ERROR_MSG, "Your CVAT role does not allow access here.");
+    return false;
+}
+
 int acct_mgmt(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     Options o;
     if (!parse_options(pamh, flags, argc, argv, o)) return PAM_SERVICE_ERR;
@@ -648,6 +666,14 @@ int acct_mgmt(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     int rc = get_user(pamh, user);
     if (rc != PAM_SUCCESS) return rc;
     if (below_minimum_uid(pamh, o, user)) return PAM_IGNORE;
+
+    if (const auto* data = transaction_data(pamh);
+        data != nullptr && data->user == user && data->signed_in_ms != 0 && !data->new_authtok_reqd &&
+        proto::monotonic_ms() - data->signed_in_ms < kAccountFromSignInMs) {
+        // Signed in by this transaction a moment ago: the daemon would answer with that verdict.
+        if (o.debug) pam_syslog(pamh, LOG_DEBUG, "account of %s: this transaction's sign-in", log_safe(user).c_str());
+        return role_allows(pamh, o, user, data->role) ? PAM_SUCCESS : PAM_PERM_DENIED;
+    }
 
     proto::Request request{std::in_place_type<proto::AccountRequest>};
     auto& req = std::get<proto::AccountRequest>(request);
@@ -676,13 +702,7 @@ int acct_mgmt(pam_handle_t* pamh, int flags, int argc, const char** argv) {
         return rc;
     }
     // The daemon enforces require_role; checking its answer here too costs nothing.
-    if (o.require_role != proto::Role::none &&
-        static_cast<int>(verdict->role) < static_cast<int>(o.require_role)) {
-        pam_syslog(pamh, LOG_NOTICE, "user %s has role %s, %s required", log_safe(user).c_str(),
-                   proto::role_name(verdict->role), proto::role_name(o.require_role));
-        show(pamh, o, PAM_ERROR_MSG, "Your CVAT role does not allow access here.");
-        return PAM_PERM_DENIED;
-    }
+    if (!role_allows(pamh, o, user, verdict->role)) return PAM_PERM_DENIED;
     if (const auto* data = transaction_data(pamh); data != nullptr && data->new_authtok_reqd) {
         show(pamh, o, PAM_ERROR_MSG, "Your password has expired. You must change it now.");
         return PAM_NEW_AUTHTOK_REQD;

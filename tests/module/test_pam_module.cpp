@@ -26,6 +26,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <chrono>
+#include <functional>
 #include <thread>
 #include <utility>
 #include <variant>
@@ -435,8 +437,9 @@ struct Run {
     double seconds = 0;
 };
 
+// `then`, if given, gets the transaction's handle after the cases and before pam_end.
 Run run_pam(const char* service, const char* user, std::vector<std::string> answers,
-            std::vector<pam_testcase> cases) {
+            std::vector<pam_testcase> cases, const std::function<void(pam_handle_t*)>& then = {}) {
     Run r;
     r.conv.answers = std::move(answers);
     r.cases = std::move(cases);
@@ -459,6 +462,7 @@ Run run_pam(const char* service, const char* user, std::vector<std::string> answ
             if (eq != std::string::npos) r.env[kv.substr(0, eq)] = kv.substr(eq + 1);
         }
         pamtest_free_env(envlist);
+        if (then) then(ph);
         pam_end(ph, PAM_SUCCESS);
     }
     return r;
@@ -758,8 +762,7 @@ void test_success_sets_canonical_user_and_env(void**) {
         {"idp", "ldap"},
         {"dn", "CN=Alice,CN=Users,DC=example"},
     };
-    g_peer->script({respond(verdict(Status::ok, "alice", Role::worker, attrs)),
-                    respond(verdict(Status::ok, "alice", Role::worker, attrs))});
+    g_peer->script({respond(verdict(Status::ok, "alice", Role::worker, attrs))});
     auto r = run_pam("cvat-peer", "ALICE", {"pw"},
                      {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_SUCCESS),
                       tc(PAMTEST_OPEN_SESSION, PAM_SUCCESS), tc(PAMTEST_CLOSE_SESSION, PAM_SUCCESS),
@@ -772,13 +775,43 @@ void test_success_sets_canonical_user_and_env(void**) {
     assert_string_equal(r.env["CVAT_LAST_NAME"].c_str(), "Admin");
     assert_string_equal(r.env["CVAT_IDP"].c_str(), "ldap");
     assert_true(r.env.count("CVAT_DN") == 0);
-    // The account check is about the canonical name; the session used what auth learned.
+    // The account phase and the session used what auth learned a moment ago (the daemon
+    // would answer the account request with that sign-in): one connection for all of it.
+    auto got = g_peer->take_received();
+    assert_null(received<proto::AccountRequest>(got));
+    assert_null(received<proto::SessionRequest>(got));
+    assert_int_equal(g_peer->connections(), 1);
+}
+
+void test_account_later_asks_daemon(void**) {
+    // A second after the sign-in the account phase asks the daemon again, about the canonical
+    // name, and the daemon's answer decides.
+    g_peer->script({respond(verdict(Status::ok, "alice", Role::user)), respond(verdict(Status::acct_expired, "alice"))});
+    int later = -1;
+    auto r = run_pam("cvat-peer", "ALICE", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)}, [&](pam_handle_t* ph) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1050));
+        later = pam_acct_mgmt(ph, 0);
+    });
+    expect_cases(r);
+    assert_int_equal(later, PAM_ACCT_EXPIRED);
     auto got = g_peer->take_received();
     const auto* acct = received<proto::AccountRequest>(got);
     assert_non_null(acct);
     assert_string_equal(acct->user.c_str(), "alice");
-    assert_null(received<proto::SessionRequest>(got));
     assert_int_equal(g_peer->connections(), 2);
+
+    // Another user's account in the same transaction (PAM_USER changed) is asked too.
+    g_peer->script({respond(verdict(Status::ok, "alice", Role::user)), respond(verdict(Status::perm_denied, "bob"))});
+    r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)}, [&](pam_handle_t* ph) {
+        assert_int_equal(pam_set_item(ph, PAM_USER, "bob"), PAM_SUCCESS);
+        later = pam_acct_mgmt(ph, 0);
+    });
+    expect_cases(r);
+    assert_int_equal(later, PAM_PERM_DENIED);
+    got = g_peer->take_received();
+    acct = received<proto::AccountRequest>(got);
+    assert_non_null(acct);
+    assert_string_equal(acct->user.c_str(), "bob");
 }
 
 void test_only_present_attributes_exported(void**) {
@@ -905,19 +938,24 @@ void test_conversation_aborted_mid_flow(void**) {
 // ---- tests: account, session, arguments ---------------------------------------------------
 
 void test_require_role_checked_locally_too(void**) {
-    // A daemon that says ok for a worker on an admin-only service is not believed.
-    g_peer->script({respond(verdict(Status::ok, "walter", Role::worker)),
-                    respond(verdict(Status::ok, "walter", Role::worker))});
+    // A worker's sign-in on an admin-only service: the account phase answered from it says no.
+    g_peer->script({respond(verdict(Status::ok, "walter", Role::worker))});
     auto r = run_pam("cvat-peer-admin", "walter", {"pw"},
                      {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_PERM_DENIED)});
+    expect_cases(r);
+    assert_int_equal(g_peer->connections(), 1);
+
+    // A daemon that says ok for a worker on an admin-only service is not believed (the account
+    // phase alone, as sshd after a public key, asks the daemon with require_role).
+    g_peer->script({respond(verdict(Status::ok, "walter", Role::worker))});
+    r = run_pam("cvat-peer-admin", "walter", {}, {tc(PAMTEST_ACCOUNT, PAM_PERM_DENIED)});
     expect_cases(r);
     auto got = g_peer->take_received();
     const auto* acct = received<proto::AccountRequest>(got);
     assert_non_null(acct);
     assert_int_equal(static_cast<int>(acct->require_role), static_cast<int>(Role::admin));
 
-    g_peer->script({respond(verdict(Status::ok, "ada", Role::admin)),
-                    respond(verdict(Status::ok, "ada", Role::admin))});
+    g_peer->script({respond(verdict(Status::ok, "ada", Role::admin))});
     r = run_pam("cvat-peer-admin", "ada", {"pw"},
                 {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_SUCCESS)});
     expect_cases(r);
@@ -1348,6 +1386,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_request_fields),
         cmocka_unit_test(test_status_to_pam_code),
         cmocka_unit_test(test_success_sets_canonical_user_and_env),
+        cmocka_unit_test(test_account_later_asks_daemon),
         cmocka_unit_test(test_only_present_attributes_exported),
         cmocka_unit_test(test_malformed_canonical_name_fails),
         cmocka_unit_test(test_verdict_message_shown),
