@@ -309,6 +309,37 @@ std::optional<Reply> gate_attempt(Throttle& throttle, const ThrottleSettings& li
 
 }  // namespace
 
+// A web server asks on every request: the same credentials again within helper.verdict_ttl
+// are answered from memory, before any throttling (a guesser of this user's password must not
+// slow down the user's own cached sessions).
+std::optional<proto::Verdict> Service::cached_login(const Runtime& rt, const Route& route,
+                                                    const proto::AuthRequest& r) const {
+    if (!accounts_ || route.kind == Route::Kind::none) return std::nullopt;
+    const std::string backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp_config()->id;
+    auto v = accounts_->cached_verdict(rt, backend, r.service, r.user, r.password);
+    if (v) log::debug("verdict cache: ", log_safe(r.user), " answered from memory");
+    return v;
+}
+
+std::optional<proto::Response> Service::answer_now(const Runtime& rt, const proto::Request& request) const {
+    const auto* r = std::get_if<proto::AuthRequest>(&request);
+    // Only a plain password login can be a cache hit; tokens, assertions and device flows take
+    // the worker's way (auth() decides what they are).
+    if (r == nullptr || !accounts_ || rt.config.helper.verdict_ttl_ms <= 0 || r->password.empty() ||
+        (r->method != proto::AuthMethod::password && r->method != proto::AuthMethod::automatic) ||
+        !plausible_user_name(r->user) || jwt::looks_like_jwt(r->password.view()) ||
+        looks_like_saml_response(r->password.view()))
+        return std::nullopt;
+    try {
+        if (auto v = cached_login(rt, route_user(rt, r->user, r->idp), *r)) return proto::Response{std::move(*v)};
+    } catch (const std::exception& e) {
+        log::error("verdict cache: ", log_safe(e.what()));  // the worker's way will answer
+    } catch (...) {
+        log::error("verdict cache: unknown exception");
+    }
+    return std::nullopt;
+}
+
 Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::AuthRequest& r) const {
     if (!plausible_user_name(r.user)) return {verdict(Status::user_unknown, ""), nullptr};
     const bool assertion = r.method != proto::AuthMethod::device && !rt->saml.empty() && r.idp != "ldap" &&
@@ -331,16 +362,7 @@ Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, 
                         nullptr};
             return device_login(rt, route, r);
         }
-        // A web server asks on every request: the same credentials again within
-        // helper.verdict_ttl are answered from memory, before any throttling (a guesser of
-        // this user's password must not slow down the user's own cached sessions).
-        if (accounts_ && route.kind != Route::Kind::none) {
-            const std::string backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp_config()->id;
-            if (auto v = accounts_->cached_verdict(*rt, backend, r.service, r.user, r.password)) {
-                log::debug("verdict cache: ", log_safe(r.user), " answered from memory");
-                return {std::move(*v), nullptr};
-            }
-        }
+        if (auto v = cached_login(*rt, route, r)) return {std::move(*v), nullptr};
     }
 
     const ThrottleSettings& limits = rt->config.helper.rate_limit;

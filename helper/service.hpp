@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -119,8 +120,15 @@ public:
     // Answers one request. Never throws; a failure becomes a Verdict with an error status.
     Reply handle(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::Request& request) const;
 
+    // The answer to `request` if it needs no directory, IdP, disk or wait (a password login
+    // the verdict cache answers), else nothing and handle() must run. Never blocks and never
+    // throws: the server's I/O thread asks it before handing a request to a worker.
+    std::optional<proto::Response> answer_now(const Runtime& rt, const proto::Request& request) const;
+
 private:
     Reply auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::AuthRequest& r) const;
+    // The verdict cache's answer to this password login through `route`, if it has one.
+    std::optional<proto::Verdict> cached_login(const Runtime& rt, const Route& route, const proto::AuthRequest& r) const;
     // The login itself (after the throttle let it through), its outcome counted, and the
     // time before which the answer must not go (an unknown user padded to a wrong password's
     // time); 0: at once.

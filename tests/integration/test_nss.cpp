@@ -490,15 +490,38 @@ void background_refresh(void**) {
 
 void verdict_cache(void**) {
     std::string dir = subdir("verdict");
-    Daemon d(dir, ad_config(dir, "", "  verdict_ttl: 30\n"));
+    // One worker: a login the directory must answer occupies it.
+    Daemon d(dir, ad_config(dir, "", "  verdict_ttl: 30\n  workers: 1\n"));
     const std::string pw = "walter-Passw0rd";
     assert_int_equal(login(d, "walter", pw).authenticate, PAM_SUCCESS);
     // The directory hangs: the same credentials are answered from memory, auth and account.
     kill(std::stoi(g->ad->get("SLAPD_PID")), SIGSTOP);
     PamOutcome again = login(d, "walter", pw);
     bool cached = again.authenticate == PAM_SUCCESS && again.acct_mgmt == PAM_SUCCESS;
+    // While the only worker waits on the hung directory for dora, walter's cached answer still
+    // comes, and before dora's: the daemon's I/O thread answers it, it does not queue.
+    std::atomic<bool> dora_done{false};
+    std::thread dora([&] {
+        PamCall call;
+        call.confdir = subdir("pam-dora");
+        call.user = "dora";
+        call.answers = {"dora-Passw0rd"};
+        call.module_args = "socket=" + d.socket() + " timeout=10";
+        (void)pam_login(call);
+        dora_done = true;
+    });
+    bool dora_in_worker = false;
+    for (int i = 0; i < 500 && !dora_in_worker; ++i) {
+        dora_in_worker = contains(read_file(d.log_path()), "route for dora");
+        if (!dora_in_worker) usleep(10 * 1000);
+    }
+    PamOutcome beside = login(d, "walter", pw);
+    const bool answered_beside = !dora_done && beside.authenticate == PAM_SUCCESS && beside.acct_mgmt == PAM_SUCCESS;
     kill(std::stoi(g->ad->get("SLAPD_PID")), SIGCONT);
+    dora.join();
     assert_true(cached);
+    assert_true(dora_in_worker);
+    assert_true(answered_beside);
     // A wrong password is never answered from the cache, and it clears the user's entries.
     assert_int_equal(login(d, "walter", "not-the-password").authenticate, PAM_AUTH_ERR);
     kill(std::stoi(g->ad->get("SLAPD_PID")), SIGSTOP);
