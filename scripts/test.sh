@@ -5,7 +5,7 @@
 # that skips counts as failed.
 #
 #   scripts/test.sh           (CI) two builds:
-#     build-asan (-Dwerror=true -Db_sanitize=address,undefined): suites unit, module,
+#     build-asan (-Dwerror=true -Db_sanitize=address,undefined, -O1 -g1): suites unit, module,
 #                integration and fuzz (the seed corpora); every ASan/UBSan/LeakSanitizer
 #                report, from any process (test, daemon, forked child), is a failure
 #     build-test (-Dwerror=true, plain, as packaged; only what its runs use): linkage, e2e (real
@@ -37,8 +37,11 @@ else
   PLAIN_TARGETS=(pam_cvat/pam_cvat.so nss_cvat/libnss_cvat.so.2 helper/cvat-authd helper/cvat-authctl
                  tests/test_pam_module tests/test_nss_module tests/test_sshd tests/test_secrets)
   # No debug info in the plain build (nothing here reads it; it is a third of the compile time).
+  # The sanitizer build: -O1 (what ASan's authors advise) and -g1 (line tables, all a report's
+  # stack needs): its compile takes about 40 % less than at -O2 -g, which was most of the run.
   if ! meson setup "$BUILD" -Dwerror=true -Ddebug=false || ! ninja -C "$BUILD" "${PLAIN_TARGETS[@]}" ||
-     ! meson setup "$ASAN_BUILD" -Dwerror=true -Dbench=false -Db_sanitize=address,undefined || ! ninja -C "$ASAN_BUILD"; then
+     ! meson setup "$ASAN_BUILD" -Dwerror=true -Dbench=false -Db_sanitize=address,undefined \
+       -Doptimization=1 -Ddebug=false -Dcpp_args=-g1 || ! ninja -C "$ASAN_BUILD"; then
     echo "0 passed, 1 failed"; exit 1
   fi
   mkdir -p "$REPORTS"
