@@ -13,6 +13,7 @@
 
 #include <csignal>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -33,6 +34,11 @@ constexpr int kWriteTimeoutMs = 5000;
 constexpr std::size_t kMaxQueuedJobs = 4096;
 // epoll_wait wakes at least this often to expire idle clients.
 constexpr int kSweepIntervalMs = 500;
+// Out of file descriptors (EMFILE and the like): the listener rests this long. It stays
+// readable while connections wait, so retrying at once would spin the I/O thread.
+constexpr int kAcceptPauseMs = 100;
+// At most one warning about it per this long (the rest are counted).
+constexpr std::int64_t kAcceptWarnEveryMs = 10000;
 
 // reading: waiting for a request (or for the answer to a Prompt); busy: a worker owns it;
 // waiting: a conversation sleeps until its timer (e.g. the next device-flow poll).
@@ -74,6 +80,23 @@ struct Timer {
     std::uint64_t id;
     bool operator>(const Timer& o) const { return at_ms > o.at_ms; }
 };
+
+// Enough descriptors for helper.max_connections clients beside the workers' own (directory
+// and IdP connections, the cache): the soft limit is raised toward the hard one (systemd's
+// default soft limit, 1024, is below what 1,024 clients need).
+void raise_descriptor_limit(unsigned max_connections, unsigned workers) {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    const rlim_t want = static_cast<rlim_t>(max_connections) + 8 * static_cast<rlim_t>(workers) + 64;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want) return;
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max == RLIM_INFINITY ? want : std::min(want, rl.rlim_max);
+    if (raised.rlim_cur > rl.rlim_cur && ::setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+    if (rl.rlim_cur < want)
+        log::warning("the open files limit (", std::to_string(rl.rlim_cur), ") is below the ", std::to_string(want),
+                     " that helper.max_connections ", std::to_string(max_connections),
+                     " needs: clients beyond it wait (raise LimitNOFILE)");
+}
 
 std::string peer_text(const Peer& p) {
     return "pid=" + std::to_string(p.pid) + " uid=" + std::to_string(p.uid) +
@@ -136,6 +159,9 @@ struct Server::Impl {
 
     std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers;  // I/O thread only
     std::uint64_t next_id = 0;
+    std::int64_t accept_paused_until = 0;  // the listener is out of epoll until then (0: watched)
+    std::int64_t accept_warned_at = 0;
+    unsigned accept_failures = 0;          // since the last warning
 
     Impl(UniqueFd l, std::shared_ptr<const Runtime> rt, Service s, Reloader r)
         : listener(std::move(l)), service(std::move(s)), reload(std::move(r)), runtime(std::move(rt)) {
@@ -152,6 +178,7 @@ struct Server::Impl {
     }
 
     Result<void> setup() {
+        raise_descriptor_limit(max_connections, current()->config.helper.workers);
         epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
         if (!epoll) return fail(ErrorCode::io, std::string("epoll_create1: ") + std::strerror(errno));
         sigset_t mask;
@@ -267,9 +294,9 @@ struct Server::Impl {
         for (;;) {
             int cfd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
             if (cfd < 0) {
-                if (errno == EINTR) continue;
-                if (errno != EAGAIN && errno != EWOULDBLOCK)
-                    log::warning("accept: ", std::strerror(errno));
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+                pause_accepting(errno);
                 return;
             }
             UniqueFd fd(cfd);
@@ -307,6 +334,32 @@ struct Server::Impl {
             conns.emplace(cfd, std::move(c));
             ++per_uid[peer.uid];
         }
+    }
+
+    // accept() failed for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): the waiting
+    // clients stay in the backlog and the listener rests a moment; meanwhile the connections
+    // already open are served and may free descriptors.
+    void pause_accepting(int err) {
+        const auto now = proto::monotonic_ms();
+        ++accept_failures;
+        if (accept_warned_at == 0 || now - accept_warned_at >= kAcceptWarnEveryMs) {
+            log::warning("accept: ", std::strerror(err), " (", std::to_string(conns.size()), " connections open, ",
+                         std::to_string(accept_failures), " failed accept(s) since the last warning); new clients wait",
+                         err == EMFILE || err == ENFILE ? " (raise LimitNOFILE or lower helper.max_connections)" : "");
+            accept_warned_at = now;
+            accept_failures = 0;
+        }
+        if (::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, listener.get(), nullptr) == 0)
+            accept_paused_until = now + kAcceptPauseMs;
+    }
+
+    void resume_accepting() {
+        if (accept_paused_until == 0 || proto::monotonic_ms() < accept_paused_until) return;
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = listener.get();
+        if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, listener.get(), &ev) == 0) accept_paused_until = 0;
+        else accept_paused_until = proto::monotonic_ms() + kAcceptPauseMs;
     }
 
     void close_conn(int fd) {
@@ -495,9 +548,10 @@ struct Server::Impl {
     }
 
     int next_wait_ms() const {
-        if (timers.empty()) return kSweepIntervalMs;
-        auto left = timers.top().at_ms - proto::monotonic_ms();
-        return static_cast<int>(std::clamp<std::int64_t>(left, 0, kSweepIntervalMs));
+        std::int64_t at = proto::monotonic_ms() + kSweepIntervalMs;
+        if (!timers.empty()) at = std::min(at, timers.top().at_ms);
+        if (accept_paused_until != 0) at = std::min(at, accept_paused_until);
+        return static_cast<int>(std::clamp<std::int64_t>(at - proto::monotonic_ms(), 0, kSweepIntervalMs));
     }
 
     // Clients idle or dribbling past client_timeout are dropped: a connect-and-wait costs
@@ -531,6 +585,7 @@ struct Server::Impl {
         max_connections = runtime->config.helper.max_connections;
         max_per_uid = runtime->config.helper.max_connections_per_uid;
         client_timeout_ms = runtime->config.helper.client_timeout_ms;
+        raise_descriptor_limit(max_connections, static_cast<unsigned>(workers.size()));
         log::info("configuration reloaded");
     }
 
@@ -567,6 +622,7 @@ struct Server::Impl {
                 } else on_readable(fd);
             }
             run_timers();
+            resume_accepting();
             auto now = proto::monotonic_ms();
             if (now >= next_sweep) {
                 sweep();

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -75,13 +76,14 @@ struct Login {
     }
 };
 
-Login start(const std::string& name, const std::string& helper_extra, bool quiet = false) {
+Login start(const std::string& name, const std::string& helper_extra, bool quiet = false,
+            const std::vector<std::string>& wrapper = {}) {
     Login l;
     l.dir = g->tmp.path() + "/" + name + std::to_string(++g->counter);
     ::mkdir(l.dir.c_str(), 0700);
     std::string yaml = ad_daemon_config(l.dir, *g->ad, helper_extra);
     if (quiet) yaml.replace(yaml.find("log_level: debug"), 16, "log_level: warning");
-    l.daemon = std::make_unique<Daemon>(l.dir, yaml);
+    l.daemon = wrapper.empty() ? std::make_unique<Daemon>(l.dir, yaml) : std::make_unique<Daemon>(l.dir, yaml, wrapper);
     return l;
 }
 
@@ -311,6 +313,48 @@ void connection_cap_per_uid(void**) {
     for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
 }
 
+// CPU seconds (user + system) the process has used so far.
+double cpu_seconds(pid_t pid) {
+    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) return -1;
+    std::istringstream in(stat.substr(close + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && in >> field; ++i)
+        if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+    return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// Out of file descriptors (a limit of 48, below what helper.max_connections asks for): the
+// daemon says so at start; with clients past the limit waiting in the backlog it neither
+// spins on accept() nor floods its log, and once descriptors are free it takes them in.
+void out_of_descriptors(void**) {
+    Login l = start("nofile", "  workers: 2\n  client_timeout: 30\n", false, {"prlimit", "--nofile=48:48"});
+    const std::string socket = l.daemon->socket();
+    std::vector<UniqueFd> idle;
+    for (int i = 0; i < 80; ++i) {
+        auto fd = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+        assert_true(fd.has_value());
+        idle.push_back(std::move(*fd));
+    }
+    ::usleep(300 * 1000);  // the daemon takes in what it can, then meets EMFILE
+    const double cpu0 = cpu_seconds(l.daemon->pid());
+    ::usleep(1000 * 1000);
+    const double cpu = cpu_seconds(l.daemon->pid()) - cpu0;
+    std::printf("# daemon CPU over 1 s with clients waiting past its descriptor limit: %.2f s\n", cpu);
+    const std::string log = read_file(l.daemon->log_path());
+    std::size_t warnings = 0;
+    for (std::size_t at = 0; (at = log.find("accept: Too many open files", at)) != std::string::npos; ++at) ++warnings;
+    std::printf("# accept warnings: %zu\n", warnings);
+    idle.clear();
+    auto o = l("alice", "alice-Passw0rd");
+    expect_pam("a login once the waiting clients left", o.authenticate, PAM_SUCCESS);
+    if (!contains(log, "the open files limit (48) is below")) fail_msg("no warning about the limit at start");
+    if (warnings != 1) fail_msg("%zu accept warnings in 1.3 s, want exactly 1", warnings);
+    if (cpu > 0.5) fail_msg("the daemon used %.2f s of CPU in 1 s while clients waited: it spins on accept()", cpu);
+}
+
 // 100,000 distinct, long user names with wrong passwords: the failure table stays at
 // max_entries and the daemon's memory does not grow with the names.
 void flood_of_names(void**) {
@@ -376,6 +420,7 @@ int main() {
         cmocka_unit_test(burst_refused_not_locked),
         cmocka_unit_test(per_peer_delays),
         cmocka_unit_test(connection_cap_per_uid),
+        cmocka_unit_test(out_of_descriptors),
         cmocka_unit_test(flood_of_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
