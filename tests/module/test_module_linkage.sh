@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-3.0-or-later
 # pam_cvat.so links libpam, the C/C++ runtime and nothing else (DESIGN.md §1), exports only the
-# six pam_sm_* entry points, and loads with every symbol resolved (RTLD_NOW).
+# six pam_sm_* entry points, loads with every symbol resolved (RTLD_NOW), and is never unloaded
+# (DF_1_NODELETE: servers that pam_start/pam_end per request would load it every time).
 # Usage: test_module_linkage.sh PATH/TO/pam_cvat.so      Output: TAP.
 set -u
 
@@ -22,7 +23,7 @@ n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failed=1; echo "not ok $n - $1"; }
 
-echo "1..4"
+echo "1..5"
 
 # 1. DT_NEEDED: only the allowed runtime libraries.
 needed=$(LC_ALL=C readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p')
@@ -79,6 +80,13 @@ EOF
     fi
 else
     n=$((n + 1)); echo "ok $n - dlopen check # SKIP python3 not installed (test_pam_module covers it)"
+fi
+
+# 5. DF_1_NODELETE (-z nodelete).
+if LC_ALL=C readelf -d "$so" | grep 'FLAGS_1' | grep -q 'NODELETE'; then
+    ok "DF_1_NODELETE set"
+else
+    not_ok "DF_1_NODELETE not set"
 fi
 
 exit $failed
