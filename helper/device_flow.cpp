@@ -12,6 +12,10 @@ namespace {
 constexpr std::int64_t kReplyMarginMs = 1500;
 // RFC 8628 §3.5: slow_down adds 5 seconds to the interval, for this and all later polls.
 constexpr int kSlowDownStepS = 5;
+// An IdP that fails a poll (HTTP 5xx, no answer) may be busy for a moment: the flow waits twice
+// as long after each such failure (RFC 8628 §3.5's backoff) and gives up after this many in a
+// row, rather than losing a sign-in the user may already have approved.
+constexpr int kMaxTransientFailures = 3;
 // A user who reads the prompt and signs in at the IdP on a phone: generous, but bounded by
 // the code's own expiry, whichever comes first.
 constexpr std::int64_t kMaxAnswerWaitMs = 15 * 60 * 1000;
@@ -72,7 +76,8 @@ Step DeviceFlow::schedule_poll() {
     if (deps_.wall_s() >= auth_.expires_at)
         return end(proto::Status::auth_err, "The sign-in code expired before it was used. Please try again.");
     std::int64_t now = deps_.monotonic_ms();
-    std::int64_t at = last_poll_ms_ == 0 ? now : std::max<std::int64_t>(now, last_poll_ms_ + std::int64_t{interval_s_} * 1000);
+    const std::int64_t wait_ms = std::int64_t{interval_s_} * 1000 << transient_failures_;
+    std::int64_t at = last_poll_ms_ == 0 ? now : std::max<std::int64_t>(now, last_poll_ms_ + wait_ms);
     if (at > reply_by_ms_)
         return reprompt("You have not finished signing in yet.");
     return Step{std::nullopt, at};
@@ -85,15 +90,19 @@ Step DeviceFlow::wake() {
         case DevicePollState::approved:
             return Step{proto::Response(deps_.approved(p.outcome)), 0};
         case DevicePollState::slow_down:
+            transient_failures_ = 0;
             interval_s_ += kSlowDownStepS;
             return schedule_poll();
         case DevicePollState::pending:
+            transient_failures_ = 0;
             return schedule_poll();
         case DevicePollState::denied:
             return end(proto::Status::auth_err, "The sign-in was refused at the identity provider.");
         case DevicePollState::expired:
             return end(proto::Status::auth_err, "The sign-in code expired before it was used. Please try again.");
         case DevicePollState::failed:
+            if (p.outcome.status == proto::Status::unavailable && ++transient_failures_ < kMaxTransientFailures)
+                return schedule_poll();
             break;
     }
     proto::Status s = p.outcome.status == proto::Status::ok ? proto::Status::internal : p.outcome.status;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The device authorization grant as a conversation (RFC 8628 §3.3–3.5): show the URI, the
 // user code and a QR code in an echo-on "press Enter" prompt (sshd shows text only with a
-// prompt); after Enter, poll no faster than `interval`, +5 s on slow_down, until approved,
-// refused, expired, or the client's wait would run out — then prompt again.
+// prompt); after Enter, poll no faster than `interval`, +5 s on slow_down, twice as long after
+// each poll the IdP failed (three in a row end it), until approved, refused, expired, or the
+// client's wait would run out — then prompt again.
 #pragma once
 
 #include <cstdint>
@@ -56,6 +57,7 @@ private:
     int interval_s_;
     std::int64_t last_poll_ms_ = 0;       // 0: none yet
     std::int64_t reply_by_ms_ = 0;        // the client stops waiting for our answer at this time
+    int transient_failures_ = 0;          // polls in a row the IdP failed (5xx, no answer)
 };
 
 }  // namespace cvat::helper

@@ -22,6 +22,7 @@ struct Script {
     std::int64_t wall_s = 1'700'000'000;
     std::deque<DevicePollState> answers;
     std::vector<std::int64_t> polled_at;  // monotonic ms of each poll
+    proto::Status failed_status = proto::Status::unavailable;  // what a `failed` poll says
 };
 
 DeviceAuthorization authorization(const Script& s, int interval = 5, int expires_in = 600) {
@@ -49,8 +50,9 @@ DeviceFlowDeps deps(Script& s) {
             p.outcome.user.username = "alice";
         }
         if (p.state == DevicePollState::failed) {
-            p.outcome.status = proto::Status::unavailable;
-            p.outcome.message = "identity provider unreachable";
+            p.outcome.status = s.failed_status;
+            p.outcome.message = s.failed_status == proto::Status::unavailable ? "identity provider unreachable"
+                                                                              : "invalid_client";
         }
         return p;
     };
@@ -188,11 +190,46 @@ void denied_expired_failed_in_words(void**) {
     st = wake_at(s, expired, expired.answer(Secret("")));
     assert_non_null(strstr(verdict_of(st).message.c_str(), "expired"));
 
-    s.answers = {DevicePollState::failed};
-    DeviceFlow failed(authorization(s), options(true, true), deps(s));
-    st = wake_at(s, failed, failed.answer(Secret("")));
+    // An IdP that fails three polls in a row (5xx, no answer) ends the flow; the client was
+    // told in words.
+    s.answers = {DevicePollState::failed, DevicePollState::failed, DevicePollState::failed};
+    DeviceFlow failed(authorization(s, 1), options(true, true, 60000), deps(s));
+    st = failed.answer(Secret(""));
+    while (!st.reply) st = wake_at(s, failed, st);
     assert_int_equal(static_cast<int>(verdict_of(st).status), static_cast<int>(proto::Status::unavailable));
     assert_non_null(strstr(verdict_of(st).message.c_str(), "unreachable"));
+    assert_true(s.answers.empty());
+
+    // A refusal of the client itself is not transient: it ends the flow at once.
+    s.answers = {DevicePollState::failed, DevicePollState::approved};
+    s.failed_status = proto::Status::internal;
+    DeviceFlow refused(authorization(s), options(true, true), deps(s));
+    st = wake_at(s, refused, refused.answer(Secret("")));
+    assert_int_equal(static_cast<int>(verdict_of(st).status), static_cast<int>(proto::Status::internal));
+    assert_int_equal(s.answers.size(), 1);
+}
+
+// A poll the IdP fails (HTTP 5xx under load) does not lose the sign-in: the next poll waits
+// twice the interval, the one after that four times, and an approval after them gets in.
+void transient_failures_back_off(void**) {
+    Script s;
+    s.answers = {DevicePollState::failed, DevicePollState::failed, DevicePollState::approved};
+    DeviceFlow f(authorization(s, 2), options(true, true, 60000), deps(s));
+    Step st = f.answer(Secret(""));
+    while (!st.reply) st = wake_at(s, f, st);
+    assert_int_equal(static_cast<int>(verdict_of(st).status), static_cast<int>(proto::Status::ok));
+    assert_int_equal(s.polled_at.size(), 3);
+    assert_int_equal(s.polled_at[1] - s.polled_at[0], 4000);
+    assert_int_equal(s.polled_at[2] - s.polled_at[1], 8000);
+    // A pending answer in between starts the count again.
+    Script t;
+    t.answers = {DevicePollState::failed, DevicePollState::failed, DevicePollState::pending,
+                 DevicePollState::failed, DevicePollState::failed, DevicePollState::approved};
+    DeviceFlow g(authorization(t, 1), options(true, true, 60000), deps(t));
+    st = g.answer(Secret(""));
+    while (!st.reply) st = wake_at(t, g, st);
+    assert_int_equal(static_cast<int>(verdict_of(st).status), static_cast<int>(proto::Status::ok));
+    assert_int_equal(t.polled_at[3] - t.polled_at[2], 1000);
 }
 
 // Past expires_in the flow ends without asking the IdP again.
@@ -231,6 +268,7 @@ int main() {
         cmocka_unit_test(slow_down_adds_five_seconds),
         cmocka_unit_test(reprompts_before_the_client_gives_up),
         cmocka_unit_test(denied_expired_failed_in_words),
+        cmocka_unit_test(transient_failures_back_off),
         cmocka_unit_test(expiry_by_the_clock),
         cmocka_unit_test(qr_renders_and_refuses_oversize),
     };
