@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -35,6 +36,18 @@ void usage(FILE* out) {
                  "  --check        validate the configuration and exit\n"
                  "  --version      print the version and exit\n",
                  CVAT_DEFAULT_CONFIG);
+}
+
+// The heap follows what the daemon holds, not its peaks. glibc raises its mmap and trim
+// thresholds as large blocks come and go (an nss.mc image, a publication's copy of every
+// user), up to 32 MiB; above them a thread arena keeps freed memory resident, and
+// malloc_trim() does not release an arena's top. Fixed thresholds stop that: blocks over
+// 256 KiB are mapped and unmapped, and a heap gives back what is free over 1 MiB.
+void bound_heap() {
+#if !defined(__SANITIZE_ADDRESS__)
+    ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    ::mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+#endif
 }
 
 // Secrets live in this process: no core dumps, no ptrace by other users.
@@ -139,6 +152,7 @@ void daemonize() {
 
 int main(int argc, char** argv) {
     protect_memory();
+    bound_heap();
     umask(077);
     // The daemon never asks itself who a user is: nss_cvat answers UNAVAIL in this process
     // (and in anything it starts), so a lookup here cannot loop through our own socket.
