@@ -18,9 +18,9 @@ BUILD=${BUILD_DIR:-$PWD/build-bench}
 ninja -C "$BUILD" helper/cvat-authd bench/cvat-bench-device >/dev/null
 W=$(mktemp -d /tmp/cvat-bench-device.XXXXXX)
 PID="" CLIENT=""
-cleanup() {
-  [[ -n "$CLIENT" ]] && kill "$CLIENT" 2>/dev/null
-  [[ -n "$PID" ]] && kill "$PID" 2>/dev/null
+cleanup() {  # (each kill may find its process gone: not an error, and set -e must not stop here)
+  [[ -z "$CLIENT" ]] || kill "$CLIENT" 2>/dev/null || true
+  [[ -z "$PID" ]] || kill "$PID" 2>/dev/null || true
   bash tests/fixtures/idp.sh stop "$W/idp" >/dev/null 2>&1 || true
   [[ -n "${CVAT_BENCH_KEEP:-}" ]] || rm -rf "$W"
 }
