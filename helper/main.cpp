@@ -38,18 +38,6 @@ void usage(FILE* out) {
                  CVAT_DEFAULT_CONFIG);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-// Sanitizer builds only (the test suite's). libldap 2.5 (and upstream's master) drops the
-// BerElement of an RFC 4511 Notice of Disconnection it has read (result.c, try_read1msg: the
-// is_nod branch returns without ber_free): 117 bytes each time a directory server shuts down
-// under a connection of ours. That one leak is suppressed by the libldap function that
-// allocated it; a leak of ours (an LDAPMessage we did not free) is allocated elsewhere and still
-// reported. Matching it needs whole stacks, and libldap keeps no frame pointers, so this
-// process unwinds malloc stacks the slow way.
-extern "C" const char* __asan_default_options() { return "fast_unwind_on_malloc=0:print_suppressions=0"; }
-extern "C" const char* __lsan_default_suppressions() { return "leak:ldap_alloc_ber_with_options\n"; }
-#endif
-
 // The heap follows what the daemon holds, not its peaks. glibc raises its mmap and trim
 // thresholds as large blocks come and go (an nss.mc image, a publication's copy of every
 // user), up to 32 MiB; above them a thread arena keeps freed memory resident, and
