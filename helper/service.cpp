@@ -307,6 +307,18 @@ std::optional<Reply> gate_attempt(Throttle& throttle, const ThrottleSettings& li
     return Reply{verdict(Status::internal, ""), std::make_unique<HeldLogin>(later()), gate.at_ms};
 }
 
+// What a login's password is: a base64 SAMLResponse or a JWT, validated by the IdP that issued
+// it (never sent anywhere), unless the admin pinned LDAP; else a password (or, empty, perhaps
+// a device flow).
+enum class Credential { password, assertion, token };
+Credential credential_of(const Runtime& rt, const proto::AuthRequest& r) {
+    if (r.method == proto::AuthMethod::device || r.idp == "ldap") return Credential::password;
+    if (!rt.saml.empty() && looks_like_saml_response(r.password.view())) return Credential::assertion;
+    if (!rt.oidc.empty() && (r.method == proto::AuthMethod::token || jwt::looks_like_jwt(r.password.view())))
+        return Credential::token;
+    return Credential::password;
+}
+
 }  // namespace
 
 // A web server asks on every request: the same credentials again within helper.verdict_ttl
@@ -323,12 +335,11 @@ std::optional<proto::Verdict> Service::cached_login(const Runtime& rt, const Rou
 
 std::optional<proto::Response> Service::answer_now(const Runtime& rt, const proto::Request& request) const {
     const auto* r = std::get_if<proto::AuthRequest>(&request);
-    // Only a plain password login can be a cache hit; tokens, assertions and device flows take
-    // the worker's way (auth() decides what they are).
+    // Only a password login can be a cache hit (a device flow has none; tokens and assertions
+    // are checked where auth() sends them). With the cache off no route is worked out here.
     if (r == nullptr || !accounts_ || rt.config.helper.verdict_ttl_ms <= 0 || r->password.empty() ||
-        (r->method != proto::AuthMethod::password && r->method != proto::AuthMethod::automatic) ||
-        !plausible_user_name(r->user) || jwt::looks_like_jwt(r->password.view()) ||
-        looks_like_saml_response(r->password.view()))
+        r->method == proto::AuthMethod::device || !plausible_user_name(r->user) ||
+        credential_of(rt, *r) != Credential::password)
         return std::nullopt;
     try {
         if (auto v = cached_login(rt, route_user(rt, r->user, r->idp), *r)) return proto::Response{std::move(*v)};
@@ -342,12 +353,7 @@ std::optional<proto::Response> Service::answer_now(const Runtime& rt, const prot
 
 Reply Service::auth(const std::shared_ptr<const Runtime>& rt, const Peer& peer, proto::AuthRequest& r) const {
     if (!plausible_user_name(r.user)) return {verdict(Status::user_unknown, ""), nullptr};
-    const bool assertion = r.method != proto::AuthMethod::device && !rt->saml.empty() && r.idp != "ldap" &&
-                           looks_like_saml_response(r.password.view());
-    const bool token = !assertion && r.method != proto::AuthMethod::device && !rt->oidc.empty() &&
-                       r.idp != "ldap" &&
-                       (r.method == proto::AuthMethod::token || jwt::looks_like_jwt(r.password.view()));
-    if (!assertion && !token) {
+    if (credential_of(*rt, r) == Credential::password) {
         Route route = route_user(*rt, r.user, r.idp);
         log::debug("route for ", log_safe(r.user), ": ", route.why);
         // method=auto with no password means "the device flow" only where an IdP can run one;
@@ -430,15 +436,12 @@ Service::Timed Service::checked_login(const Runtime& rt, const Throttle::Keys& k
 }
 
 proto::Verdict Service::run_login(const Runtime& rt, const proto::AuthRequest& r, std::string* password_backend) const {
-    // A base64 SAMLResponse as the password is validated by the IdP that issued it (issue 9),
-    // before the JWT check; never sent anywhere.
-    if (r.method != proto::AuthMethod::device && !rt.saml.empty() && r.idp != "ldap" &&
-        looks_like_saml_response(r.password.view()))
-        return saml_assertion_login(rt, r);
-    // A JWT as the password is a token login (DESIGN.md §2) unless the admin pinned LDAP.
-    if (r.method != proto::AuthMethod::device && !rt.oidc.empty() && r.idp != "ldap" &&
-        (r.method == proto::AuthMethod::token || jwt::looks_like_jwt(r.password.view())))
-        return token_login(rt, r);
+    // A SAMLResponse (issue 9) or a JWT (DESIGN.md §2) as the password is checked, never sent.
+    switch (credential_of(rt, r)) {
+        case Credential::assertion: return saml_assertion_login(rt, r);
+        case Credential::token: return token_login(rt, r);
+        case Credential::password: break;
+    }
     Route route = route_user(rt, r.user, r.idp);
     if (route.kind != Route::Kind::none)
         *password_backend = route.kind == Route::Kind::ldap ? "ldap" : route.idp_config()->id;
