@@ -38,6 +38,19 @@ void usage(FILE* out) {
                  CVAT_DEFAULT_CONFIG);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+// Sanitizer builds only (the test suite's). libldap 2.5 (and upstream's master) drops the
+// BerElement of an RFC 4511 Notice of Disconnection it has read (result.c, try_read1msg: the
+// is_nod branch returns without ber_free): 117 bytes each time a directory server shuts down
+// under a connection of ours. That one leak is suppressed by the libldap function that
+// allocated it; a leak of ours (an LDAPMessage we did not free) is allocated elsewhere and
+// is still reported. The suppression matches only on whole malloc stacks (libldap keeps no
+// frame pointers), which cost too much to be the default: the tests whose directories shut
+// down under the daemon run it with ASAN_OPTIONS=...:fast_unwind_on_malloc=0
+// (tests/support/fixture.hpp, whole_malloc_stacks; test_faults notice_of_disconnection).
+extern "C" const char* __lsan_default_suppressions() { return "leak:ldap_alloc_ber_with_options\n"; }
+#endif
+
 // The heap follows what the daemon holds, not its peaks. glibc raises its mmap and trim
 // thresholds as large blocks come and go (an nss.mc image, a publication's copy of every
 // user), up to 32 MiB; above them a thread arena keeps freed memory resident, and

@@ -440,6 +440,12 @@ std::string with_socket(std::string yaml, const std::string& socket) {
 }
 }  // namespace
 
+std::vector<std::string> whole_malloc_stacks() {
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    if (asan == nullptr) return {};
+    return {"env", std::string("ASAN_OPTIONS=") + asan + ":fast_unwind_on_malloc=0:print_suppressions=0"};
+}
+
 Daemon::Daemon(const std::string& dir, const std::string& config_yaml) : Daemon(dir, config_yaml, {}) {}
 
 Daemon::Daemon(const std::string& dir, const std::string& config_yaml, const std::vector<std::string>& wrapper)
