@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <string>
+#include <unordered_map>
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -67,6 +69,7 @@ enum Q : std::size_t {
     q_begin,
     q_commit,
     q_rollback,
+    q_begin_read,
     q_user_put,
     q_groups_delete,
     q_group_put,
@@ -74,6 +77,7 @@ enum Q : std::size_t {
     q_user_by_uid,
     q_users,
     q_groups_of,
+    q_groups_all,
     q_uid_of,
     q_negative_put,
     q_negative_get,
@@ -98,6 +102,9 @@ constexpr std::array<const char*, q_count> kSql = {
     "BEGIN IMMEDIATE",
     "COMMIT",
     "ROLLBACK",
+    // A read of several statements sees one snapshot and takes the WAL read lock once (each
+    // statement of its own takes and drops it: two fcntl calls per statement).
+    "BEGIN DEFERRED",
     "INSERT OR REPLACE INTO users(" USER_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     "DELETE FROM user_groups WHERE user = ?",
     "INSERT INTO user_groups(user, position, name, gid) VALUES(?,?,?,?)",
@@ -105,6 +112,7 @@ constexpr std::array<const char*, q_count> kSql = {
     "SELECT " USER_COLUMNS " FROM users WHERE uid = ? ORDER BY fetched_at DESC, name LIMIT 1",
     "SELECT " USER_COLUMNS " FROM users ORDER BY name LIMIT ?",
     "SELECT name, gid FROM user_groups WHERE user = ? ORDER BY position",
+    "SELECT user, name, gid FROM user_groups ORDER BY user, position",
     "SELECT uid FROM users WHERE name = ?",
     "INSERT OR REPLACE INTO negative(kind, key, expires_at) VALUES(?,?,?)",
     "SELECT expires_at FROM negative WHERE kind = ? AND key = ?",
@@ -423,6 +431,11 @@ Result<std::unique_ptr<CacheStore>> CacheStore::open(const std::string& cache_di
 #define CVAT_BEGIN(tx)                                                                      \
     Transaction tx((*st_)[q_begin], (*st_)[q_commit], (*st_)[q_rollback]);                  \
     if (!tx.began()) CVAT_DB_FAIL("cannot begin a transaction")
+// A read transaction: ended (rolled back, which for a read is the same as a commit) when `tx`
+// goes out of scope, after the statements' own Use objects have reset them.
+#define CVAT_BEGIN_READ(tx)                                                                 \
+    Transaction tx((*st_)[q_begin_read], (*st_)[q_commit], (*st_)[q_rollback]);             \
+    if (!tx.began()) CVAT_DB_FAIL("cannot begin a transaction")
 
 namespace {
 
@@ -480,9 +493,11 @@ Result<void> CacheStore::put_user(const CachedUser& u) {
     return {};
 }
 
-// Runs a users SELECT and fills in each row's groups. Caller holds mutex_.
+// Runs a users SELECT and fills in each row's groups: by one query per user (`groups_of`), or,
+// for a long list, from one scan of every group row (`groups_all`). Caller holds mutex_ and a
+// read transaction.
 static Result<std::vector<CachedUser>> select_users(sqlite3* db, const std::string& path, Use& q,
-                                                   sqlite3_stmt* groups_of) {
+                                                   sqlite3_stmt* groups_of, sqlite3_stmt* groups_all = nullptr) {
     std::vector<CachedUser> out;
     int rc;
     while ((rc = q.step()) == SQLITE_ROW) {
@@ -491,6 +506,25 @@ static Result<std::vector<CachedUser>> select_users(sqlite3* db, const std::stri
         out.push_back(std::move(u));
     }
     if (rc != SQLITE_DONE) return tl::unexpected<Error>(db_error(db, path, "cannot read users"));
+    auto add_group = [&](CachedUser& u, Use& g) -> bool {
+        std::uint32_t gid = 0;
+        if (!id_from(g.col_int(2), gid)) return false;
+        u.groups.emplace_back(g.col_text(1), gid);
+        return true;
+    };
+    if (groups_all != nullptr && out.size() > 1) {
+        std::unordered_map<std::string, CachedUser*> by_name;
+        by_name.reserve(out.size());
+        for (auto& u : out) by_name.emplace(u.name, &u);
+        Use g(groups_all);
+        while ((rc = g.step()) == SQLITE_ROW) {
+            auto it = by_name.find(g.col_text(0));
+            if (it != by_name.end() && !add_group(*it->second, g))
+                return fail(ErrorCode::internal, path + ": a group row holds a gid out of range");
+        }
+        if (rc != SQLITE_DONE) return tl::unexpected<Error>(db_error(db, path, "cannot read groups"));
+        return out;
+    }
     for (auto& u : out) {
         Use g(groups_of);
         g.text(u.name);
@@ -506,6 +540,7 @@ static Result<std::vector<CachedUser>> select_users(sqlite3* db, const std::stri
 
 Result<std::optional<CachedUser>> CacheStore::user_by_name(std::string_view name) {
     std::lock_guard lock(mutex_);
+    CVAT_BEGIN_READ(tx);
     Use q((*st_)[q_user_by_name]);
     q.text(name);
     auto r = select_users(db_, path_, q, (*st_)[q_groups_of]);
@@ -516,6 +551,7 @@ Result<std::optional<CachedUser>> CacheStore::user_by_name(std::string_view name
 
 Result<std::optional<CachedUser>> CacheStore::user_by_uid(std::uint32_t uid) {
     std::lock_guard lock(mutex_);
+    CVAT_BEGIN_READ(tx);
     Use q((*st_)[q_user_by_uid]);
     q.integer(uid);
     auto r = select_users(db_, path_, q, (*st_)[q_groups_of]);
@@ -526,9 +562,10 @@ Result<std::optional<CachedUser>> CacheStore::user_by_uid(std::uint32_t uid) {
 
 Result<std::vector<CachedUser>> CacheStore::users(std::size_t limit) {
     std::lock_guard lock(mutex_);
+    CVAT_BEGIN_READ(tx);
     Use q((*st_)[q_users]);
     q.integer(static_cast<std::int64_t>(std::min(limit, kMaxUsersListed)));
-    return select_users(db_, path_, q, (*st_)[q_groups_of]);
+    return select_users(db_, path_, q, (*st_)[q_groups_of], (*st_)[q_groups_all]);
 }
 
 Result<void> CacheStore::put_negative(std::string_view kind, std::string_view key, std::int64_t expires_at) {

@@ -181,6 +181,23 @@ void test_by_uid_and_list(void**) {
     assert_int_equal((*all)[0].groups.size(), 3);
     assert_int_equal(s->users(2)->size(), 2);
     assert_int_equal(s->users(0)->size(), 0);
+    // The listing reads every user's groups in one pass: each gets its own, in order.
+    CachedUser dave = sample_user("dave", 4000);
+    dave.groups = {{"z-last", 9}, {"a-first", 8}};
+    CachedUser erin = sample_user("erin", 5000);
+    erin.groups = {};
+    assert_true(s->put_user(dave).has_value());
+    assert_true(s->put_user(erin).has_value());
+    all = s->users(100);
+    assert_int_equal(all->size(), 6);
+    for (const CachedUser& u : *all) {
+        const std::size_t want = u.name == "dave" ? 2 : u.name == "erin" ? 0 : 3;
+        if (u.groups.size() != want) fail_msg("%s: %zu groups", u.name.c_str(), u.groups.size());
+    }
+    assert_string_equal((*all)[3].groups[0].first.c_str(), "z-last");  // alice bob carol dave ...
+    assert_int_equal((*all)[3].groups[1].second, 8);
+    auto two = s->users(2);  // alice, bob: the other users' group rows are skipped
+    assert_int_equal((*two)[1].groups.size(), 3);
 }
 
 void test_negative(void**) {
