@@ -30,6 +30,13 @@ constexpr std::size_t kMaxCachedUsers = 1'000'000;   // published and listed at 
 constexpr std::size_t kMaxRefreshQueue = 1000;
 constexpr std::int64_t kPermanent = std::int64_t{1} << 62;  // IdP users: kept until a login or flush
 constexpr auto kCoalesce = std::chrono::milliseconds(200);   // changes within this share one publish
+// ... or within kCoalesceFactor times what the last publication took, if that is longer (up to
+// kCoalesceMax): a publication reads and rewrites every cached user (about 10 us each), so with
+// tens of thousands cached and logins of new users arriving without pause, a fixed 200 ms
+// would keep a core busy publishing. Capped near 10 % of a core; the users a pending
+// publication would add are answered through the socket meanwhile (from the cache).
+constexpr int kCoalesceFactor = 9;
+constexpr auto kCoalesceMax = std::chrono::seconds(5);
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -848,6 +855,7 @@ void Accounts::publish_now() {
     std::lock_guard publishing(publish_mutex_);
     auto rt = current();
     if (!rt || mc_path_.empty()) return;
+    const auto started = std::chrono::steady_clock::now();
     const NssSettings& nss = rt->config.nss;
     const std::int64_t now = now_s();
     auto users = logged(store_->users(kMaxCachedUsers), "listing users for the NSS cache file");
@@ -895,11 +903,15 @@ void Accounts::publish_now() {
     }
     for (std::size_t r = 1; r < roles.size(); ++r) gr.push_back(std::move(roles[r]));
     for (auto& [gid, g] : dir_groups) gr.push_back(std::move(g));
-    if (auto p = nss_mc::publish(mc_path_, pw, gr, nss.enumerate); !p)
+    auto p = nss_mc::publish(mc_path_, pw, gr, nss.enumerate);
+    if (!p)
         log::warning("nss: publishing ", mc_path_, " failed: ", p.error().detail,
                      " (lookups still work through the socket)");
-    else
-        log::debug("nss: published ", std::to_string(pw.size()), " users and ", std::to_string(gr.size()), " groups to ", mc_path_);
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+    publish_took_us_.store(took.count(), std::memory_order_relaxed);
+    if (p)
+        log::debug("nss: published ", std::to_string(pw.size()), " users and ", std::to_string(gr.size()), " groups to ",
+                   mc_path_, " in ", std::to_string(took.count()), " us");
 }
 
 void Accounts::publisher_loop() {
@@ -912,7 +924,9 @@ void Accounts::publisher_loop() {
         wake_.wait_until(lock, last + std::chrono::seconds(period_s), [this] { return stopping_ || dirty_; });
         if (stopping_) break;
         // Let a burst of changes settle into one rewrite.
-        wake_.wait_for(lock, kCoalesce, [this] { return stopping_; });
+        const auto took = std::chrono::microseconds(publish_took_us_.load(std::memory_order_relaxed));
+        const auto settle = std::clamp<std::chrono::microseconds>(kCoalesceFactor * took, kCoalesce, kCoalesceMax);
+        wake_.wait_for(lock, settle, [this] { return stopping_; });
         if (stopping_) break;
         dirty_ = false;
         lock.unlock();

@@ -10,6 +10,7 @@
 // entry is getting old, so callers are answered from the cache at once).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -145,6 +146,7 @@ private:
     OfflineRecent offline_recent_;
 
     std::mutex publish_mutex_;
+    std::atomic<std::int64_t> publish_took_us_{0};  // the last publication's duration
     std::mutex learn_mutex_;  // an IdP login's subject check and its store are one step
     mutable std::mutex mutex_;
     std::condition_variable wake_;
