@@ -25,6 +25,7 @@
 #include <exception>
 #include <map>
 #include <mutex>
+#include <functional>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -694,9 +695,11 @@ private:
     // Simple bind with a deadline. The password is passed by pointer, never copied. With
     // `policy`, the bind carries the password policy request control and `policy` gets the
     // server's response control (user binds).
+    // `meanwhile`, if given, runs once the bind request is on its way and before its answer
+    // is read (the answer then gets op_timeout from when `meanwhile` returned).
     OpResult<void> bind(Conn& conn, const std::string& dn, const char* pw, std::size_t pw_len,
                         Clock::time_point deadline, std::string* diag_out = nullptr,
-                        PolicyResponse* policy = nullptr);
+                        PolicyResponse* policy = nullptr, const std::function<void()>& meanwhile = {});
     // Search with a deadline, paged when `paged`, stopping after `max_entries`.
     OpResult<std::vector<Entry>> search(Conn& conn, const std::string& base, Scope scope,
                                         const std::string& filter, const std::vector<std::string>& attrs,
@@ -920,9 +923,10 @@ Outcome<ConnPtr> LdapBackendImpl::open_any(Purpose purpose) {
 }
 
 OpResult<void> LdapBackendImpl::bind(Conn& conn, const std::string& dn, const char* pw, std::size_t pw_len,
-                                     Clock::time_point deadline, std::string* diag_out, PolicyResponse* policy) {
+                                     Clock::time_point deadline, std::string* diag_out, PolicyResponse* policy,
+                                     const std::function<void()>& meanwhile) {
     LDAP* ld = conn.ld.get();
-    GuardScope io(*conn.guard, deadline);
+    std::optional<GuardScope> io(std::in_place, *conn.guard, deadline);
     berval cred{};
     cred.bv_len = pw_len;
     cred.bv_val = const_cast<char*>(pw);  // libldap takes a non-const berval; it only reads
@@ -939,6 +943,12 @@ OpResult<void> LdapBackendImpl::bind(Conn& conn, const std::string& dn, const ch
     int rc = ldap_sasl_bind(ld, dn.c_str(), LDAP_SASL_SIMPLE, &cred, request ? server_ctrls : nullptr, nullptr,
                             &msgid);
     if (rc != LDAP_SUCCESS) return op_error(rc, describe(ld, rc));
+    if (meanwhile) {
+        io.reset();
+        meanwhile();
+        deadline = Clock::now() + op_timeout();
+        io.emplace(*conn.guard, deadline);
+    }
     auto reply = await_reply(ld, msgid, deadline);
     if (!reply) {
         if (reply.error().rc == LDAP_TIMEOUT) return op_error(LDAP_TIMEOUT, "no answer to the bind in time");
@@ -1785,12 +1795,24 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
             static constexpr char kPad[] = "cvat-authd: timing pad, not a password";
             const std::string dn = "cn=cvat-authd-no-such-user-" + std::to_string(password->size()) +
                                    (cfg_.user_search.base.empty() ? "" : "," + cfg_.user_search.base);
+            // A known user's bind goes along with a group walk (below): so does this one.
+            Entry nobody;
+            nobody.dn = dn;
+            bool padded = false;
+            auto pad_walk = [&] {
+                LdapUser ignored;
+                std::string ignored_incomplete;
+                Trace quiet(nullptr);
+                padded = true;
+                (void)collect_groups(nobody, ignored, ignored_incomplete, quiet);
+            };
             (void)with_connection<bool>(
                 user_pool_, Purpose::user_bind,
                 [&](Conn& c) -> OpResult<bool> {
                     std::string diag;
                     PolicyResponse policy;  // asked for as the real bind asks, and ignored
-                    auto r = bind(c, dn, kPad, sizeof kPad - 1, Clock::now() + op_timeout(), &diag, &policy);
+                    auto r = bind(c, dn, kPad, sizeof kPad - 1, Clock::now() + op_timeout(), &diag, &policy,
+                                  padded ? std::function<void()>() : std::function<void()>(pad_walk));
                     if (!r) return tl::unexpected<OpError>(r.error());
                     return true;
                 },
@@ -1842,6 +1864,11 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     }
 
     std::string notice;  // a password policy warning for the user's screen
+    std::string incomplete;
+    // The groups are walked while the server checks the password (one round trip fewer per
+    // login); what the walk found is used only once the bind has succeeded.
+    std::optional<Outcome<void>> walked;
+    auto walk = [&] { walked = collect_groups(entry, user, incomplete, trace); };
     if (password != nullptr) {
         std::string diag;
         PolicyResponse policy;
@@ -1849,8 +1876,8 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
             user_pool_, Purpose::user_bind,
             [&](Conn& c) -> OpResult<bool> {
                 diag.clear();
-                auto r = bind(c, user.dn, password->c_str(), password->size(),
-                              Clock::now() + op_timeout(), &diag, &policy);
+                auto r = bind(c, user.dn, password->c_str(), password->size(), Clock::now() + op_timeout(), &diag,
+                              &policy, walked ? std::function<void()>() : std::function<void()>(walk));
                 if (!r) return tl::unexpected<OpError>(r.error());
                 return true;
             },
@@ -1881,9 +1908,8 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     // the disabled flag: before the bind it would tell strangers which accounts exist.
     if (user.disabled) return finish(Status::perm_denied, "account disabled");
 
-    std::string incomplete;
-    if (auto g = collect_groups(entry, user, incomplete, trace); !g)
-        return finish(g.error().status, g.error().message);
+    if (!walked) walk();
+    if (const Outcome<void>& g = *walked; !g) return finish(g.error().status, g.error().message);
     user.role = resolve_role(user.groups, cfg_.role_groups, cfg_.default_role);
     bool settled = incomplete.empty();
     if (!incomplete.empty()) {
