@@ -462,15 +462,12 @@ std::optional<proto::GroupReply> Accounts::role_group(const Runtime& rt, std::op
         g.status = Status::ok;
         g.name = groups[r].name;
         g.gid = groups[r].gid;
-        if (auto users = logged(store_->users(kMaxCachedUsers), "listing users")) {
-            for (const auto& u : *users) {
-                if (u.role != static_cast<Role>(r) || u.provisional || u.expires_at <= 0) continue;
-                if (g.members.size() >= proto::kMaxMembers) {
-                    log::warning("nss: group ", g.name, " has more than ", std::to_string(proto::kMaxMembers),
-                                 " cached members; the socket answer lists the first ones");
-                    break;
-                }
-                g.members.push_back(u.name);
+        if (auto members = logged(store_->role_members(static_cast<int>(r), proto::kMaxMembers + 1), "listing a role's members")) {
+            g.members = std::move(*members);
+            if (g.members.size() > proto::kMaxMembers) {
+                log::warning("nss: group ", g.name, " has more than ", std::to_string(proto::kMaxMembers),
+                             " cached members; the socket answer lists the first ones");
+                g.members.resize(proto::kMaxMembers);
             }
         }
         return g;
@@ -490,21 +487,17 @@ proto::GroupReply Accounts::group_by_name(const Runtime& rt, const std::string& 
         r.gid = (*c)->gid;
         return r;
     }
-    if (rt.config.nss.directory_groups) {
-        if (auto users = logged(store_->users(kMaxCachedUsers), "listing users")) {
-            for (const auto& u : *users) {
-                if (u.expires_at <= 0) continue;
-                for (const auto& [gname, gid] : u.groups) {
-                    if (gname != name) continue;
-                    r.status = Status::ok;
-                    r.name = gname;
-                    r.gid = gid;
-                    if (r.members.size() < proto::kMaxMembers) r.members.push_back(u.name);
-                }
-            }
-        }
-    }
+    if (rt.config.nss.directory_groups) directory_group(name, 0, r);
     return r;
+}
+
+void Accounts::directory_group(const std::string& name, std::uint32_t gid, proto::GroupReply& r) {
+    auto found = logged(store_->group_members(name, gid, proto::kMaxMembers), "listing a group's members");
+    if (!found || found->name.empty()) return;
+    r.status = Status::ok;
+    r.name = std::move(found->name);
+    r.gid = found->gid;
+    r.members = std::move(found->members);
 }
 
 proto::GroupReply Accounts::group_by_gid(const Runtime& rt, std::uint32_t gid) {
@@ -518,20 +511,7 @@ proto::GroupReply Accounts::group_by_gid(const Runtime& rt, std::uint32_t gid) {
         r.gid = gid;
         return r;
     }
-    if (rt.config.nss.directory_groups) {
-        if (auto users = logged(store_->users(kMaxCachedUsers), "listing users")) {
-            for (const auto& u : *users) {
-                if (u.expires_at <= 0) continue;
-                for (const auto& [gname, g] : u.groups) {
-                    if (g != gid) continue;
-                    r.status = Status::ok;
-                    r.name = gname;
-                    r.gid = gid;
-                    if (r.members.size() < proto::kMaxMembers) r.members.push_back(u.name);
-                }
-            }
-        }
-    }
+    if (rt.config.nss.directory_groups) directory_group("", gid, r);
     return r;
 }
 

@@ -129,6 +129,9 @@ private:
 
     proto::PasswdReply passwd_reply(const CachedUser& u) const;
     std::vector<std::uint32_t> supplementary_gids(const Runtime& rt, const CachedUser& u) const;
+    // A directory group (nss.directory_groups) by name, or by gid when `name` is empty, from
+    // the cached users who hold it; `r` is left alone when none does.
+    void directory_group(const std::string& name, std::uint32_t gid, proto::GroupReply& r);
     std::optional<proto::GroupReply> role_group(const Runtime& rt, std::optional<std::string> name,
                                                 std::optional<std::uint32_t> gid);
 

@@ -58,6 +58,12 @@ CREATE TABLE offline(
     email TEXT NOT NULL, first_name TEXT NOT NULL, last_name TEXT NOT NULL,
     stored_at INTEGER NOT NULL, failures INTEGER NOT NULL, next_try_at INTEGER NOT NULL);
 )sql"},
+    // getgrnam/getgrgid through the socket ask for a group's members, not for every user.
+    {2, R"sql(
+CREATE INDEX users_by_role ON users(role, name);
+CREATE INDEX user_groups_by_name ON user_groups(name);
+CREATE INDEX user_groups_by_gid ON user_groups(gid);
+)sql"},
 };
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
@@ -78,6 +84,9 @@ enum Q : std::size_t {
     q_users,
     q_groups_of,
     q_groups_all,
+    q_role_members,
+    q_group_members_by_name,
+    q_group_members_by_gid,
     q_uid_of,
     q_negative_put,
     q_negative_get,
@@ -113,6 +122,11 @@ constexpr std::array<const char*, q_count> kSql = {
     "SELECT " USER_COLUMNS " FROM users ORDER BY name LIMIT ?",
     "SELECT name, gid FROM user_groups WHERE user = ? ORDER BY position",
     "SELECT user, name, gid FROM user_groups ORDER BY user, position",
+    "SELECT name FROM users WHERE role = ? AND provisional = 0 AND expires_at > 0 ORDER BY name LIMIT ?",
+    "SELECT DISTINCT g.name, g.gid, u.name FROM user_groups g JOIN users u ON u.name = g.user "
+    "WHERE g.name = ? AND u.expires_at > 0 ORDER BY u.name LIMIT ?",
+    "SELECT DISTINCT g.name, g.gid, u.name FROM user_groups g JOIN users u ON u.name = g.user "
+    "WHERE g.gid = ? AND u.expires_at > 0 ORDER BY u.name LIMIT ?",
     "SELECT uid FROM users WHERE name = ?",
     "INSERT OR REPLACE INTO negative(kind, key, expires_at) VALUES(?,?,?)",
     "SELECT expires_at FROM negative WHERE kind = ? AND key = ?",
@@ -566,6 +580,41 @@ Result<std::vector<CachedUser>> CacheStore::users(std::size_t limit) {
     Use q((*st_)[q_users]);
     q.integer(static_cast<std::int64_t>(std::min(limit, kMaxUsersListed)));
     return select_users(db_, path_, q, (*st_)[q_groups_of], (*st_)[q_groups_all]);
+}
+
+Result<std::vector<std::string>> CacheStore::role_members(int role, std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    Use q((*st_)[q_role_members]);
+    q.integer(role).integer(static_cast<std::int64_t>(std::min(limit, kMaxUsersListed)));
+    std::vector<std::string> names;
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW) names.push_back(q.col_text(0));
+    if (rc != SQLITE_DONE) CVAT_DB_FAIL("cannot read a role's members");
+    return names;
+}
+
+Result<CacheStore::GroupMembers> CacheStore::group_members(std::string_view group, std::uint32_t gid,
+                                                          std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    Use q((*st_)[group.empty() ? q_group_members_by_gid : q_group_members_by_name]);
+    if (group.empty()) q.integer(gid);
+    else q.text(group);
+    q.integer(static_cast<std::int64_t>(std::min(limit, kMaxUsersListed)));
+    GroupMembers out;
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW) {
+        std::uint32_t g = 0;
+        if (!id_from(q.col_int(1), g)) return fail(ErrorCode::internal, path_ + ": a group row holds a gid out of range");
+        // A gid held under two names (a renamed directory group, users fetched before and
+        // after) answers with the first name seen; its members are everyone with the gid.
+        if (out.name.empty()) {
+            out.name = q.col_text(0);
+            out.gid = g;
+        }
+        if (out.members.empty() || out.members.back() != q.col_text(2)) out.members.push_back(q.col_text(2));
+    }
+    if (rc != SQLITE_DONE) CVAT_DB_FAIL("cannot read a group's members");
+    return out;
 }
 
 Result<void> CacheStore::put_negative(std::string_view kind, std::string_view key, std::int64_t expires_at) {

@@ -74,6 +74,17 @@ public:
     Result<std::optional<CachedUser>> user_by_uid(std::uint32_t uid);
     // Up to min(limit, kMaxUsersListed) users ordered by name: for the NSS file and `cache list`.
     Result<std::vector<CachedUser>> users(std::size_t limit);
+    // A group's members, for getgrnam/getgrgid through the socket, ordered by name, at most
+    // `limit`: the names of the users (not provisional, not expired by an admin) with `role`;
+    // or of the users whose directory groups include `group` (by name, or by gid when the name
+    // is empty), with that group's name and gid (empty name: no user has the group).
+    Result<std::vector<std::string>> role_members(int role, std::size_t limit);
+    struct GroupMembers {
+        std::string name;
+        std::uint32_t gid = 0;
+        std::vector<std::string> members;
+    };
+    Result<GroupMembers> group_members(std::string_view group, std::uint32_t gid, std::size_t limit);
 
     // --- negative entries ------------------------------------------------------------------
     // kind: "user", "uid", "group" or "gid".

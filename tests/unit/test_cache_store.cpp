@@ -112,6 +112,20 @@ void sql(const std::string& path, const char* text) {
     sqlite3_close(db);
 }
 
+// The first column of the first row of `query`, as text ("" if none).
+std::string sql_value(const std::string& path, const char* query) {
+    sqlite3* db = nullptr;
+    assert_int_equal(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(db, query, -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_text(st, 0) != nullptr)
+        out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
 std::vector<std::string> corrupt_copies(const std::string& dir) {
     std::vector<std::string> out;
     for (const auto& e : fs::directory_iterator(dir)) {
@@ -355,6 +369,40 @@ void test_corrupt_file_moved_aside(void**) {
     assert_true(s->check_integrity().has_value());
 }
 
+// A group's members for the socket's getgrnam/getgrgid: a role's (not provisional, not expired
+// by an admin) and a directory group's (by name or gid), ordered by name, at most `limit`.
+void test_members(void**) {
+    TempDir dir;
+    auto s = open_store(dir.path());
+    const int admin = static_cast<int>(Role::admin), user = static_cast<int>(Role::user);
+    for (const char* n : {"carol", "alice", "bob", "dave"}) {
+        CachedUser u = sample_user(n, 1000 + static_cast<std::uint32_t>(n[0]));
+        u.provisional = std::string(n) == "dave";  // not a member of any role
+        u.role = std::string(n) == "bob" ? Role::user : Role::admin;
+        if (std::string(n) == "carol") u.groups = {{"Domain Users", 5002}};
+        assert_true(s->put_user(u).has_value());
+    }
+    auto admins = s->role_members(admin, 10);
+    assert_int_equal(admins->size(), 2);
+    assert_string_equal((*admins)[0].c_str(), "alice");
+    assert_string_equal((*admins)[1].c_str(), "carol");
+    assert_int_equal(s->role_members(user, 10)->size(), 1);
+    assert_int_equal(s->role_members(admin, 1)->size(), 1);
+    auto by_name = s->group_members("Domain Users", 0, 10);
+    assert_string_equal(by_name->name.c_str(), "Domain Users");
+    assert_int_equal(by_name->gid, 5002);
+    assert_int_equal(by_name->members.size(), 4);  // directory groups count provisional users too
+    assert_string_equal(by_name->members[0].c_str(), "alice");
+    auto by_gid = s->group_members("", 4294967295u, 10);
+    assert_string_equal(by_gid->name.c_str(), "grp with ü");
+    assert_int_equal(by_gid->members.size(), 3);  // carol's groups are her own
+    assert_true(s->group_members("nobody's", 0, 10)->name.empty());
+    // An admin's expire takes a user out of every member list.
+    assert_int_equal(*s->expire("alice"), 1);
+    assert_int_equal(s->role_members(admin, 10)->size(), 1);
+    assert_int_equal(s->group_members("Domain Users", 0, 10)->members.size(), 3);
+}
+
 void test_newer_schema_refused(void**) {
     TempDir dir;
     assert_true(open_store(dir.path())->put_user(sample_user("alice", 1000)).has_value());
@@ -364,8 +412,19 @@ void test_newer_schema_refused(void**) {
     assert_int_equal(static_cast<int>(r.error().code), static_cast<int>(ErrorCode::not_supported));
     assert_non_null(std::strstr(r.error().detail.c_str(), "999"));
     assert_int_equal(corrupt_copies(dir.path()).size(), 0);  // not discarded: it holds the ID map
-    sql(dir.path() + "/cache.sqlite", "UPDATE schema_version SET version = 1");
-    assert_true(open_store(dir.path())->user_by_name("alice")->has_value());
+    // A file of schema 1 (before the member indexes) is migrated, its rows kept.
+    sql(dir.path() + "/cache.sqlite",
+        "DROP INDEX users_by_role; DROP INDEX user_groups_by_name; DROP INDEX user_groups_by_gid; "
+        "UPDATE schema_version SET version = 1");
+    auto migrated = open_store(dir.path());
+    assert_true(migrated->user_by_name("alice")->has_value());
+    auto domain_users = migrated->group_members("Domain Users", 0, 10);
+    assert_int_equal(domain_users->members.size(), 1);
+    assert_int_equal(domain_users->gid, 5002);
+    assert_string_equal(sql_value(dir.path() + "/cache.sqlite", "SELECT version FROM schema_version").c_str(), "2");
+    assert_string_equal(sql_value(dir.path() + "/cache.sqlite",
+                                  "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                                  "('users_by_role', 'user_groups_by_name', 'user_groups_by_gid')").c_str(), "3");
 }
 
 void test_concurrent_callers(void**) {
@@ -480,6 +539,7 @@ int main() {
         cmocka_unit_test(test_files_and_modes),
         cmocka_unit_test(test_open_refusals_name_the_path),
         cmocka_unit_test(test_corrupt_file_moved_aside),
+        cmocka_unit_test(test_members),
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_concurrent_callers),
         cmocka_unit_test(test_crash_safety),
