@@ -266,6 +266,9 @@ printf 'auth required %s socket=%s\naccount required %s socket=%s\n' \
   "$BUILD/pam_cvat/pam_cvat.so" "$CV/socket" "$BUILD/pam_cvat/pam_cvat.so" "$CV/socket" >"$PAMD/bench-cvat"
 printf 'auth required %s/security/pam_ldap.so\naccount required %s/security/pam_ldap.so\n' "$LIBDIR" "$LIBDIR" >"$PAMD/bench-nslcd"
 printf 'auth required %s/security/pam_sss.so\naccount required %s/security/pam_sss.so\n' "$LIBDIR" "$LIBDIR" >"$PAMD/bench-sssd"
+# libpam alone: pam_permit does nothing, so a login through it costs what libpam itself does
+# (reading the service file, its audit messages, pam_end): the floor under every PAM module.
+printf 'auth required %s/security/pam_permit.so\naccount required %s/security/pam_permit.so\n' "$LIBDIR" "$LIBDIR" >"$PAMD/bench-permit"
 # nginx's ngx_http_auth_pam calls pam_start(): the same files in this namespace's /etc/pam.d.
 cp "$PAMD"/bench-* /etc/pam.d/
 
@@ -388,6 +391,7 @@ for ((RUN = 1; RUN <= RUNS; RUN++)); do
   start_cvat 30
   for t in 1 8; do
     for e in ok wrong; do login cvat-cache-on bench-cvat "$t" "$e" 100 "$CVAT_PID"; done
+    login floor-pam bench-permit "$t" ok 100 ""
   done
   if [[ -n "$NGINX" ]]; then
     nginx_bench

@@ -84,6 +84,8 @@ verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "nan") print "n
   r=$(ratio "$off8" "$nslcd8"); echo "login, cache off, 8 threads ≥ 3 × nslcd:            $r  $(verdict "$r" ">=" 3)"
   r=$(ratio "$off1p50" "$floor1p50"); echo "login, cache off, 1 thread p50 ≤ 2 × floor p50:     $r  $(verdict "$r" "<=" 2)"
   r=$(ratio "$on8" "$nslcd8"); echo "login, cache on, 8 threads ≥ 20 × nslcd:            $r  $(verdict "$r" ">=" 20)"
+  pam8=$(v login floor-pam ops_s "" "" 8 right)
+  echo "  libpam alone (pam_permit), 8 threads: $(ratio "$pam8" "$nslcd8") × nslcd; cvat cache on: $(ratio "$on8" "$pam8") × libpam alone"
   for op in getpwnam initgroups getgrnam; do
     r=$(ratio "$(v nss cvat p50_us "$op" warm)" "$(v nss sssd p50_us "$op" warm)")
     echo "warm $op p50 ≤ SSSD's (cvat/sssd):                $r  $(verdict "$r" "<=" 1)"
