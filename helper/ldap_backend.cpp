@@ -23,9 +23,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <functional>
 #include <map>
 #include <mutex>
-#include <functional>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -102,6 +102,37 @@ struct Failure {
 };
 template <typename T>
 using Outcome = tl::expected<T, Failure>;
+// Accounts whose last password check here failed, for a while: their next login waits for the
+// bind's answer before walking the groups, so that guessing at one account costs the directory
+// a search and a bind per guess, as without the walk alongside the bind. Bounded (emptied when
+// full); keys are user DNs, or "name:<login>" for names the directory does not know.
+class RecentFailures {
+public:
+    bool has(const std::string& key) {
+        std::lock_guard lock(m_);
+        auto it = at_.find(key);
+        if (it == at_.end()) return false;
+        if (Clock::now() - it->second < kFor) return true;
+        at_.erase(it);
+        return false;
+    }
+    void add(const std::string& key) {
+        std::lock_guard lock(m_);
+        if (at_.size() >= kMax) at_.clear();
+        at_[key] = Clock::now();
+    }
+    void drop(const std::string& key) {
+        std::lock_guard lock(m_);
+        at_.erase(key);
+    }
+
+private:
+    static constexpr std::size_t kMax = 8192;
+    static constexpr auto kFor = std::chrono::minutes(10);
+    std::mutex m_;
+    std::unordered_map<std::string, Clock::time_point> at_;
+};
+
 // The groups above a set of direct groups, for the nested group types: found by the level-by-
 // level walk, kept for ldap.group_cache_ttl. Keyed by the normalised DNs of the user's direct
 // groups (users of the same teams share an entry), so a login asks the directory only for the
@@ -778,6 +809,7 @@ private:
     std::map<std::size_t, Clock::time_point> down_until_;  // by server index; guarded by servers_m_
     std::map<std::size_t, bool> server_ad_;  // by server index: Active Directory?; guarded by servers_m_
     GroupGraphCache group_graph_;
+    RecentFailures recent_failures_;
 };
 
 Outcome<ConnPtr> LdapBackendImpl::open_server(std::size_t i, bool& fatal) {
@@ -1804,10 +1836,13 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
             static constexpr char kPad[] = "cvat-authd: timing pad, not a password";
             const std::string dn = "cn=cvat-authd-no-such-user-" + std::to_string(password->size()) +
                                    (cfg_.user_search.base.empty() ? "" : "," + cfg_.user_search.base);
-            // A known user's bind goes along with a group walk (below): so does this one.
+            // A known user's bind goes along with a group walk (below): so does this one, unless
+            // the name failed a moment ago (as a known user's would not, then).
             Entry nobody;
             nobody.dn = dn;
-            bool padded = false;
+            const std::string failure_key = "name:" + lower(std::string(name));
+            bool padded = recent_failures_.has(failure_key);
+            recent_failures_.add(failure_key);
             auto pad_walk = [&] {
                 LdapUser ignored;
                 std::string ignored_incomplete;
@@ -1881,12 +1916,14 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     if (password != nullptr) {
         std::string diag;
         PolicyResponse policy;
+        const std::string failure_key = dn_key(user.dn);
+        const bool walk_alongside = !recent_failures_.has(failure_key);
         auto bound = with_connection<bool>(
             user_pool_, Purpose::user_bind,
             [&](Conn& c) -> OpResult<bool> {
                 diag.clear();
                 auto r = bind(c, user.dn, password->c_str(), password->size(), Clock::now() + op_timeout(), &diag,
-                              &policy, walked ? std::function<void()>() : std::function<void()>(walk));
+                              &policy, walked || !walk_alongside ? std::function<void()>() : std::function<void()>(walk));
                 if (!r) return tl::unexpected<OpError>(r.error());
                 return true;
             },
@@ -1896,9 +1933,11 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
             });
         if (!bound) {
             log::debug("ldap: bind as ", log_safe(user.dn), " refused: ", bound.error().message);
+            if (bound.error().status == Status::auth_err) recent_failures_.add(failure_key);
             user = LdapUser{};  // nothing about the account for someone who could not bind
             return finish(bound.error().status, bound.error().message);
         }
+        recent_failures_.drop(failure_key);
         if (auto v = bind_policy_verdict(true, policy); v && v->status != Status::ok) {
             trace.add("password policy: ", v->message);
             return finish(v->status, v->message);
