@@ -24,9 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <nss.h>
 #include <poll.h>
 #include <security/pam_appl.h>
@@ -402,15 +400,8 @@ void all_down_offline_login(void**) {
 class GoodbyeServer {
 public:
     GoodbyeServer() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
-            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-            fail_msg("goodbye server: %s", std::strerror(errno));
-        port_ = ntohs(a.sin_port);
+        fd_ = listen_loopback(port_);
+        if (fd_ < 0) fail_msg("goodbye server: %s", std::strerror(errno));
         thread_ = std::thread([this] { run(); });
     }
     ~GoodbyeServer() {
@@ -473,11 +464,16 @@ private:
             const unsigned char op = body[2 + idlen];
             if (op == 0x42) return;  // unbind
             if (op == 0x60) {        // bind: success
-                std::vector<unsigned char> r = {0x30, static_cast<unsigned char>(2 + idlen + 9), 0x02,
-                                                static_cast<unsigned char>(idlen)};
-                r.insert(r.end(), body.begin() + 2, body.begin() + 2 + static_cast<long>(idlen));
-                r.insert(r.end(), {0x61, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00});
-                if (::send(c, r.data(), r.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(r.size())) return;
+                static const unsigned char kSuccess[] = {0x61, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00};
+                unsigned char r[4 + 4 + sizeof kSuccess];
+                std::size_t len = 0;
+                r[len++] = 0x30;
+                r[len++] = static_cast<unsigned char>(2 + idlen + sizeof kSuccess);
+                r[len++] = 0x02;
+                r[len++] = static_cast<unsigned char>(idlen);
+                for (std::size_t i = 0; i < idlen; ++i) r[len++] = body[2 + i];
+                for (unsigned char b : kSuccess) r[len++] = b;
+                if (::send(c, r, len, MSG_NOSIGNAL) != static_cast<ssize_t>(len)) return;
                 continue;
             }
             ::send(c, kNotice, sizeof kNotice, MSG_NOSIGNAL);

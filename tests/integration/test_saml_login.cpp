@@ -29,8 +29,6 @@
 #include <thread>
 #include <vector>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <nss.h>
 #include <poll.h>
 #include <pwd.h>
@@ -495,15 +493,8 @@ void nss_saml_user_after_login(void**) {
 class MetadataServer {
 public:
     MetadataServer() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
-            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-            fail_msg("metadata server: cannot listen on 127.0.0.1");
-        port_ = ntohs(a.sin_port);
+        fd_ = listen_loopback(port_);
+        if (fd_ < 0) fail_msg("metadata server: cannot listen on 127.0.0.1");
         thread_ = std::thread([this] { serve(); });
     }
     ~MetadataServer() {

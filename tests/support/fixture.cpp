@@ -288,18 +288,29 @@ TempDir::~TempDir() {
     std::filesystem::remove_all(path_, ec);
 }
 
-SilentServer::SilentServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+int listen_loopback(int& port, int backlog) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof(a);
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd_, 64) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd, backlog) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+        const int saved = errno;
+        if (fd >= 0) ::close(fd);
+        errno = saved;
+        return -1;
+    }
+    port = ntohs(a.sin_port);
+    return fd;
+}
+
+SilentServer::SilentServer() {
+    fd_ = listen_loopback(port_, 64);
+    if (fd_ < 0) {
         std::fprintf(stderr, "Bail out! silent server: cannot listen\n");
         std::exit(1);
     }
-    port_ = ntohs(a.sin_port);
 }
 
 SilentServer::~SilentServer() {

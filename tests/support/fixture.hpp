@@ -33,6 +33,10 @@ private:
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int free_tcp_port();
 
+// A listening TCP socket (SOCK_CLOEXEC) on 127.0.0.1 at a port the kernel picks, written to
+// `port`; -1 (errno set) if it cannot listen.
+int listen_loopback(int& port, int backlog = 16);
+
 // A TCP listener on 127.0.0.1 whose handshakes the kernel completes and that never reads or
 // answers: the server that hangs a client with no timeout. Aborts the test if it cannot listen.
 class SilentServer {
