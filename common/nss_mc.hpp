@@ -6,8 +6,9 @@
 // format: the writer (helper/nss_mc_writer.cpp) and the reader below share it.
 //
 // PUBLICATION
-//   A file is immutable once published, except for one word (`superseded`). The writer builds
-//   a complete new file in a temp file in the same directory, fsyncs it, rename()s it over
+//   A file is immutable once published, except for two words (`superseded`, and `groups_stale`
+//   below). The writer builds a complete new file in a temp file in the same directory, fsyncs
+//   it, rename()s it over
 //   nss.mc, and then stores superseded = 1 into the OLD file (opened before the rename) with
 //   pwrite. A reader therefore never sees a torn record; it notices a replacement by loading
 //   the superseded word from its MAP_SHARED mapping (which sees the pwrite), with no syscall
@@ -25,7 +26,11 @@
 //     40 passwd_by_name  48 passwd_by_uid  56 group_by_name  64 group_by_gid:
 //        each a table {offset:u32 buckets:u32}: `buckets` u32 record offsets (0 = empty)
 //     72 records_offset:u32  76 records_size:u32  80 passwd_count:u32  84 group_count:u32
-//     88..127 zero
+//     88 groups_stale:u32 (0; 1 once a user joined a group after the file was written: the
+//        group records' member lists may lack that user, so group lookups by name or gid
+//        ask the daemon, while passwd records and each user's own gids stay valid; written
+//        once, in place, by the writer, like `superseded`)
+//     92..127 zero
 //   records, 8-byte aligned, one after another in [records_offset, records_offset+records_size):
 //     0 kind:u32 (1 passwd, 2 group)  4 size:u32 (whole record, a multiple of 8)
 //     8 next_name:u32  12 next_id:u32   the next record in the same bucket, 0 = end; always a
@@ -63,7 +68,7 @@ inline constexpr std::size_t kOffMagic = 0, kOffVersion = 4, kOffHeaderSize = 6,
                              kOffSuperseded = 12, kOffGeneration = 16, kOffCreated = 24,
                              kOffFileSize = 32, kOffPwName = 40, kOffPwUid = 48, kOffGrName = 56,
                              kOffGrGid = 64, kOffRecords = 72, kOffRecordsSize = 76,
-                             kOffPasswdCount = 80, kOffGroupCount = 84;
+                             kOffPasswdCount = 80, kOffGroupCount = 84, kOffGroupsStale = 88;
 // Record field offsets.
 inline constexpr std::uint32_t kKindPasswd = 1, kKindGroup = 2;
 inline constexpr std::size_t kRecKind = 0, kRecSize = 4, kRecNextName = 8, kRecNextId = 12,
@@ -154,6 +159,11 @@ public:
         return __atomic_load_n(reinterpret_cast<const std::uint32_t*>(base_ + kOffSuperseded),
                                __ATOMIC_ACQUIRE) != 0;
     }
+    // The group records' member lists may be behind (see groups_stale above).
+    bool groups_stale() const noexcept {
+        return __atomic_load_n(reinterpret_cast<const std::uint32_t*>(base_ + kOffGroupsStale),
+                               __ATOMIC_ACQUIRE) != 0;
+    }
     bool enumerable() const noexcept { return (load<std::uint32_t>(base_ + kOffFlags) & kFlagEnumerate) != 0; }
     std::uint64_t generation() const noexcept { return load<std::uint64_t>(base_ + kOffGeneration); }
 
@@ -172,6 +182,7 @@ public:
         return false;
     }
     bool group_by_name(const char* name, std::size_t len, std::int64_t now, GroupRecord& out) const noexcept {
+        if (groups_stale()) return false;
         for (std::uint32_t off = head(kOffGrName, fnv1a64(name, len)); off != 0; off = next(off, kRecNextName)) {
             if (!group_at(off, out)) return false;
             if (out.name_len == len && std::memcmp(out.name, name, len) == 0) return out.expires >= now;
@@ -179,6 +190,7 @@ public:
         return false;
     }
     bool group_by_gid(std::uint32_t gid, std::int64_t now, GroupRecord& out) const noexcept {
+        if (groups_stale()) return false;
         for (std::uint32_t off = head(kOffGrGid, hash_id(gid)); off != 0; off = next(off, kRecNextId)) {
             if (!group_at(off, out)) return false;
             if (out.gid == gid) return out.expires >= now;

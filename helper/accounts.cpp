@@ -129,7 +129,7 @@ Result<std::unique_ptr<Accounts>> Accounts::open(const std::string& cache_dir, s
 }
 
 Accounts::Accounts(std::unique_ptr<CacheStore> store, std::string mc_path)
-    : store_(std::move(store)), mc_path_(std::move(mc_path)) {
+    : store_(std::move(store)), mc_(std::move(mc_path)) {
     // The threads take no signals: SIGHUP and SIGTERM belong to the server's signalfd, and a
     // thread that left them unblocked would die of them.
     sigset_t all, old;
@@ -261,11 +261,15 @@ Accounts::Fetch Accounts::store_ldap(const Runtime& rt, const LdapUser& lu, Cach
         return Fetch::found;
     }
     if (!logged(store_->put_user(u), "storing a user")) return Fetch::unavailable;
-    // A role group's member list in the published file changes with this user (new in it, or
-    // another role): the file is withdrawn before the answer goes out, so a getgrnam() or
-    // initgroups() that follows is answered by the daemon, not by the file of 200 ms ago.
-    const bool was_member = before && fresh(*before, now) && before->role != Role::none && !before->provisional;
-    if ((u.role != Role::none) != was_member || (was_member && before->role != u.role)) withdraw_now();
+    // Before the answer goes out, so that a getgrnam() or initgroups() that follows is not
+    // answered by the file of 200 ms ago: a user the published file shows with other groups
+    // (another role, a group lost) takes the file away; a user new to it only marks its
+    // groups stale (the file's other users are still right, and this one is not in it).
+    const bool in_file = before && fresh(*before, now) && !before->provisional;
+    if (in_file && (before->role != u.role || before->groups != u.groups || before->gid != u.gid || before->uid != u.uid))
+        withdraw_now();
+    else if (!in_file && !mc_.path().empty() && (u.role != Role::none || !u.groups.empty()))
+        mc_.groups_joined();
     changed();
     out = std::move(u);
     return Fetch::found;
@@ -574,9 +578,14 @@ std::optional<Accounts::Refusal> Accounts::learned_idp(const Runtime& rt, const 
     u.expires_at = kPermanent;
     fill_posix(rt, u);
     if (!f.has_subject || !nss_name_ok(u.name)) return std::nullopt;
-    bool republish = false;
+    bool republish = false, joined = false;
     {
         std::lock_guard lock(learn_mutex_);
+        auto read = logged(store_->user_by_name(u.name), "reading a user");
+        if (!read) return Refusal{Status::unavailable, "the host's user cache cannot be read; try again later"};
+        const std::optional<CachedUser>& known = *read;
+        // New to the published file: its role group's member list is behind until the next one.
+        joined = u.role != Role::none && !(known && fresh(*known, now) && !known->provisional);
         if (!nss.provisional_users) {
             // The UID follows the subject (iss + sub): a name the IdP hands to someone else
             // becomes another user of the host.
@@ -584,10 +593,6 @@ std::optional<Accounts::Refusal> Accounts::learned_idp(const Runtime& rt, const 
         } else {
             // The UID follows the name (name_seed), as the provisional entry's did; the subject
             // recorded at the first login must not change under it.
-            auto read = logged(store_->user_by_name(u.name), "reading a user");
-            if (!read)
-                return Refusal{Status::unavailable, "the host's user cache cannot be read; try again later"};
-            const std::optional<CachedUser>& known = *read;
             const bool bound = known && known->backend == idp.id && !known->provisional;
             if (bound && known->expires_at > 0 && known->immutable_id != u.immutable_id) {
                 log::warning("login of ", log_safe(u.name), " at ", idp.id, " refused: on this host the name belongs to ",
@@ -622,8 +627,12 @@ std::optional<Accounts::Refusal> Accounts::learned_idp(const Runtime& rt, const 
         }
         if (!logged(store_->put_user(u), "storing a user")) return std::nullopt;
     }
-    if (republish) publish_now();
-    else changed();
+    if (republish) {
+        publish_now();
+    } else {
+        if (joined && !mc_.path().empty()) mc_.groups_joined();
+        changed();
+    }
     OfflineEntry e;
     e.backend = idp.id;
     e.role = f.role;
@@ -821,12 +830,14 @@ void Accounts::changed() {
 }
 
 void Accounts::withdraw_now() {
-    // Under the publication lock: a publication that began before the change is withdrawn, one
-    // that begins after it includes it.
-    std::lock_guard publishing(publish_mutex_);
-    if (mc_path_.empty()) return;
-    if (auto w = nss_mc::withdraw(mc_path_); !w)
-        log::warning("nss: withdrawing ", mc_path_, " failed: ", w.error().detail);
+    // Without waiting for a publication being built: one that began before the change is
+    // dropped instead of put in place (and made again), one that begins after it includes it.
+    if (mc_.path().empty()) return;
+    if (auto w = mc_.withdraw(); !w) {
+        log::warning("nss: withdrawing ", mc_.path(), " failed: ", w.error().detail);
+        return;
+    }
+    changed();
 }
 
 void Accounts::publish_now() {
@@ -834,8 +845,9 @@ void Accounts::publish_now() {
     // replaces a newer file.
     std::lock_guard publishing(publish_mutex_);
     auto rt = current();
-    if (!rt || mc_path_.empty()) return;
+    if (!rt || mc_.path().empty()) return;
     const auto started = std::chrono::steady_clock::now();
+    const nss_mc::Slot::Ticket ticket = mc_.ticket();
     const NssSettings& nss = rt->config.nss;
     const std::int64_t now = now_s();
     auto users = logged(store_->users(kMaxCachedUsers), "listing users for the NSS cache file");
@@ -883,15 +895,17 @@ void Accounts::publish_now() {
     }
     for (std::size_t r = 1; r < roles.size(); ++r) gr.push_back(std::move(roles[r]));
     for (auto& [gid, g] : dir_groups) gr.push_back(std::move(g));
-    auto p = nss_mc::publish(mc_path_, pw, gr, nss.enumerate);
+    auto p = mc_.publish(ticket, pw, gr, nss.enumerate);
     if (!p)
-        log::warning("nss: publishing ", mc_path_, " failed: ", p.error().detail,
+        log::warning("nss: publishing ", mc_.path(), " failed: ", p.error().detail,
                      " (lookups still work through the socket)");
     const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
     publish_took_us_.store(took.count(), std::memory_order_relaxed);
-    if (p)
+    if (p && *p)
         log::debug("nss: published ", std::to_string(pw.size()), " users and ", std::to_string(gr.size()), " groups to ",
-                   mc_path_, " in ", std::to_string(took.count()), " us");
+                   mc_.path(), " in ", std::to_string(took.count()), " us");
+    else if (p)  // a change withdrew the file meanwhile; the publisher makes the next one
+        log::debug("nss: publication of ", mc_.path(), " dropped: withdrawn while it was built");
 }
 
 void Accounts::publisher_loop() {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "cache_store.hpp"
+#include "nss_mc_writer.hpp"
 #include "offline.hpp"
 #include "protocol.hpp"
 #include "secret.hpp"
@@ -144,11 +145,11 @@ private:
     std::shared_ptr<const Runtime> current() const;
 
     std::unique_ptr<CacheStore> store_;
-    std::string mc_path_;
+    nss_mc::Slot mc_;  // path empty: no file is published
     VerdictCache verdicts_;
     OfflineRecent offline_recent_;
 
-    std::mutex publish_mutex_;
+    std::mutex publish_mutex_;  // one publication at a time
     std::atomic<std::int64_t> publish_took_us_{0};  // the last publication's duration
     std::mutex learn_mutex_;  // an IdP login's subject check and its store are one step
     mutable std::mutex mutex_;

@@ -181,45 +181,80 @@ std::string directory_of(const std::string& path) {
 
 }  // namespace
 
-Result<void> publish(const std::string& path, const std::vector<PasswdEntry>& users,
-                     const std::vector<GroupEntry>& groups, bool enumerate) {
-    if (users.size() > mc::kMaxFileSize / mc::kPwFixed || groups.size() > mc::kMaxFileSize / mc::kGrFixed)
-        return fail(ErrorCode::too_large, "nss cache: too many entries");
-    Builder b(users.size(), groups.size());
-    for (const auto& u : users)
-        if (!b.add(u)) return fail(ErrorCode::too_large, "nss cache: file over 256 MiB");
-    for (const auto& g : groups)
-        if (!b.add(g)) return fail(ErrorCode::too_large, "nss cache: file over 256 MiB");
+namespace {
 
-    // The old file is opened before the rename so that it, and only it, is marked afterwards.
-    UniqueFd old(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-    const auto& bytes = b.finish(enumerate, generation_of(old.get()) + 1);
-
-    std::string tmp = path + ".XXXXXX";
-    UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
-    if (!fd) return fail(ErrorCode::io, errno_text("cannot create", tmp));
-    auto discard = [&tmp](const char* what) {
-        auto err = fail(ErrorCode::io, errno_text(what, tmp));
-        ::unlink(tmp.c_str());
-        return err;
-    };
-    if (::fchmod(fd.get(), 0644) != 0) return discard("cannot chmod");
-    for (std::size_t done = 0; done < bytes.size();) {
-        ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return discard("cannot write");
-        done += static_cast<std::size_t>(n);
+// A complete new file under a temporary name beside `path`, written and synced; removed unless
+// put in place.
+class Staged {
+public:
+    Staged() = default;
+    Staged(const Staged&) = delete;
+    Staged& operator=(const Staged&) = delete;
+    ~Staged() {
+        if (!tmp_.empty()) ::unlink(tmp_.c_str());
     }
-    if (::fsync(fd.get()) != 0) return discard("cannot fsync");
-    if (::rename(tmp.c_str(), path.c_str()) != 0) return discard("cannot rename");
-    if (old) mark_superseded(old.get());
-    // The rename itself survives a crash once the directory is synced.
-    UniqueFd dir(::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir) (void)::fsync(dir.get());
-    return {};
+
+    Result<void> write(const std::string& path, const std::vector<PasswdEntry>& users,
+                       const std::vector<GroupEntry>& groups, bool enumerate) {
+        if (users.size() > mc::kMaxFileSize / mc::kPwFixed || groups.size() > mc::kMaxFileSize / mc::kGrFixed)
+            return fail(ErrorCode::too_large, "nss cache: too many entries");
+        Builder b(users.size(), groups.size());
+        for (const auto& u : users)
+            if (!b.add(u)) return fail(ErrorCode::too_large, "nss cache: file over 256 MiB");
+        for (const auto& g : groups)
+            if (!b.add(g)) return fail(ErrorCode::too_large, "nss cache: file over 256 MiB");
+        std::uint64_t generation = 0;
+        {
+            UniqueFd old(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+            generation = generation_of(old.get());
+        }
+        const auto& bytes = b.finish(enumerate, generation + 1);
+
+        std::string tmp = path + ".XXXXXX";
+        fd_ = UniqueFd(::mkostemp(tmp.data(), O_CLOEXEC));
+        if (!fd_) return fail(ErrorCode::io, errno_text("cannot create", tmp));
+        tmp_ = std::move(tmp);
+        if (::fchmod(fd_.get(), 0644) != 0) return fail(ErrorCode::io, errno_text("cannot chmod", tmp_));
+        for (std::size_t done = 0; done < bytes.size();) {
+            ssize_t n = ::write(fd_.get(), bytes.data() + done, bytes.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return fail(ErrorCode::io, errno_text("cannot write", tmp_));
+            done += static_cast<std::size_t>(n);
+        }
+        if (::fsync(fd_.get()) != 0) return fail(ErrorCode::io, errno_text("cannot fsync", tmp_));
+        return {};
+    }
+
+    int fd() const { return fd_.get(); }
+
+    // Puts the file in place of `path` and marks the replaced one superseded; the answer is
+    // the installed file, still open.
+    Result<UniqueFd> install(const std::string& path) {
+        // The old file is opened before the rename so that it, and only it, is marked afterwards.
+        UniqueFd old(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+        if (::rename(tmp_.c_str(), path.c_str()) != 0) return fail(ErrorCode::io, errno_text("cannot rename", tmp_));
+        tmp_.clear();
+        if (old) mark_superseded(old.get());
+        return std::move(fd_);
+    }
+
+private:
+    std::string tmp_;
+    UniqueFd fd_;
+};
+
+void mark_groups_stale(int fd) {
+    const std::uint32_t one = 1;
+    (void)!::pwrite(fd, &one, sizeof one, mc::kOffGroupsStale);
 }
 
-Result<void> withdraw(const std::string& path) {
+// The rename itself survives a crash once the directory is synced.
+void sync_directory(const std::string& path) {
+    UniqueFd dir(::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir) (void)::fsync(dir.get());
+}
+
+Result<void> remove_published(const std::string& path) {
     UniqueFd old(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
     if (!old) {
         if (errno == ENOENT) return {};
@@ -229,6 +264,63 @@ Result<void> withdraw(const std::string& path) {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) return fail(ErrorCode::io, errno_text("cannot remove", path));
     mark_superseded(old.get());
     return {};
+}
+
+}  // namespace
+
+Result<void> publish(const std::string& path, const std::vector<PasswdEntry>& users,
+                     const std::vector<GroupEntry>& groups, bool enumerate) {
+    Staged staged;
+    if (auto w = staged.write(path, users, groups, enumerate); !w) return w;
+    if (auto i = staged.install(path); !i) return tl::make_unexpected(i.error());
+    sync_directory(path);
+    return {};
+}
+
+Result<void> withdraw(const std::string& path) { return remove_published(path); }
+
+Slot::Ticket Slot::ticket() const {
+    std::lock_guard lock(mutex_);
+    return {withdrawals_, joins_};
+}
+
+Result<bool> Slot::publish(Ticket ticket, const std::vector<PasswdEntry>& users,
+                           const std::vector<GroupEntry>& groups, bool enumerate) {
+    Staged staged;
+    if (auto w = staged.write(path_, users, groups, enumerate); !w) return tl::make_unexpected(w.error());
+    {
+        std::lock_guard lock(mutex_);
+        if (withdrawals_ != ticket.withdrawals) return false;  // overtaken: `staged` removes the file
+        // Someone joined a group after the snapshot: the new file's groups are behind from the start.
+        const bool behind = joins_ != ticket.joins;
+        if (behind) mark_groups_stale(staged.fd());
+        auto installed = staged.install(path_);
+        if (!installed) return tl::make_unexpected(installed.error());
+        live_ = std::move(*installed);
+        live_groups_stale_ = behind;
+    }
+    sync_directory(path_);
+    return true;
+}
+
+Result<void> Slot::withdraw() {
+    std::lock_guard lock(mutex_);
+    ++withdrawals_;
+    live_.reset();
+    return remove_published(path_);
+}
+
+void Slot::groups_joined() {
+    std::lock_guard lock(mutex_);
+    ++joins_;
+    if (!live_) {
+        // A file this Slot did not put there (a daemon before this one): mark it all the same.
+        live_ = UniqueFd(::open(path_.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+        live_groups_stale_ = false;
+        if (!live_) return;
+    }
+    if (!live_groups_stale_) mark_groups_stale(live_.get());
+    live_groups_stale_ = true;
 }
 
 }  // namespace cvat::helper::nss_mc

@@ -387,6 +387,19 @@ void warm_lookups_need_no_daemon(void**) {
     std::string file = read_file(g->tmp.path() + "/warm/nss.mc");
     assert_false(contains(file, "Bind-Secret"));
     assert_false(contains(file, "b0b-p"));
+
+    // A user new to the file (walter) leaves it in place with its groups marked stale: the
+    // role group lists walter at once (from the daemon), and bob is still answered by the
+    // file while the daemon is stopped.
+    assert_int_equal(pwnam("walter").status, NSS_STATUS_SUCCESS);
+    assert_true(has(grnam("cvat-worker").members, "walter"));
+    assert_true(has(grgid(kIdMin + 2).members, "walter"));
+    kill(d.pid(), SIGSTOP);
+    Pw bob_again = pwnam("bob");
+    auto bob_gids = initgroups("bob", bob.gid);
+    kill(d.pid(), SIGCONT);
+    assert_int_equal(bob_again.status, NSS_STATUS_SUCCESS);
+    assert_int_equal(bob_gids.size(), 1);
 }
 
 void cache_survives_restart_and_kill(void**) {

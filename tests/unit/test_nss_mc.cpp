@@ -3,8 +3,8 @@
 // The NSS cache file end to end: helper/nss_mc_writer publishes nss.mc in a temp directory,
 // libnss_cvat.so.2 (dlopen, CVAT_AUTH_SOCKET pointing into that directory; no daemon there,
 // so a cache miss is NSS_STATUS_UNAVAIL) reads it. Round trip, expiry, corrupt and truncated
-// files, replacement and withdrawal, enumeration, and a writer republishing while 8 readers
-// check that every record they get is whole.
+// files, replacement and withdrawal (and a withdrawal overtaking a publication), enumeration,
+// and a writer republishing while 8 readers check that every record they get is whole.
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -196,6 +196,67 @@ void test_replacement_noticed(void**) {
     assert_false(std::filesystem::exists(cache_path()));
     assert_int_equal(getpwnam("alice").st, NSS_STATUS_UNAVAIL);
     assert_true(w::withdraw(cache_path()).has_value());  // nothing to withdraw: fine
+}
+
+// A Slot's withdrawal overtakes a publication whose snapshot was taken before it: that
+// publication is dropped (no file, no temp file left), and the next one goes in place.
+void test_slot_withdrawal_overtakes(void**) {
+    w::Slot slot(cache_path());
+    auto t0 = slot.ticket();
+    auto first = slot.publish(t0, {user("alice", 10001, "first")}, {}, false);
+    assert_true(first.has_value() && *first);
+    assert_string_equal(getpwnam("alice").pw.pw_gecos, "first");
+
+    auto before = slot.ticket();  // a snapshot is read from here on...
+    assert_true(slot.withdraw().has_value());  // ...when a change withdraws the file
+    assert_int_equal(getpwnam("alice").st, NSS_STATUS_UNAVAIL);
+    auto dropped = slot.publish(before, {user("alice", 10001, "stale")}, {}, false);
+    assert_true(dropped.has_value());
+    assert_false(*dropped);
+    assert_false(std::filesystem::exists(cache_path()));
+    assert_int_equal(getpwnam("alice").st, NSS_STATUS_UNAVAIL);
+    std::size_t entries = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(g_dir)) ++entries;
+    assert_int_equal(entries, 0);  // the dropped publication's temp file is gone
+
+    auto after = slot.publish(slot.ticket(), {user("alice", 10001, "fresh")}, {}, false);
+    assert_true(after.has_value() && *after);
+    assert_string_equal(getpwnam("alice").pw.pw_gecos, "fresh");
+}
+
+// groups_joined(): the live file's group lookups become misses (the daemon answers them), its
+// users stay; a publication built from a snapshot taken before the join goes in place with
+// its groups stale too; one built after it is whole again.
+void test_slot_groups_joined(void**) {
+    w::Slot slot(cache_path());
+    slot.groups_joined();  // no file yet: nothing to mark, no error
+    assert_true(*slot.publish(slot.ticket(), {user("alice", 10001)}, {grp("admins", 20001, {"alice"})}, false));
+    assert_int_equal(getgrnam("admins").st, NSS_STATUS_SUCCESS);
+    slot.groups_joined();
+    assert_int_equal(getgrnam("admins").st, NSS_STATUS_UNAVAIL);
+    assert_int_equal(getgrgid(20001).st, NSS_STATUS_UNAVAIL);
+    assert_int_equal(getpwnam("alice").st, NSS_STATUS_SUCCESS);
+    auto bytes = read_all(cache_path());
+    assert_int_equal(mc::load<std::uint32_t>(bytes.data() + mc::kOffGroupsStale), 1);
+    assert_int_equal(mc::load<std::uint32_t>(bytes.data() + mc::kOffSuperseded), 0);
+
+    auto before = slot.ticket();
+    slot.groups_joined();  // bob joins while a publication is being built without him
+    assert_true(*slot.publish(before, {user("alice", 10001)}, {grp("admins", 20001, {"alice"})}, false));
+    assert_int_equal(getpwnam("alice").st, NSS_STATUS_SUCCESS);
+    assert_int_equal(getgrnam("admins").st, NSS_STATUS_UNAVAIL);
+
+    assert_true(*slot.publish(slot.ticket(), {user("alice", 10001), user("bob", 10002)},
+                              {grp("admins", 20001, {"alice", "bob"})}, false));
+    Gr admins = getgrnam("admins");
+    assert_int_equal(admins.st, NSS_STATUS_SUCCESS);
+    assert_string_equal(admins.gr.gr_mem[1], "bob");
+
+    // A file a Slot did not write (an earlier daemon's) is marked as well.
+    w::Slot other(cache_path());
+    other.groups_joined();
+    assert_int_equal(getgrnam("admins").st, NSS_STATUS_UNAVAIL);
+    assert_int_equal(getpwnam("bob").st, NSS_STATUS_SUCCESS);
 }
 
 void test_writer_skips_bad_entries(void**) {
@@ -434,6 +495,8 @@ int main() {
         cmocka_unit_test_setup(test_small_buffer, setup),
         cmocka_unit_test_setup(test_expired_is_miss, setup),
         cmocka_unit_test_setup(test_replacement_noticed, setup),
+        cmocka_unit_test_setup(test_slot_withdrawal_overtakes, setup),
+        cmocka_unit_test_setup(test_slot_groups_joined, setup),
         cmocka_unit_test_setup(test_writer_skips_bad_entries, setup),
         cmocka_unit_test_setup(test_corrupt_files_are_misses, setup),
         cmocka_unit_test_setup(test_enumeration_flag, setup),
