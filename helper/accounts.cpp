@@ -284,8 +284,13 @@ Accounts::Fetch Accounts::fetch_ldap(const Runtime& rt, const std::string& name,
         case Status::perm_denied:  // disabled, or no CVAT role: not a CVAT user of this host
         case Status::acct_expired: {
             const std::int64_t now = now_s();
-            if (!o.user.username.empty() && o.user.username != name) (void)store_->expire(o.user.username);
-            (void)store_->expire(name);
+            std::size_t gone = 0;
+            if (!o.user.username.empty() && o.user.username != name)
+                if (auto n = store_->expire(o.user.username)) gone += *n;
+            if (auto n = store_->expire(name)) gone += *n;
+            // The published file may still show the user, as a member of a role group too:
+            // taken away before the answer goes out.
+            if (gone > 0) withdraw_now();
             if (rt.config.nss.negative_ttl_s > 0)
                 logged(store_->put_negative("user", name, now + rt.config.nss.negative_ttl_s), "negative entry");
             changed();

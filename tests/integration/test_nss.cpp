@@ -499,6 +499,35 @@ void background_refresh(void**) {
     ldap_modify(*g->ad, dn + "sn: Worker\n");
 }
 
+// A user the directory no longer has leaves the role group when the daemon learns it (here
+// through the background refresh), not at the next rewrite of the mapped file: the file is
+// taken away, since it still lists the user.
+void removed_user_leaves_role_group_at_once(void**) {
+    std::string dir = subdir("removed");
+    Daemon d(dir, ad_config(dir, "  cache_ttl: 8\n  refresh_percent: 50\n"));
+    point_at(d);
+    const std::string dn = "dn: CN=Gone Soon,CN=Users,DC=ad,DC=example,DC=test\nchangetype: ";
+    ldap_modify(*g->ad, dn + "add\nobjectClass: user\ncn: Gone Soon\nsAMAccountName: gonesoon\nsn: Soon\n");
+    Pw gone = pwnam("gonesoon");
+    assert_int_equal(gone.status, NSS_STATUS_SUCCESS);
+    auto gids = initgroups("gonesoon", gone.gid);
+    assert_int_equal(gids.size(), 1);  // the role group
+    usleep(600 * 1000);                // published
+    assert_true(has(grgid(gids[0]).members, "gonesoon"));
+    ldap_modify(*g->ad, dn + "delete\n");
+    usleep(4200 * 1000);  // past half the TTL: the next lookup asks the daemon, which refreshes
+    (void)pwnam("gonesoon");
+    int waited = 0;
+    while (pwnam("gonesoon").status == NSS_STATUS_SUCCESS && waited < 3000) {
+        usleep(5 * 1000);
+        waited += 5;
+    }
+    assert_int_equal(pwnam("gonesoon").status, NSS_STATUS_NOTFOUND);
+    Gr role = grgid(gids[0]);
+    assert_int_equal(role.status, NSS_STATUS_SUCCESS);
+    assert_false(has(role.members, "gonesoon"));
+}
+
 // ---- tests: logins
 
 void verdict_cache(void**) {
@@ -620,6 +649,7 @@ int main() {
         cmocka_unit_test(cache_survives_restart_and_kill),
         cmocka_unit_test(ttl_negative_entries_and_authctl),
         cmocka_unit_test(background_refresh),
+        cmocka_unit_test(removed_user_leaves_role_group_at_once),
         cmocka_unit_test(verdict_cache),
         cmocka_unit_test(offline_login),
     };
