@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "nss_mc_writer.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -194,8 +195,9 @@ public:
         if (!tmp_.empty()) ::unlink(tmp_.c_str());
     }
 
+    // The file's generation is one above the one in place, and at least `at_least`.
     Result<void> write(const std::string& path, const std::vector<PasswdEntry>& users,
-                       const std::vector<GroupEntry>& groups, bool enumerate) {
+                       const std::vector<GroupEntry>& groups, bool enumerate, std::uint64_t at_least = 0) {
         if (users.size() > mc::kMaxFileSize / mc::kPwFixed || groups.size() > mc::kMaxFileSize / mc::kGrFixed)
             return fail(ErrorCode::too_large, "nss cache: too many entries");
         Builder b(users.size(), groups.size());
@@ -208,7 +210,8 @@ public:
             UniqueFd old(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
             generation = generation_of(old.get());
         }
-        const auto& bytes = b.finish(enumerate, generation + 1);
+        generation_ = std::max(generation + 1, at_least);
+        const auto& bytes = b.finish(enumerate, generation_);
 
         std::string tmp = path + ".XXXXXX";
         fd_ = UniqueFd(::mkostemp(tmp.data(), O_CLOEXEC));
@@ -226,6 +229,7 @@ public:
     }
 
     int fd() const { return fd_.get(); }
+    std::uint64_t generation() const { return generation_; }
 
     // Puts the file in place of `path` and marks the replaced one superseded; the answer is
     // the installed file, still open.
@@ -241,6 +245,7 @@ public:
 private:
     std::string tmp_;
     UniqueFd fd_;
+    std::uint64_t generation_ = 0;
 };
 
 void mark_groups_stale(int fd) {
@@ -286,8 +291,13 @@ Slot::Ticket Slot::ticket() const {
 
 Result<bool> Slot::publish(Ticket ticket, const std::vector<PasswdEntry>& users,
                            const std::vector<GroupEntry>& groups, bool enumerate) {
+    std::uint64_t at_least = 0;
+    {
+        std::lock_guard lock(mutex_);
+        at_least = generation_ + 1;
+    }
     Staged staged;
-    if (auto w = staged.write(path_, users, groups, enumerate); !w) return tl::make_unexpected(w.error());
+    if (auto w = staged.write(path_, users, groups, enumerate, at_least); !w) return tl::make_unexpected(w.error());
     {
         std::lock_guard lock(mutex_);
         if (withdrawals_ != ticket.withdrawals) return false;  // overtaken: `staged` removes the file
@@ -298,6 +308,7 @@ Result<bool> Slot::publish(Ticket ticket, const std::vector<PasswdEntry>& users,
         if (!installed) return tl::make_unexpected(installed.error());
         live_ = std::move(*installed);
         live_groups_stale_ = behind;
+        generation_ = staged.generation();
     }
     sync_directory(path_);
     return true;

@@ -69,6 +69,9 @@ private:
     std::string path_;
     mutable std::mutex mutex_;
     std::uint64_t withdrawals_ = 0, joins_ = 0;
+    // The last generation put in place: a file after a withdrawal goes on from it, so that a
+    // reader's enumeration never mistakes the new file for the one it began on.
+    std::uint64_t generation_ = 0;
     UniqueFd live_;  // the file in place, as this Slot put it there (or found it)
     bool live_groups_stale_ = false;
 };

@@ -222,6 +222,10 @@ void test_slot_withdrawal_overtakes(void**) {
     auto after = slot.publish(slot.ticket(), {user("alice", 10001, "fresh")}, {}, false);
     assert_true(after.has_value() && *after);
     assert_string_equal(getpwnam("alice").pw.pw_gecos, "fresh");
+    // The file after the withdrawal goes on from the generation before it (an enumeration
+    // begun on the first file must not take this one for it).
+    auto bytes = read_all(cache_path());
+    assert_int_equal(mc::load<std::uint64_t>(bytes.data() + mc::kOffGeneration), 2);
 }
 
 // groups_joined(): the live file's group lookups become misses (the daemon answers them), its
