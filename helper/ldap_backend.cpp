@@ -133,6 +133,63 @@ private:
     std::unordered_map<std::string, Clock::time_point> at_;
 };
 
+// How the directory names its users, learned from the user searches: "uid=<login>,ou=people,…"
+// (the first RDN is the login name, escaped as a DN value, and the rest is the same for every
+// user). Once two users in a row had DNs of that one shape, a lookup guesses the DN of the next
+// user so that the search for the user's direct groups can go out with the user search (one
+// round trip for both); the guess is used only where it is exactly the DN the search returns.
+// Directories that name users otherwise (AD's "CN=Full Name,…") never get a guess.
+class DnPattern {
+public:
+    std::optional<std::string> guess(std::string_view name) {
+        std::lock_guard lock(m_);
+        if (hits_ < kTrusted) return std::nullopt;
+        return head_ + escape_dn_value(name) + tail_;
+    }
+    void learn(std::string_view name, const std::string& dn) {
+        // The first RDN ends at the first comma that is not escaped.
+        std::size_t comma = std::string::npos;
+        for (std::size_t i = 0; i < dn.size(); ++i) {
+            if (dn[i] == '\\') {
+                ++i;
+            } else if (dn[i] == ',') {
+                comma = i;
+                break;
+            }
+        }
+        const std::size_t eq = dn.find('=');
+        std::lock_guard lock(m_);
+        if (comma == std::string::npos || eq == std::string::npos || eq > comma ||
+            dn.compare(eq + 1, comma - eq - 1, escape_dn_value(name)) != 0) {
+            hits_ = 0;
+            return;
+        }
+        std::string_view head(dn.data(), eq + 1), tail(dn.data() + comma, dn.size() - comma);
+        if (head == head_ && tail == tail_) {
+            if (hits_ < kTrusted) ++hits_;
+            return;
+        }
+        head_.assign(head);
+        tail_.assign(tail);
+        hits_ = 1;
+    }
+
+private:
+    static constexpr int kTrusted = 2;
+    std::mutex m_;
+    std::string head_, tail_;  // "uid=", ",ou=people,dc=example,dc=com"
+    int hits_ = 0;
+};
+
+// A group search answered ahead of the walk that would ask it (resolve() sends it with the user
+// search), for group_dns() on the same thread to take instead of asking the directory again.
+struct Prefetched {
+    std::string filter;
+    std::vector<std::string> dns;
+    bool taken = false;
+};
+thread_local Prefetched* t_prefetched = nullptr;
+
 // The groups above a set of direct groups, for the nested group types: found by the level-by-
 // level walk, kept for ldap.group_cache_ttl. Keyed by the normalised DNs of the user's direct
 // groups (users of the same teams share an entry), so a login asks the directory only for the
@@ -756,6 +813,12 @@ private:
     // `incomplete` gets the reason when the result was cut (max, or the server's size limit).
     Outcome<std::vector<std::string>> group_dns(const std::string& filter, std::size_t max,
                                                 std::string& incomplete, Trace& trace);
+    // The group search group_dns(filter, max) would make, sent now on `conn` without waiting
+    // (unpaged, at most `max` entries); -1 when it could not be sent.
+    int send_group_search(Conn& conn, const std::string& filter, std::size_t max);
+    // The answer to send_group_search(): the group DNs when the search completed with fewer
+    // than `max` entries, nothing otherwise (then the walk asks as it always does).
+    std::optional<std::vector<std::string>> take_group_search(Conn& conn, int msgid, std::size_t max);
 
     void resolve(std::string_view name, const Secret* password, LdapOutcome& out, Trace trace);
 
@@ -810,6 +873,7 @@ private:
     std::map<std::size_t, bool> server_ad_;  // by server index: Active Directory?; guarded by servers_m_
     GroupGraphCache group_graph_;
     RecentFailures recent_failures_;
+    DnPattern dn_pattern_;
 };
 
 Outcome<ConnPtr> LdapBackendImpl::open_server(std::size_t i, bool& fatal) {
@@ -1325,6 +1389,11 @@ bool acceptable_name(std::string_view v) {
 
 Outcome<std::vector<std::string>> LdapBackendImpl::group_dns(const std::string& filter, std::size_t max,
                                                              std::string& incomplete, Trace& trace) {
+    if (Prefetched* p = t_prefetched; p != nullptr && !p->taken && p->filter == filter && p->dns.size() < max) {
+        p->taken = true;
+        log::debug("ldap: group search answered with the user search: ", log_safe(filter));
+        return std::move(p->dns);
+    }
     bool missing = false;
     bool truncated = false;
     static const std::vector<std::string> kNoAttrs = {"1.1"};  // RFC 4511 §4.5.1.8: no attributes
@@ -1353,6 +1422,44 @@ Outcome<std::vector<std::string>> LdapBackendImpl::group_dns(const std::string& 
     std::vector<std::string> dns;
     dns.reserve(r->size());
     for (Entry& e : *r) dns.push_back(std::move(e.dn));
+    return dns;
+}
+
+int LdapBackendImpl::send_group_search(Conn& conn, const std::string& filter, std::size_t max) {
+    static char kNoAttr[] = "1.1";  // RFC 4511 §4.5.1.8: no attributes
+    char* attrs[] = {kNoAttr, nullptr};
+    timeval tv = to_timeval(op_timeout());
+    GuardScope io(*conn.guard, Clock::now() + op_timeout());
+    int msgid = -1;
+    const int rc = ldap_search_ext(conn.ld.get(), cfg_.group_search.base.c_str(), ldap_scope(cfg_.group_search.scope),
+                                   filter.c_str(), attrs, 0, nullptr, nullptr, &tv,
+                                   static_cast<int>(std::min<std::size_t>(max, 1u << 30)), &msgid);
+    return rc == LDAP_SUCCESS ? msgid : -1;
+}
+
+std::optional<std::vector<std::string>> LdapBackendImpl::take_group_search(Conn& conn, int msgid, std::size_t max) {
+    LDAP* ld = conn.ld.get();
+    const auto deadline = Clock::now() + op_timeout();
+    GuardScope io(*conn.guard, deadline);
+    timeval tv = to_timeval(remaining(deadline));
+    LDAPMessage* res_raw = nullptr;
+    const int rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res_raw);
+    MessagePtr res(res_raw);
+    if (rc <= 0) {
+        ldap_abandon_ext(ld, msgid, nullptr, nullptr);
+        return std::nullopt;
+    }
+    int err = LDAP_OTHER;
+    if (ldap_parse_result(ld, res.get(), &err, nullptr, nullptr, nullptr, nullptr, 0) != LDAP_SUCCESS ||
+        err != LDAP_SUCCESS)
+        return std::nullopt;
+    std::vector<std::string> dns;
+    for (LDAPMessage* e = ldap_first_entry(ld, res.get()); e != nullptr; e = ldap_next_entry(ld, e)) {
+        LdapString dn(ldap_get_dn(ld, e));
+        if (!dn) return std::nullopt;
+        dns.emplace_back(dn.get());
+    }
+    if (dns.size() >= max) return std::nullopt;
     return dns;
 }
 
@@ -1797,14 +1904,36 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
 
     trace.add("user search: base \"", cfg_.user_search.base, "\" scope ", scope_name(cfg_.user_search.scope),
               " filter ", *filter);
+    // A lookup (no password: no bind to walk the groups alongside) of a directory whose user
+    // DNs follow one shape sends the search for the user's direct groups with the user search:
+    // exactly the search the walk below would make for that DN (same filter, base, scope and
+    // bound), answered on the same service connection, and taken by the walk only when the
+    // user search found that DN. Not for explain, which shows the live walk.
+    Prefetched prefetched;
+    const bool dn_groups = cfg_.group_type == GroupType::nested_group_of_names ||
+                           cfg_.group_type == GroupType::group_of_names ||
+                           cfg_.group_type == GroupType::active_directory;
+    if (password == nullptr && !trace.on() && dn_groups) {
+        if (auto dn = dn_pattern_.guess(name))
+            prefetched.filter =
+                "(&" + group_filter_part(cfg_.group_search.filter) + "(member=" + escape_filter_value(*dn) + "))";
+    }
     std::string server;
     bool missing_base = false, ambiguous = false;
     auto found = with_connection<std::vector<Entry>>(
         service_pool_, Purpose::service,
         [&](Conn& c) -> OpResult<std::vector<Entry>> {
             server = servers_[c.server].uri;
+            const int ahead =
+                prefetched.filter.empty() ? -1 : send_group_search(c, prefetched.filter, cfg_.max_groups);
             auto r = search(c, cfg_.user_search.base, cfg_.user_search.scope, *filter, attrs,
                             kUserSizeLimit, kUserSizeLimit, false, &ambiguous);
+            if (ahead >= 0) {
+                // Always read (or abandon), so that no answer is left queued on the connection.
+                auto dns = take_group_search(c, ahead, cfg_.max_groups);
+                if (dns) prefetched.dns = std::move(*dns);
+                else prefetched.filter.clear();
+            }
             if (!r && (r.error().rc == LDAP_NO_SUCH_OBJECT || r.error().rc == LDAP_REFERRAL)) {
                 missing_base = true;
                 return std::vector<Entry>{};
@@ -1866,6 +1995,7 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     }
     const Entry& entry = found->front();
     if (entry.dn.empty()) return finish(Status::internal, "the directory returned an entry without a DN");
+    dn_pattern_.learn(name, entry.dn);
 
     LdapUser& user = out.user;
     user.dn = entry.dn;
@@ -1956,7 +2086,18 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     // the disabled flag: before the bind it would tell strangers which accounts exist.
     if (user.disabled) return finish(Status::perm_denied, "account disabled");
 
-    if (!walked) walk();
+    if (!walked) {
+        // The group search sent with the user search, if it was for this DN (group_dns() compares
+        // the filter the walk builds with the one sent).
+        struct Offer {
+            Prefetched* p;
+            explicit Offer(Prefetched* offered) : p(offered) { t_prefetched = p; }
+            ~Offer() { t_prefetched = nullptr; }
+            Offer(const Offer&) = delete;
+            Offer& operator=(const Offer&) = delete;
+        } offer(prefetched.filter.empty() ? nullptr : &prefetched);
+        walk();
+    }
     if (const Outcome<void>& g = *walked; !g) return finish(g.error().status, g.error().message);
     user.role = resolve_role(user.groups, cfg_.role_groups, cfg_.default_role);
     bool settled = incomplete.empty();

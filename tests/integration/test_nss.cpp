@@ -244,6 +244,59 @@ void lookups_with_uid_number(void**) {
     assert_int_equal(pwuid(4242).status, NSS_STATUS_NOTFOUND);
 }
 
+// A directory whose user DNs have one shape ("uid=<login>,cn=users,…"): once two lookups showed
+// it, a lookup sends the search for the user's direct groups along with the user search, and
+// uses its answer only for the DN the user search found. carol's guessed DN is another entry
+// (uid=carol, not a posixAccount, so the user filter skips it) in cvat-admins: its groups must
+// not become carol's.
+void group_search_with_user_search(void**) {
+    std::string dir = subdir("ahead");
+    std::string yaml = ipa_config(dir);
+    auto swap = [&yaml](const std::string& from, const std::string& to) {
+        auto at = yaml.find(from);
+        if (at == std::string::npos) fail_msg("ipa_config has no %s", from.c_str());
+        yaml.replace(at, from.size(), to);
+    };
+    swap("group_type: member_of", "group_type: nested_group_of_names");
+    swap("filter: \"(uid=%(user)s)\"", "filter: \"(&(objectClass=posixAccount)(uid=%(user)s))\"");
+    const std::string b = g->ipa->base();
+    const std::string users = ",cn=users,cn=accounts," + b, admins = "cn=cvat-admins,cn=groups,cn=accounts," + b,
+                      cvat_users = "cn=cvat-users,cn=groups,cn=accounts," + b;
+    ldap_modify(*g->ipa, "dn: uid=carol" + users + "\nchangetype: add\nobjectClass: inetOrgPerson\nuid: carol\n"
+                         "cn: Carol Decoy\nsn: Decoy\n\n"
+                         "dn: cn=Carol Real" + users + "\nchangetype: add\nobjectClass: inetOrgPerson\n"
+                         "objectClass: posixAccount\nuid: carol\ncn: Carol Real\nsn: Real\nuidNumber: 1800010\n"
+                         "gidNumber: 1800010\nhomeDirectory: /home/carol\n\n"
+                         "dn: " + admins + "\nchangetype: modify\nadd: member\nmember: uid=carol" + users + "\n\n"
+                         "dn: " + cvat_users + "\nchangetype: modify\nadd: member\nmember: cn=Carol Real" + users + "\n");
+    {
+        Daemon d(dir, yaml);
+        point_at(d);
+        for (const char* name : {"ivan", "irene", "igor", "olga", "carol"})
+            if (pwnam(name).status != NSS_STATUS_SUCCESS) fail_msg("lookup of %s failed", name);
+        const std::string log = read_file(d.log_path());
+        std::size_t ahead = 0;
+        for (std::size_t at = 0; (at = log.find("group search answered with the user search", at)) != std::string::npos;
+             ++at)
+            ++ahead;
+        print_message("# group searches answered with the user search: %zu\n", ahead);
+        Gr admin = grnam("cvat-admin");
+        Gr user = grnam("cvat-user");
+        Gr worker = grnam("cvat-worker");
+        assert_true(has(admin.members, "ivan"));
+        assert_true(has(admin.members, "olga"));  // through ipa-ops, nested
+        assert_true(has(user.members, "irene"));
+        assert_true(has(worker.members, "igor"));
+        assert_true(has(user.members, "carol"));
+        assert_false(has(admin.members, "carol"));
+        assert_int_equal(ahead, 2);  // igor's and olga's (ivan's and irene's taught the shape)
+    }
+    ldap_modify(*g->ipa, "dn: " + admins + "\nchangetype: modify\ndelete: member\nmember: uid=carol" + users + "\n\n"
+                         "dn: " + cvat_users + "\nchangetype: modify\ndelete: member\nmember: cn=Carol Real" + users +
+                         "\n\ndn: uid=carol" + users + "\nchangetype: delete\n\n"
+                         "dn: cn=Carol Real" + users + "\nchangetype: delete\n");
+}
+
 void directory_groups(void**) {
     std::string dir = subdir("dirgroups");
     Daemon d(dir, ad_config(dir, "  directory_groups: true\n"));
@@ -640,6 +693,7 @@ int main() {
     const CMUnitTest tests[] = {
         cmocka_unit_test(lookups_of_directory_users),
         cmocka_unit_test(lookups_with_uid_number),
+        cmocka_unit_test(group_search_with_user_search),
         cmocka_unit_test(directory_groups),
         cmocka_unit_test(nss_wrapper_id_and_getent),
         cmocka_unit_test(small_buffers_then_success),
