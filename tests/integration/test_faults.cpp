@@ -399,38 +399,13 @@ void all_down_offline_login(void**) {
 // connection: what slapd sends on every open connection when it shuts down.
 class GoodbyeServer {
 public:
-    GoodbyeServer() {
-        fd_ = listen_loopback(port_);
-        if (fd_ < 0) fail_msg("goodbye server: %s", std::strerror(errno));
-        thread_ = std::thread([this] { run(); });
-    }
-    ~GoodbyeServer() {
-        stop_ = true;
-        thread_.join();
-        ::close(fd_);
-    }
+    GoodbyeServer() = default;
     GoodbyeServer(const GoodbyeServer&) = delete;
     GoodbyeServer& operator=(const GoodbyeServer&) = delete;
-    std::string uri() const { return "ldap://127.0.0.1:" + std::to_string(port_); }
+    std::string uri() const { return "ldap://127.0.0.1:" + std::to_string(server_.port()); }
     int notices() const { return notices_; }
 
 private:
-    void run() {
-        std::vector<std::thread> conns;
-        while (!stop_) {
-            pollfd p{fd_, POLLIN, 0};
-            if (::poll(&p, 1, 50) <= 0) continue;
-            int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-            if (c < 0) continue;
-            timeval tv{5, 0};  // a connection the daemon keeps idle ends within 5 s
-            ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            conns.emplace_back([this, c] {
-                serve(c);
-                ::close(c);
-            });
-        }
-        for (auto& t : conns) t.join();
-    }
     static bool read_all(int c, unsigned char* p, std::size_t n) {
         while (n > 0) {
             ssize_t r = ::recv(c, p, n, 0);
@@ -482,11 +457,9 @@ private:
         }
     }
 
-    int fd_ = -1;
-    int port_ = 0;
-    std::atomic<bool> stop_{false};
     std::atomic<int> notices_{0};
-    std::thread thread_;
+    // A connection the daemon keeps idle ends within 5 s.
+    LoopbackServer server_{"goodbye server", [this](int c) { serve(c); }, true, 5};
 };
 
 // A server that sends a Notice of Disconnection has closed the connection: the login goes on

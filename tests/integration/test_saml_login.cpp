@@ -492,19 +492,10 @@ void nss_saml_user_after_login(void**) {
 // a failing test longjmps past destructors.
 class MetadataServer {
 public:
-    MetadataServer() {
-        fd_ = listen_loopback(port_);
-        if (fd_ < 0) fail_msg("metadata server: cannot listen on 127.0.0.1");
-        thread_ = std::thread([this] { serve(); });
-    }
-    ~MetadataServer() {
-        stop_ = true;
-        thread_.join();
-        ::close(fd_);
-    }
+    MetadataServer() = default;
     MetadataServer(const MetadataServer&) = delete;
     MetadataServer& operator=(const MetadataServer&) = delete;
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/metadata.xml"; }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(server_.port()) + "/metadata.xml"; }
     void set(const std::string& body) {
         std::lock_guard<std::mutex> lock(mutex_);
         body_ = body;
@@ -512,44 +503,32 @@ public:
     int fetches() const { return fetches_; }
 
 private:
-    void serve() {
-        while (!stop_) {
-            pollfd p{fd_, POLLIN, 0};
-            if (::poll(&p, 1, 100) <= 0) continue;
-            int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-            if (c < 0) continue;
-            timeval tv{2, 0};
-            ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            std::string req;
-            char buf[4096];
-            while (req.find("\r\n\r\n") == std::string::npos && req.size() < 65536) {
-                ssize_t n = ::recv(c, buf, sizeof buf, 0);
-                if (n <= 0) break;
-                req.append(buf, static_cast<std::size_t>(n));
-            }
-            std::string body;
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                body = body_;
-            }
-            ++fetches_;
-            std::string out = "HTTP/1.1 200 OK\r\nContent-Type: application/samlmetadata+xml\r\nContent-Length: " +
-                              std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
-            for (std::size_t at = 0; at < out.size();) {
-                ssize_t n = ::send(c, out.data() + at, out.size() - at, MSG_NOSIGNAL);
-                if (n <= 0) break;
-                at += static_cast<std::size_t>(n);
-            }
-            ::close(c);
+    void serve(int c) {
+        std::string req;
+        char buf[4096];
+        while (req.find("\r\n\r\n") == std::string::npos && req.size() < 65536) {
+            ssize_t n = ::recv(c, buf, sizeof buf, 0);
+            if (n <= 0) break;
+            req.append(buf, static_cast<std::size_t>(n));
+        }
+        std::string body;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            body = body_;
+        }
+        ++fetches_;
+        std::string out = "HTTP/1.1 200 OK\r\nContent-Type: application/samlmetadata+xml\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+        for (std::size_t at = 0; at < out.size();) {
+            ssize_t n = ::send(c, out.data() + at, out.size() - at, MSG_NOSIGNAL);
+            if (n <= 0) break;
+            at += static_cast<std::size_t>(n);
         }
     }
-    int fd_ = -1;
-    int port_ = 0;
-    std::atomic<bool> stop_{false};
     std::atomic<int> fetches_{0};
     std::mutex mutex_;
     std::string body_;
-    std::thread thread_;
+    LoopbackServer server_{"metadata server", [this](int c) { serve(c); }, false, 2};
 };
 
 MetadataServer* g_md = nullptr;

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -24,6 +25,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -303,6 +305,39 @@ int listen_loopback(int& port, int backlog) {
     }
     port = ntohs(a.sin_port);
     return fd;
+}
+
+LoopbackServer::LoopbackServer(const char* what, std::function<void(int fd)> handle, bool per_connection,
+                               int recv_timeout_s)
+    : handle_(std::move(handle)), per_connection_(per_connection), recv_timeout_s_(recv_timeout_s) {
+    fd_ = listen_loopback(port_);
+    if (fd_ < 0) fatal(std::string(what) + ": cannot listen on 127.0.0.1: " + std::strerror(errno));
+    thread_ = std::thread([this] { run(); });
+}
+
+LoopbackServer::~LoopbackServer() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+}
+
+void LoopbackServer::run() {
+    std::vector<std::thread> conns;
+    while (!stop_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        timeval tv{recv_timeout_s_, 0};
+        ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        auto serve = [this, c] {
+            handle_(c);
+            ::close(c);
+        };
+        if (per_connection_) conns.emplace_back(serve);
+        else serve();
+    }
+    for (auto& t : conns) t.join();
 }
 
 SilentServer::SilentServer() {

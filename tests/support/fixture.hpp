@@ -4,7 +4,10 @@
 // tests/meson.build sets (CVAT_AUTHD, CVAT_FIXTURES, PAM_CVAT_SO, ...).
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/types.h>
@@ -36,6 +39,31 @@ int free_tcp_port();
 // A listening TCP socket (SOCK_CLOEXEC) on 127.0.0.1 at a port the kernel picks, written to
 // `port`; -1 (errno set) if it cannot listen.
 int listen_loopback(int& port, int backlog = 16);
+
+// A TCP server on 127.0.0.1 in a thread of the test: every connection it accepts (with a
+// receive timeout of `recv_timeout_s`) is passed to `handle`, which may keep it as long as it
+// reads, and is closed after; on a thread of its own per connection when `per_connection`. The
+// destructor stops accepting and joins every thread. A class whose handler uses its other members
+// declares its LoopbackServer last, so that it stops first. Fails the test if it cannot listen.
+class LoopbackServer {
+public:
+    LoopbackServer(const char* what, std::function<void(int fd)> handle, bool per_connection, int recv_timeout_s);
+    ~LoopbackServer();
+    LoopbackServer(const LoopbackServer&) = delete;
+    LoopbackServer& operator=(const LoopbackServer&) = delete;
+    int port() const { return port_; }
+
+private:
+    void run();
+
+    std::function<void(int)> handle_;
+    bool per_connection_;
+    int recv_timeout_s_;
+    int fd_ = -1;
+    int port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
 
 // A TCP listener on 127.0.0.1 whose handshakes the kernel completes and that never reads or
 // answers: the server that hangs a client with no timeout. Aborts the test if it cannot listen.
