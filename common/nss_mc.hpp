@@ -8,11 +8,10 @@
 // PUBLICATION
 //   A file is immutable once published, except for two words (`superseded`, and `groups_stale`
 //   below). The writer builds a complete new file in a temp file in the same directory, fsyncs
-//   it, rename()s it over
-//   nss.mc, and then stores superseded = 1 into the OLD file (opened before the rename) with
-//   pwrite. A reader therefore never sees a torn record; it notices a replacement by loading
-//   the superseded word from its MAP_SHARED mapping (which sees the pwrite), with no syscall
-//   on the warm path, and then maps nss.mc afresh. Withdrawing the cache unlinks nss.mc and
+//   it, rename()s it over nss.mc, and then stores superseded = 1 into the OLD file (opened
+//   before the rename) with pwrite. A reader therefore never sees a torn record; it notices a
+//   replacement by loading the superseded word from its MAP_SHARED mapping (which sees the
+//   pwrite), with no syscall on the warm path, and then maps nss.mc afresh. Withdrawing the cache unlinks nss.mc and
 //   marks it superseded the same way. A writer that dies between rename and pwrite leaves old
 //   readers on an unreachable file; the per-record `expires` bounds how long that can matter.
 //

@@ -265,7 +265,7 @@ Accounts::Fetch Accounts::store_ldap(const Runtime& rt, const LdapUser& lu, Cach
     // answered by the file of 200 ms ago: a user the published file shows with other groups
     // (another role, a group lost) takes the file away; a user new to it only marks its
     // groups stale (the file's other users are still right, and this one is not in it).
-    const bool in_file = before && fresh(*before, now) && !before->provisional;
+    const bool in_file = listed(before, now);
     if (in_file && (before->role != u.role || before->groups != u.groups || before->gid != u.gid || before->uid != u.uid))
         withdraw_now();
     else if (!in_file && !mc_.path().empty() && (u.role != Role::none || !u.groups.empty()))
@@ -284,13 +284,20 @@ Accounts::Fetch Accounts::fetch_ldap(const Runtime& rt, const std::string& name,
         case Status::perm_denied:  // disabled, or no CVAT role: not a CVAT user of this host
         case Status::acct_expired: {
             const std::int64_t now = now_s();
-            std::size_t gone = 0;
-            if (!o.user.username.empty() && o.user.username != name)
-                if (auto n = store_->expire(o.user.username)) gone += *n;
-            if (auto n = store_->expire(name)) gone += *n;
-            // The published file may still show the user, as a member of a role group too:
-            // taken away before the answer goes out.
-            if (gone > 0) withdraw_now();
+            // A user the published file still shows (in a role group too) takes it away before
+            // the answer goes out; a row that had expired already is not in it.
+            auto shown = [&](const std::string& n) {
+                auto u = store_->user_by_name(n);
+                return u && listed(*u, now);
+            };
+            bool gone = false;
+            if (!o.user.username.empty() && o.user.username != name) {
+                gone = shown(o.user.username);
+                (void)store_->expire(o.user.username);
+            }
+            gone = shown(name) || gone;
+            (void)store_->expire(name);
+            if (gone) withdraw_now();
             if (rt.config.nss.negative_ttl_s > 0)
                 logged(store_->put_negative("user", name, now + rt.config.nss.negative_ttl_s), "negative entry");
             changed();
@@ -320,6 +327,10 @@ std::optional<CachedUser> Accounts::provisional(const Runtime& rt, const std::st
 }
 
 bool Accounts::fresh(const CachedUser& u, std::int64_t now) const { return u.expires_at > now; }
+
+bool Accounts::listed(const std::optional<CachedUser>& u, std::int64_t now) const {
+    return u && fresh(*u, now) && !u->provisional;
+}
 
 void Accounts::maybe_refresh(const Runtime& rt, const CachedUser& u, std::int64_t now) {
     const NssSettings& nss = rt.config.nss;
@@ -590,7 +601,7 @@ std::optional<Accounts::Refusal> Accounts::learned_idp(const Runtime& rt, const 
         if (!read) return Refusal{Status::unavailable, "the host's user cache cannot be read; try again later"};
         const std::optional<CachedUser>& known = *read;
         // New to the published file: its role group's member list is behind until the next one.
-        joined = u.role != Role::none && !(known && fresh(*known, now) && !known->provisional);
+        joined = u.role != Role::none && !listed(known, now);
         if (!nss.provisional_users) {
             // The UID follows the subject (iss + sub): a name the IdP hands to someone else
             // becomes another user of the host.
@@ -838,11 +849,8 @@ void Accounts::withdraw_now() {
     // Without waiting for a publication being built: one that began before the change is
     // dropped instead of put in place (and made again), one that begins after it includes it.
     if (mc_.path().empty()) return;
-    if (auto w = mc_.withdraw(); !w) {
-        log::warning("nss: withdrawing ", mc_.path(), " failed: ", w.error().detail);
-        return;
-    }
-    changed();
+    // The caller's changed() has the publisher make the next one.
+    if (auto w = mc_.withdraw(); !w) log::warning("nss: withdrawing ", mc_.path(), " failed: ", w.error().detail);
 }
 
 void Accounts::publish_now() {

@@ -126,6 +126,8 @@ private:
     void keep_offline(const Runtime& rt, const std::string& login, const Secret* password, OfflineEntry e);
     std::vector<std::uint32_t> reserved_ids(const Runtime& rt) const;
     bool fresh(const CachedUser& u, std::int64_t now) const;
+    // Whether the published file lists `u` with its groups (a fresh, not provisional entry).
+    bool listed(const std::optional<CachedUser>& u, std::int64_t now) const;
     void maybe_refresh(const Runtime& rt, const CachedUser& u, std::int64_t now);
 
     proto::PasswdReply passwd_reply(const CachedUser& u) const;

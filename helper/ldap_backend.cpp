@@ -352,6 +352,11 @@ std::string group_filter_part(const std::string& filter) {
     return "(" + filter + ")";
 }
 
+// The groups matching `gf` (group_filter_part) with `dn` as a direct member.
+std::string member_filter(const std::string& gf, const std::string& dn) {
+    return "(&" + gf + "(member=" + escape_filter_value(dn) + "))";
+}
+
 // One directory entry: DN and the requested attributes (names lower-cased).
 struct Entry {
     std::string dn;
@@ -1549,7 +1554,7 @@ Outcome<LdapBackendImpl::Membership> LdapBackendImpl::check_role_group(const std
         break;
     }
     default:
-        direct = "(&" + gf + "(member=" + escape_filter_value(user.dn) + "))";
+        direct = member_filter(gf, user.dn);
         break;
     }
     std::string how;
@@ -1659,10 +1664,15 @@ Outcome<void> LdapBackendImpl::walk_levels(std::set<std::string>& seen, std::vec
         const std::size_t batch = trace.on() ? 1 : kMembersPerQuery;
         for (std::size_t from = 0; from < frontier.size(); from += batch) {
             const std::size_t to = std::min(frontier.size(), from + batch);
-            std::string members;
-            for (std::size_t i = from; i < to; ++i) members += "(member=" + escape_filter_value(frontier[i]) + ")";
-            if (to - from > 1) members = "(|" + members + ")";
-            auto found = group_dns("(&" + gf + members + ")", cfg_.max_groups, incomplete, trace);
+            std::string filter;
+            if (to - from == 1) {
+                filter = member_filter(gf, frontier[from]);
+            } else {
+                filter = "(&" + gf + "(|";
+                for (std::size_t i = from; i < to; ++i) filter += "(member=" + escape_filter_value(frontier[i]) + ")";
+                filter += "))";
+            }
+            auto found = group_dns(filter, cfg_.max_groups, incomplete, trace);
             if (!found) return tl::unexpected<Failure>(found.error());
             for (std::string& g : *found) {
                 if (!seen.insert(dn_key(g)).second) {
@@ -1797,7 +1807,7 @@ Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user
         return nested_walk(user.dn, user.groups, incomplete, trace);
     case GroupType::active_directory:
     case GroupType::group_of_names:
-        filter = "(&" + gf + "(member=" + escape_filter_value(user.dn) + "))";
+        filter = member_filter(gf, user.dn);
         break;
     case GroupType::posix_group: {
         // django-auth-ldap's PosixGroupType: memberUid is the uid attribute, or the user's
@@ -1915,8 +1925,7 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
                            cfg_.group_type == GroupType::active_directory;
     if (password == nullptr && !trace.on() && dn_groups) {
         if (auto dn = dn_pattern_.guess(name))
-            prefetched.filter =
-                "(&" + group_filter_part(cfg_.group_search.filter) + "(member=" + escape_filter_value(*dn) + "))";
+            prefetched.filter = member_filter(group_filter_part(cfg_.group_search.filter), *dn);
     }
     std::string server;
     bool missing_base = false, ambiguous = false;
@@ -2088,10 +2097,9 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
 
     if (!walked) {
         // The group search sent with the user search, if it was for this DN (group_dns() compares
-        // the filter the walk builds with the one sent).
+        // the filter the walk builds, member_filter() of the DN found, with the one sent).
         struct Offer {
-            Prefetched* p;
-            explicit Offer(Prefetched* offered) : p(offered) { t_prefetched = p; }
+            explicit Offer(Prefetched* offered) { t_prefetched = offered; }
             ~Offer() { t_prefetched = nullptr; }
             Offer(const Offer&) = delete;
             Offer& operator=(const Offer&) = delete;

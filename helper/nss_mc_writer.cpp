@@ -259,18 +259,6 @@ void sync_directory(const std::string& path) {
     if (dir) (void)::fsync(dir.get());
 }
 
-Result<void> remove_published(const std::string& path) {
-    UniqueFd old(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-    if (!old) {
-        if (errno == ENOENT) return {};
-        return fail(ErrorCode::io, errno_text("cannot open", path));
-    }
-    // Unlink first: a reader that sees the mark and reopens must not find this file again.
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return fail(ErrorCode::io, errno_text("cannot remove", path));
-    mark_superseded(old.get());
-    return {};
-}
-
 }  // namespace
 
 Result<void> publish(const std::string& path, const std::vector<PasswdEntry>& users,
@@ -282,7 +270,17 @@ Result<void> publish(const std::string& path, const std::vector<PasswdEntry>& us
     return {};
 }
 
-Result<void> withdraw(const std::string& path) { return remove_published(path); }
+Result<void> withdraw(const std::string& path) {
+    UniqueFd old(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    if (!old) {
+        if (errno == ENOENT) return {};
+        return fail(ErrorCode::io, errno_text("cannot open", path));
+    }
+    // Unlink first: a reader that sees the mark and reopens must not find this file again.
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return fail(ErrorCode::io, errno_text("cannot remove", path));
+    mark_superseded(old.get());
+    return {};
+}
 
 Slot::Ticket Slot::ticket() const {
     std::lock_guard lock(mutex_);
@@ -318,7 +316,7 @@ Result<void> Slot::withdraw() {
     std::lock_guard lock(mutex_);
     ++withdrawals_;
     live_.reset();
-    return remove_published(path_);
+    return nss_mc::withdraw(path_);
 }
 
 void Slot::groups_joined() {
