@@ -62,7 +62,9 @@ public:
     bool empty() const noexcept { return size() == 0; }
     std::string_view view() const noexcept { return {buf_.data(), size()}; }
 
+    // Wipes the text now (clear() alone would leave it in the kept capacity until freed).
     void reset() {
+        explicit_bzero(buf_.data(), buf_.size());
         buf_.clear();
         buf_.push_back('\0');
     }

@@ -233,6 +233,17 @@ void describe_leaves_secrets_out(void**) {
     assert_null(strstr(d.c_str(), "newpw"));
 }
 
+// reset() wipes the text where it was, not only when the memory is freed: the PAM module
+// drops the password that way while the conversation goes on.
+void secret_reset_wipes(void**) {
+    Secret s("Marker-Reset-77");
+    const char* where = s.c_str();
+    const std::size_t n = s.size();
+    s.reset();
+    assert_ptr_equal(s.c_str(), where);  // the same buffer, kept
+    for (std::size_t i = 0; i < n; ++i) assert_int_equal(where[i], 0);
+}
+
 // The transport refuses an oversize length before reading (or allocating) the body.
 void transport_refuses_oversize_and_closed_peer(void**) {
     int sv[2];
@@ -286,6 +297,7 @@ int main() {
         cmocka_unit_test(wrong_version_unknown_type_bad_enum),
         cmocka_unit_test(nul_inside_string_is_refused),
         cmocka_unit_test(describe_leaves_secrets_out),
+        cmocka_unit_test(secret_reset_wipes),
         cmocka_unit_test(transport_refuses_oversize_and_closed_peer),
         cmocka_unit_test(transport_times_out_on_silent_peer),
         cmocka_unit_test(roles_parse_and_order),
