@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 namespace cvat::proto {
 
@@ -55,6 +57,8 @@ Result<void> read_exact(int fd, std::uint8_t* out, std::size_t n, Deadline deadl
         }
         if (rc == 0) return fail(ErrorCode::unavailable, "cvat-authd closed the connection");
         if (errno == EINTR) continue;
+        // What a Unix socket answers when the daemon closed it with our request unread.
+        if (errno == ECONNRESET) return fail(ErrorCode::unavailable, "cvat-authd closed the connection");
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return fail(ErrorCode::io, std::string("recv: ") + std::strerror(errno));
         auto w = wait_for(fd, POLLIN, deadline);
@@ -132,9 +136,88 @@ Result<Response> call(int fd, const Request& request, Deadline deadline) {
     if (!frame) return tl::unexpected(frame.error());
     auto sent = send_frame(fd, *frame, deadline);
     if (!sent) return tl::unexpected(sent.error());
+    // The answer cannot be there yet: wait first rather than try a read that would block.
+    auto w = wait_for(fd, POLLIN, deadline);
+    if (!w) return tl::unexpected(w.error());
     auto body = recv_frame(fd, deadline);
     if (!body) return tl::unexpected(body.error());
     return decode_response(*body);
+}
+
+namespace {
+
+// This thread's kept connection (see take_connection). Plain data and a destructor that
+// closes the descriptor only if it is still the one this process opened.
+struct Kept {
+    int fd = -1;
+    pid_t pid = 0;
+    uid_t euid = 0;
+    gid_t egid = 0;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    std::size_t path_len = 0;
+    char path[sizeof(sockaddr_un::sun_path)] = {};
+
+    // Is fd still the socket this process connected (and not a number the host reused)?
+    bool ours() const noexcept {
+        if (fd < 0 || pid != ::getpid()) return false;
+        struct stat st{};
+        return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino;
+    }
+    // Gives up the descriptor: closed if it is ours, else left to whoever owns it now.
+    void drop() noexcept {
+        if (ours()) {
+            int saved = errno;
+            ::close(fd);
+            errno = saved;
+        }
+        fd = -1;
+    }
+    ~Kept() { drop(); }
+};
+
+thread_local Kept t_kept;
+
+}  // namespace
+
+Result<Link> take_connection(const std::string& path, Deadline deadline) {
+    Kept& k = t_kept;
+    if (k.fd >= 0) {
+        const bool same = k.ours() && k.euid == ::geteuid() && k.egid == ::getegid() && k.path_len == path.size() &&
+                          std::memcmp(k.path, path.data(), path.size()) == 0;
+        if (same) {
+            Link l{UniqueFd(k.fd), true, k.pid, k.euid, k.egid};
+            k.fd = -1;
+            return l;
+        }
+        k.drop();
+    }
+    return open_connection(path, deadline);
+}
+
+Result<Link> open_connection(const std::string& path, Deadline deadline) {
+    Link l{UniqueFd(), false, ::getpid(), ::geteuid(), ::getegid()};
+    auto fd = connect_unix(path, deadline);
+    if (!fd) return tl::unexpected(fd.error());
+    l.fd = std::move(*fd);
+    return l;
+}
+
+void keep_connection(const std::string& path, Link link) noexcept {
+    Kept& k = t_kept;
+    struct stat st{};
+    if (!link.fd || path.size() >= sizeof(k.path) || link.pid != ::getpid() || link.euid != ::geteuid() ||
+        link.egid != ::getegid() || ::fstat(link.fd.get(), &st) != 0)
+        return;
+    k.drop();  // one per thread: a second link of the same thread closes the older
+    k.pid = link.pid;
+    k.euid = link.euid;
+    k.egid = link.egid;
+    k.dev = st.st_dev;
+    k.ino = st.st_ino;
+    std::memcpy(k.path, path.data(), path.size());
+    k.path_len = path.size();
+    k.fd = link.fd.release();
 }
 
 }  // namespace cvat::proto

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Blocking client side of the protocol with a deadline on every wait. Used by pam_cvat,
-// nss_cvat and cvat-authctl; safe inside a host process (CLOEXEC, MSG_NOSIGNAL, no threads).
+// nss_cvat and cvat-authctl; safe inside a host process (CLOEXEC, MSG_NOSIGNAL, no threads,
+// no locks).
 #pragma once
 
 #include <cstdint>
 #include <string>
+
+#include <sys/types.h>
 
 #include "protocol.hpp"
 #include "result.hpp"
@@ -39,5 +42,29 @@ std::int64_t monotonic_ms() noexcept;
 
 // One round trip: encode, send, receive, decode.
 [[nodiscard]] Result<Response> call(int fd, const Request& request, Deadline deadline);
+
+// A connection kept between requests, so that a web server's next request costs one round
+// trip and not a connect, an accept and two closes besides. One per thread (no lock, nothing
+// for fork to break): the thread's next request takes it if it is still this process's, with
+// the same effective uid and gid (the daemon reads SO_PEERCRED once, at connect), to the same
+// socket, and still the socket it was (a host that closes descriptors and reuses the number
+// gets its own file left alone). Anything else connects afresh. The daemon closes a kept
+// connection idle for helper.client_timeout, or when a uid or the daemon is at its connection
+// cap; the caller then retries once on a new connection (`reused` says when that may be).
+struct Link {
+    UniqueFd fd;
+    bool reused = false;
+    // Who connected: the process and its effective ids at connect() (what SO_PEERCRED says).
+    pid_t pid = 0;
+    uid_t euid = 0;
+    gid_t egid = 0;
+};
+[[nodiscard]] Result<Link> take_connection(const std::string& path, Deadline deadline);
+// A new connection, whatever is kept.
+[[nodiscard]] Result<Link> open_connection(const std::string& path, Deadline deadline);
+// Keeps the link for this thread's next request to `path` (unless the process or its ids
+// changed since it connected). Only a link whose last answer was final (no conversation in
+// progress, nothing unread) may be kept.
+void keep_connection(const std::string& path, Link link) noexcept;
 
 }  // namespace cvat::proto

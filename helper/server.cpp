@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <queue>
 #include <thread>
 #include <unordered_map>
@@ -53,6 +54,10 @@ struct Connection {
     std::size_t want = proto::kHeaderSize;
     std::int64_t deadline_ms = 0;
     std::unique_ptr<Conversation> conv;  // a login in progress over several round trips
+    bool answered = false;  // has had a final answer (a client keeping it for its next request)
+
+    // Kept by a client between requests, nothing pending: may be closed for a newcomer.
+    bool idle() const { return answered && state == ConnState::reading && buf.empty() && !conv; }
 };
 
 enum class JobKind { request, answer, wake };
@@ -307,13 +312,13 @@ struct Server::Impl {
                 continue;
             }
             Peer peer{cred.pid, cred.uid, cred.gid};
-            if (conns.size() >= max_connections) {
+            if (conns.size() >= max_connections && !close_idle(std::nullopt)) {
                 log::warning("peer ", peer_text(peer), ": refused, ", std::to_string(conns.size()),
                              " connections open (helper.max_connections)");
                 continue;
             }
             // One local user cannot take every slot; root (sshd, login) is bounded by the total.
-            if (peer.uid != 0 && max_per_uid != 0 && per_uid[peer.uid] >= max_per_uid) {
+            if (peer.uid != 0 && max_per_uid != 0 && per_uid[peer.uid] >= max_per_uid && !close_idle(peer.uid)) {
                 log::warning("peer ", peer_text(peer), ": refused, uid ", std::to_string(peer.uid), " has ",
                              std::to_string(per_uid[peer.uid]), " connections open (helper.max_connections_per_uid)");
                 continue;
@@ -334,6 +339,25 @@ struct Server::Impl {
             conns.emplace(cfd, std::move(c));
             ++per_uid[peer.uid];
         }
+    }
+
+    // At a connection cap: the connection longest idle between requests (of `uid`, or of
+    // anyone) is closed to make room; its client connects again at its next request
+    // (transport.hpp, take_connection). False if every connection is in use: the newcomer is
+    // refused. A connection that has not had an answer yet is never taken.
+    bool close_idle(std::optional<uid_t> uid) {
+        int oldest = -1;
+        std::int64_t oldest_deadline = 0;
+        for (const auto& [fd, c] : conns)
+            if (c.idle() && (!uid || c.peer.uid == *uid) && (oldest < 0 || c.deadline_ms < oldest_deadline)) {
+                oldest = fd;
+                oldest_deadline = c.deadline_ms;
+            }
+        if (oldest < 0) return false;
+        log::debug("peer ", peer_text(conns[oldest].peer), ": idle connection closed to make room (",
+                   uid ? "helper.max_connections_per_uid" : "helper.max_connections", ")");
+        close_conn(oldest);
+        return true;
     }
 
     // accept() failed for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): the waiting
@@ -420,6 +444,9 @@ struct Server::Impl {
             }
             auto request = proto::decode_request(
                 std::span<const std::uint8_t>(c.buf.data() + proto::kHeaderSize, c.buf.size() - proto::kHeaderSize));
+            // The frame may hold a password: wiped now, not when the connection closes (a
+            // client keeps it for its next request).
+            explicit_bzero(c.buf.data(), c.buf.size());
             c.buf.clear();
             c.want = proto::kHeaderSize;
             if (!request) return refuse(c, request.error());
@@ -460,7 +487,10 @@ struct Server::Impl {
         if (auto sent = proto::send_frame(c.fd.get(), *frame, proto::Deadline::after_ms(0)); !sent) {
             log::info("peer ", peer_text(c.peer), ": answer not delivered: ", sent.error().detail);
             close_conn(c.fd.get());
+            return true;
         }
+        c.answered = true;
+        c.deadline_ms = proto::monotonic_ms() + client_timeout_ms;
         return true;
     }
 
@@ -526,6 +556,7 @@ struct Server::Impl {
             // A conversation waits for the user as long as the flow allows; a plain client
             // gets client_timeout for its next request.
             c.deadline_ms = c.conv ? c.conv->answer_deadline_ms() : proto::monotonic_ms() + client_timeout_ms;
+            if (!c.conv) c.answered = true;
         }
     }
 

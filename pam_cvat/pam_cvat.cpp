@@ -5,7 +5,9 @@
 //
 // A guest in someone else's process (nginx worker, sshd, sudo): no exception escapes an entry
 // point, errno is preserved, sockets are CLOEXEC and written with MSG_NOSIGNAL (transport.cpp),
-// no threads, no global mutable state; per-transaction state lives in pam_set_data.
+// no threads, no locks; per-transaction state lives in pam_set_data. The one state that
+// outlives a transaction is each thread's kept connection to the daemon (transport.cpp,
+// take_connection), checked against the process, its ids and the descriptor before each use.
 //
 // Decisions documented here (DESIGN.md §3 leaves them open):
 //  - Password: PAM_AUTHTOK if a previous module set it (pam_get_authtok(3) semantics, like
@@ -392,18 +394,29 @@ int get_user(pam_handle_t* pamh, std::string& out) {
     return PAM_SUCCESS;
 }
 
-// A connection to cvat-authd; every wait is bounded by the `timeout=` option.
+// A connection to cvat-authd; every wait is bounded by the `timeout=` option. The thread's
+// kept connection is used if there is one (transport.hpp, take_connection), and kept again
+// once an exchange has ended with a final answer: a web server's next request costs one round
+// trip. A kept connection the daemon has closed meanwhile (idle past helper.client_timeout,
+// or at its connection cap) fails the first call with `unavailable`; that call is sent once
+// more on a new connection.
 class DaemonLink {
   public:
     DaemonLink(pam_handle_t* pamh, const Options& o) : pamh_(pamh), o_(o) {}
+    ~DaemonLink() {
+        if (clean_) proto::keep_connection(o_.socket, std::move(link_));
+    }
+    DaemonLink(const DaemonLink&) = delete;
+    DaemonLink& operator=(const DaemonLink&) = delete;
 
-    bool connect() {
-        auto fd = proto::connect_unix(o_.socket, proto::Deadline::after_ms(o_.timeout_ms));
-        if (!fd) {
-            report(fd.error());
+    // fresh: a new connection even if one is kept (to learn whether the daemon answers now).
+    bool connect(bool fresh = false) {
+        auto l = fresh ? open_new() : proto::take_connection(o_.socket, deadline());
+        if (!l) {
+            report(l.error());
             return false;
         }
-        fd_ = std::move(*fd);
+        link_ = std::move(*l);
         return true;
     }
 
@@ -411,15 +424,32 @@ class DaemonLink {
     std::optional<proto::Response> call(const proto::Request& request) {
         if (o_.debug)
             pam_syslog(pamh_, LOG_DEBUG, "request: %s", proto::describe_request(request).c_str());
-        auto r = proto::call(fd_.get(), request, proto::Deadline::after_ms(o_.timeout_ms));
+        const bool first = calls_++ == 0;
+        clean_ = false;
+        auto r = proto::call(link_.fd.get(), request, deadline());
+        if (!r && first && link_.reused && r.error().code == ErrorCode::unavailable) {
+            if (o_.debug) pam_syslog(pamh_, LOG_DEBUG, "kept connection closed by cvat-authd; connecting again");
+            auto l = open_new();
+            if (!l) {
+                report(l.error());
+                return std::nullopt;
+            }
+            link_ = std::move(*l);
+            r = proto::call(link_.fd.get(), request, deadline());
+        }
         if (!r) {
             report(r.error());
+            link_.fd.reset();
             return std::nullopt;
         }
+        // A Prompt continues the conversation: the connection is the daemon's until the end.
+        clean_ = !std::holds_alternative<proto::Prompt>(*r);
         return std::move(*r);
     }
 
   private:
+    proto::Deadline deadline() const { return proto::Deadline::after_ms(o_.timeout_ms); }
+    Result<proto::Link> open_new() { return proto::open_connection(o_.socket, deadline()); }
     void report(const Error& e) {
         pam_syslog(pamh_, LOG_ERR, "cvat-authd at %s: %s: %s", log_safe(o_.socket).c_str(),
                    error_code_name(e.code), log_safe(e.detail).c_str());
@@ -427,7 +457,9 @@ class DaemonLink {
 
     pam_handle_t* pamh_;
     const Options& o_;
-    UniqueFd fd_;
+    proto::Link link_;
+    unsigned calls_ = 0;
+    bool clean_ = false;  // the last answer was final: the connection may serve the next request
 };
 
 // Sets or removes each CVAT_* variable: values from the daemon, control characters dropped.
@@ -765,7 +797,7 @@ int chauthtok(pam_handle_t* pamh, int flags, int argc, const char** argv) {
         if (rc != PAM_SUCCESS) return rc == PAM_AUTH_ERR ? PAM_AUTHTOK_RECOVERY_ERR : rc;
         // Fail before the new password is typed twice if the daemon cannot be reached.
         DaemonLink link(pamh, o);
-        if (!link.connect()) return pam_code(Status::unavailable, o, Phase::password);
+        if (!link.connect(true)) return pam_code(Status::unavailable, o, Phase::password);
         return PAM_SUCCESS;
     }
     if (!(flags & PAM_UPDATE_AUTHTOK)) return PAM_SERVICE_ERR;

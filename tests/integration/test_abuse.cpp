@@ -4,7 +4,8 @@
 // thresholds are held (per user name, and per peer uid + PAM_RHOST) for a doubling, capped
 // delay; a correct password after the delay still gets in (no lockout); a burst past the cap
 // is refused unchecked; helper.max_connections_per_uid closes a local user's extra
-// connections while other users are served; a flood of 100,000 distinct user names leaves
+// connections (or the user's connection longest idle after an answer) while other users are
+// served; a flood of 100,000 distinct user names leaves
 // the failure table and the daemon's memory bounded.
 #include "cmocka.hpp"
 
@@ -277,16 +278,27 @@ void connection_cap_per_uid(void**) {
         }
         int code = 0;
         if (!served(kept[0].get())) code |= 2;
+        // kept[0] now sits idle after its answer, as a module keeps it for its next request:
+        // a fifth connection closes it to make room and is served.
         auto fifth = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
-        if (!fifth || !closed_by_daemon(fifth->get())) code |= 4;
+        if (!fifth || !served(fifth->get())) code |= 4;
+        if (!closed_by_daemon(kept[0].get())) code |= 32;
+        // With four connections that never had an answer (a connect-and-wait), a newcomer is
+        // refused: one uid still cannot take more.
+        if (fifth) fifth->reset();
+        auto again = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+        if (!again) code |= 64;
+        else kept[0] = std::move(*again);
+        auto sixth = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+        if (!sixth || !closed_by_daemon(sixth->get())) code |= 64;
         if (!served(kept[3].get())) code |= 8;
         char c = 'R';
         if (::write(to_parent[1], &c, 1) != 1) ::_exit(102);
         if (::read(to_child[0], &c, 1) != 1) ::_exit(103);  // the parent checked the others
         kept.clear();
         ::usleep(300 * 1000);
-        auto again = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
-        if (!again || !served(again->get())) code |= 16;
+        auto last = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+        if (!last || !served(last->get())) code |= 16;
         ::_exit(code);
     }
     char c = 0;
@@ -302,8 +314,9 @@ void connection_cap_per_uid(void**) {
     int status = 0;
     assert_int_equal(::waitpid(holder, &status, 0), holder);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::printf("# holder uid 65534: code %d (2: first not served, 4: fifth not closed, 8: fourth not served, "
-                "16: not served after closing)\n", code);
+    std::printf("# holder uid 65534: code %d (2: first not served, 4: fifth not served, 32: the idle one not "
+                "closed for it, 64: a newcomer not refused, 8: fourth not served, 16: not served after closing)\n",
+                code);
     assert_int_equal(code, 0);
     assert_int_equal(other, 0);
     expect_pam("root's login while uid 65534 is at its cap", o.authenticate, PAM_SUCCESS);

@@ -39,6 +39,7 @@
 #include <security/pam_appl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fixture.hpp"
@@ -261,7 +262,9 @@ proto::Prompt prompt(proto::PromptStyle style, std::string text) {
 }
 
 // A Unix socket server in a thread. Per connection: read a request, record it, play the next
-// queued step; repeat while steps say `respond`. No queued step: hang up.
+// queued step; repeat while steps say `respond`. No queued step: hang up. A new script hangs
+// up the connection the module kept from the test before (as the daemon does to one idle past
+// helper.client_timeout): every test's first request also goes through the module's retry.
 class ScriptedPeer {
   public:
     explicit ScriptedPeer(std::string path) : path_(std::move(path)) {
@@ -297,6 +300,12 @@ class ScriptedPeer {
         repeat_last_ = repeat_last;
         received_.clear();
         connections_ = 0;
+        if (serving_ >= 0) ::shutdown(serving_, SHUT_RDWR);
+    }
+    // Hangs up the connection being served, if any (the script stays).
+    void hang_up_now() {
+        std::lock_guard lock(mu_);
+        if (serving_ >= 0) ::shutdown(serving_, SHUT_RDWR);
     }
     int connections() {
         std::lock_guard lock(mu_);
@@ -361,8 +370,13 @@ class ScriptedPeer {
             {
                 std::lock_guard lock(mu_);
                 ++connections_;
+                serving_ = fd;
             }
             serve(fd);
+            {
+                std::lock_guard lock(mu_);
+                serving_ = -1;
+            }
             ::close(fd);
         }
     }
@@ -376,6 +390,7 @@ class ScriptedPeer {
     bool repeat_last_ = false;
     std::vector<proto::Request> received_;
     int connections_ = 0;
+    int serving_ = -1;  // the connection serve() reads, -1 between connections
 };
 
 std::unique_ptr<ScriptedPeer> g_peer;
@@ -571,6 +586,40 @@ void test_peer_hangs_up(void**) {
         run_pam("cvat-peer", "alice", {"secret"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
     expect_cases(r);
     assert_int_equal(g_peer->connections(), 1);
+}
+
+// The connection a transaction used serves the thread's next one: a web server's next
+// request costs one round trip, no connect.
+void test_connection_kept_for_next_transaction(void**) {
+    g_peer->script({respond(verdict(Status::ok, "alice", Role::user)), respond(verdict(Status::ok, "bob", Role::worker))});
+    auto r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_SUCCESS)});
+    expect_cases(r);
+    r = run_pam("cvat-peer", "bob", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_SUCCESS)});
+    expect_cases(r);
+    assert_string_equal(r.env["CVAT_ROLE"].c_str(), "worker");
+    auto got = g_peer->take_received();
+    assert_int_equal(got.size(), 2);
+    assert_int_equal(g_peer->connections(), 1);
+
+    // Closed by the peer meanwhile (idle past helper.client_timeout): the request goes once
+    // more, on a new connection, and the login does not notice.
+    g_peer->script({respond(verdict(Status::ok, "alice", Role::user))}, true);
+    r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    expect_cases(r);
+    g_peer->hang_up_now();
+    r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    expect_cases(r);
+    assert_int_equal(g_peer->take_received().size(), 2);
+    assert_int_equal(g_peer->connections(), 2);
+
+    // A connection left mid-conversation (the user aborted at a prompt) is not kept: the
+    // peer's next request is on a new connection.
+    g_peer->script({respond(prompt(proto::PromptStyle::echo_off, "Code: ")), respond(verdict(Status::ok, "alice", Role::user))});
+    r = run_pam("cvat-peer-device", "alice", {}, {tc(PAMTEST_AUTHENTICATE, PAM_CONV_ERR)});
+    expect_cases(r);
+    r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    expect_cases(r);
+    assert_int_equal(g_peer->connections(), 2);
 }
 
 void test_wrong_message_type_is_unavail(void**) {
@@ -798,7 +847,8 @@ void test_account_later_asks_daemon(void**) {
     const auto* acct = received<proto::AccountRequest>(got);
     assert_non_null(acct);
     assert_string_equal(acct->user.c_str(), "alice");
-    assert_int_equal(g_peer->connections(), 2);
+    // On the connection authenticate kept.
+    assert_int_equal(g_peer->connections(), 1);
 
     // Another user's account in the same transaction (PAM_USER changed) is asked too.
     g_peer->script({respond(verdict(Status::ok, "alice", Role::user)), respond(verdict(Status::perm_denied, "bob"))});
@@ -1252,6 +1302,54 @@ void test_daemon_try_first_pass(void**) {
     assert_string_equal(r.env["CVAT_ROLE"].c_str(), "user");
 }
 
+// How many lines of the daemon's log contain `needle`.
+int log_count(const std::string& needle) {
+    const std::string text = test::read_file(g_daemon->log_path());
+    int n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+    return n;
+}
+
+// Logins of one thread share a connection; a forked child and a changed effective gid get
+// their own (the daemon reads SO_PEERCRED at connect: a kept connection must not carry
+// another process's or another identity's credentials).
+void test_daemon_connection_per_process_and_identity(void**) {
+    if (::geteuid() != 0) fail_msg("needs root (setegid)");
+    const std::string me = "peer pid=" + std::to_string(::getpid()) + " uid=0 gid=" + std::to_string(::getegid());
+    const auto login = [] {
+        return run_pam("cvat-daemon", "alice", {"alice-Passw0rd"},
+                       {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS), tc(PAMTEST_ACCOUNT, PAM_SUCCESS)});
+    };
+    expect_cases(login());
+    const int connects = log_count(me + ": connected");
+    for (int i = 0; i < 3; ++i) expect_cases(login());
+    assert_int_equal(log_count(me + ": connected"), connects);
+
+    pid_t child = ::fork();
+    if (child == 0) {
+        auto r = login();
+        ::_exit(r.err == PAMTEST_ERR_OK ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(::waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    const std::string kid = "peer pid=" + std::to_string(child) + " ";
+    if (log_count(kid) < 2 || log_count(kid + "uid=0 gid=0: auth user=alice") != 1)
+        fail_msg("the child's login did not come on its own connection:\n%s",
+                 test::read_file(g_daemon->log_path()).c_str());
+
+    const gid_t gid = ::getegid();
+    assert_int_equal(::setegid(65534), 0);
+    auto r = login();
+    assert_int_equal(::setegid(gid), 0);
+    expect_cases(r);
+    assert_int_equal(log_count("peer pid=" + std::to_string(::getpid()) + " uid=0 gid=65534: auth user=alice"), 1);
+    // Back to the first identity: a connection of its own again, not the one made as gid 65534.
+    const int before = log_count(me + ": connected");
+    expect_cases(login());
+    assert_int_equal(log_count(me + ": connected"), before + 1);
+}
+
 int setup_peer(void**) {
     g_peer = std::make_unique<ScriptedPeer>(peer_socket());
     return 0;
@@ -1358,6 +1456,7 @@ int main(int argc, char** argv) {
             cmocka_unit_test(test_daemon_require_admin),
             cmocka_unit_test(test_daemon_session_exports_env),
             cmocka_unit_test(test_daemon_try_first_pass),
+            cmocka_unit_test(test_daemon_connection_per_process_and_identity),
         };
         int failed =
             cmocka_run_group_tests_name("pam_cvat with cvat-authd", tests, nullptr, nullptr);
@@ -1376,6 +1475,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_silent_peer_times_out),
         cmocka_unit_test(test_garbage_answers_are_unavail),
         cmocka_unit_test(test_peer_hangs_up),
+        cmocka_unit_test(test_connection_kept_for_next_transaction),
         cmocka_unit_test(test_wrong_message_type_is_unavail),
         cmocka_unit_test(test_bad_user_names_never_reach_daemon),
         cmocka_unit_test(test_use_first_pass_without_token_fails),
