@@ -664,9 +664,12 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     rc = pam_set_data(pamh, kDataKey, data.get(), free_transaction_data);
     if (rc != PAM_SUCCESS) return rc;
     (void)data.release();  // libpam owns it now; free_transaction_data frees it
-    pam_syslog(pamh, LOG_INFO, "authenticated user %s role=%s rhost=%s",
-               log_safe(canonical).c_str(), proto::role_name(verdict->role),
-               rhost_for_log(req.rhost));
+    // The daemon's journal has every sign-in (service, rhost, tty, role; log_level info, the
+    // default); here only with `debug`: a web server signs in on every request, and each line
+    // costs the host a syslog round trip under glibc's syslog lock.
+    if (o.debug)
+        pam_syslog(pamh, LOG_DEBUG, "authenticated user %s role=%s rhost=%s", log_safe(canonical).c_str(),
+                   proto::role_name(verdict->role), rhost_for_log(req.rhost));
     return PAM_SUCCESS;
 }
 
