@@ -141,6 +141,9 @@ include /etc/ldap/schema/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
 pidfile $SL/slapd.pid
+# As Debian's slapd package sets it (olcLogLevel: none, /usr/share/slapd/slapd.init.ldif):
+# slapd's own default, stats, syslogs several lines per operation.
+loglevel ${SLAPD_LOGLEVEL:-none}
 database mdb
 maxsize 4294967296
 dbnosync
