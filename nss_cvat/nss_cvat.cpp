@@ -4,7 +4,8 @@
 //
 // Warm lookups read the daemon's memory-mapped cache file (common/nss_mc.hpp) next to its
 // socket; a miss, an expired record or no file goes to cvat-authd over the socket: one
-// connection, one request, one reply (common/protocol.hpp), a 10 s deadline for all of it.
+// request, one reply (common/protocol.hpp), a 10 s deadline for all of it, on the thread's
+// kept connection (see Kept) or a new one.
 //
 // A guest in every process that resolves a user, so: libc only (no libstdc++, no exceptions,
 // no RTTI, no static constructors beyond the atfork registration), every string inside the
@@ -188,6 +189,11 @@ public:
     Fd(const Fd&) = delete;
     Fd& operator=(const Fd&) = delete;
     int get() const { return fd_; }
+    int release() {
+        int fd = fd_;
+        fd_ = -1;
+        return fd;
+    }
 
 private:
     int fd_;
@@ -278,27 +284,116 @@ struct Request {
     }
 };
 
-// One round trip: connect, send, read one frame of type `want`, map its status.
-Outcome ask(const char* socket_path, const Request& req, MsgType want, Reply& reply) {
-    if (req.size == 0) return not_found();
-    int64_t deadline = monotonic_ms() + kTimeoutMs;
-    Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (fd.get() < 0) return unavailable(errno);
-    Outcome o = connect_to(fd.get(), socket_path, deadline);
-    if (o.status == NSS_STATUS_SUCCESS) o = send_all(fd.get(), req.bytes, req.size, deadline);
+// This thread's connection to the daemon, kept for its next request (pam_cvat does the same,
+// common/transport.hpp): `ls -l` over a directory of CVAT users' files, or a web server asking
+// for the groups of one user after another, pays one connect, not one per lookup. In
+// thread-specific data (no TLS, no constructor): freed, and the descriptor closed, when the
+// thread exits. Used again only by the process that connected, with the effective uid and gid
+// it had (the daemon reads SO_PEERCRED once), for the same socket, and only while fstat shows
+// the same socket behind the number (a host that closed it and reused the number keeps its
+// file; a forked child closes its copy).
+struct Kept {
+    int fd;
+    pid_t pid;
+    uid_t euid;
+    gid_t egid;
+    dev_t dev;
+    ino_t ino;
+    char path[sizeof(sockaddr_un::sun_path)];
+
+    bool same_socket() const {
+        struct stat st;
+        return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino;
+    }
+    // Gives up the descriptor: closed if it is still ours, left alone if the number is not.
+    void drop() {
+        if (same_socket()) close(fd);
+        fd = -1;
+    }
+};
+
+pthread_key_t g_kept_key;
+bool g_kept_ok = false;
+pthread_once_t g_kept_once = PTHREAD_ONCE_INIT;
+
+void free_kept(void* p) {
+    auto* k = static_cast<Kept*>(p);
+    int saved = errno;
+    k->drop();
+    free(k);
+    errno = saved;
+}
+void make_kept_key() { g_kept_ok = pthread_key_create(&g_kept_key, free_kept) == 0; }
+
+// This thread's record, made on first use; nullptr if that fails (then nothing is kept).
+Kept* kept() {
+    pthread_once(&g_kept_once, make_kept_key);
+    if (!g_kept_ok) return nullptr;
+    auto* k = static_cast<Kept*>(pthread_getspecific(g_kept_key));
+    if (k != nullptr) return k;
+    k = static_cast<Kept*>(calloc(1, sizeof(Kept)));
+    if (k == nullptr) return nullptr;
+    k->fd = -1;
+    if (pthread_setspecific(g_kept_key, k) != 0) {
+        free(k);
+        return nullptr;
+    }
+    return k;
+}
+
+// The kept descriptor if it may serve a request to `path` now (it is then no longer kept), or -1.
+int take_kept(const char* path) {
+    Kept* k = kept();
+    if (k == nullptr || k->fd < 0) return -1;
+    if (k->pid == getpid() && k->euid == geteuid() && k->egid == getegid() && strcmp(k->path, path) == 0 &&
+        k->same_socket()) {
+        int fd = k->fd;
+        k->fd = -1;
+        return fd;
+    }
+    k->drop();
+    return -1;
+}
+
+// Keeps fd (connected by this process as `who`, to `path`) for the thread's next request;
+// closes it if that cannot be.
+void keep(int fd, const char* path, pid_t pid, uid_t euid, gid_t egid) {
+    Kept* k = kept();
+    struct stat st;
+    if (k == nullptr || pid != getpid() || euid != geteuid() || egid != getegid() || fstat(fd, &st) != 0) {
+        close(fd);
+        return;
+    }
+    k->drop();
+    k->fd = fd;
+    k->pid = pid;
+    k->euid = euid;
+    k->egid = egid;
+    k->dev = st.st_dev;
+    k->ino = st.st_ino;
+    memcpy(k->path, path, strlen(path) + 1);  // Paths::socket fits sun_path
+}
+
+// Send the request, read one frame of type `want` into `reply`, map its status. `whole`: a
+// whole frame was read (the connection may serve another request).
+Outcome exchange(int fd, const Request& req, MsgType want, Reply& reply, int64_t deadline, bool& whole) {
+    whole = false;
+    Outcome o = send_all(fd, req.bytes, req.size, deadline);
     uint8_t header[proto::kHeaderSize];
-    if (o.status == NSS_STATUS_SUCCESS) o = recv_all(fd.get(), header, sizeof header, deadline);
+    if (o.status == NSS_STATUS_SUCCESS) o = recv_all(fd, header, sizeof header, deadline);
     if (o.status != NSS_STATUS_SUCCESS) return o;
     wire::In h(header, sizeof header);
     uint32_t len = h.u32();
     if (len < 5 || len > proto::kMaxFrame) return unavailable(EPROTO);  // version, type, status
+    free(reply.body);
     reply.body = static_cast<uint8_t*>(malloc(len));
     if (reply.body == nullptr) return {NSS_STATUS_TRYAGAIN, ENOMEM};
-    o = recv_all(fd.get(), reply.body, len, deadline);
+    o = recv_all(fd, reply.body, len, deadline);
     if (o.status != NSS_STATUS_SUCCESS) return o;
     reply.in = wire::In(reply.body, len);
     if (reply.in.u16() != proto::kVersion || reply.in.u16() != static_cast<uint16_t>(want))
         return unavailable(EPROTO);
+    whole = true;
     switch (static_cast<Status>(reply.in.u8())) {
         case Status::ok: return success();
         case Status::not_found:
@@ -307,6 +402,36 @@ Outcome ask(const char* socket_path, const Request& req, MsgType want, Reply& re
         case Status::not_supported: return unavailable(ENOENT);
         default: return unavailable(EIO);
     }
+}
+
+// One round trip on the thread's kept connection, or a new one: send, read one frame of type
+// `want`, map its status. A kept connection the daemon has closed meanwhile (idle past
+// helper.client_timeout, or at its connection cap) gets the request once more on a new one.
+Outcome ask(const char* socket_path, const Request& req, MsgType want, Reply& reply) {
+    if (req.size == 0) return not_found();
+    int64_t deadline = monotonic_ms() + kTimeoutMs;
+    const pid_t pid = getpid();
+    const uid_t euid = geteuid();
+    const gid_t egid = getegid();
+    int reused = take_kept(socket_path);
+    Outcome o = success();
+    bool whole = false;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        Fd fd(attempt == 0 && reused >= 0 ? reused : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (fd.get() < 0) return unavailable(errno);
+        const bool was_kept = attempt == 0 && reused >= 0;
+        if (!was_kept) {
+            o = connect_to(fd.get(), socket_path, deadline);
+            if (o.status != NSS_STATUS_SUCCESS) return o;
+        }
+        o = exchange(fd.get(), req, want, reply, deadline, whole);
+        if (whole) {
+            keep(fd.release(), socket_path, pid, euid, egid);
+            return o;
+        }
+        if (!(was_kept && (o.err == ECONNRESET || o.err == EPIPE))) return o;
+    }
+    return o;
 }
 
 Outcome passwd_from_daemon(const Paths& paths, const Request& req, passwd* pw, char* buf, size_t buflen) {

@@ -14,6 +14,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -79,6 +80,9 @@ proto::Response answer(const proto::Request& req) {
     return proto::Verdict{};
 }
 
+// Serves any number of connections at once and any number of requests on each, as
+// cvat-authd does; with hang_up_after_answer(true) it closes each connection after one answer
+// (what the daemon does to one idle past helper.client_timeout).
 class Daemon {
 public:
     explicit Daemon(std::string path) : path_(std::move(path)) {
@@ -97,46 +101,80 @@ public:
     ~Daemon() {
         (void)!::write(stop_[1], "x", 1);
         thread_.join();
+        for (int c : clients_) ::close(c);
         ::close(fd_);
         ::close(stop_[0]);
         ::close(stop_[1]);
         ::unlink(path_.c_str());
     }
-    int connections() const { return connections_.load(); }
+    int connections() const { return connections_.load(); }  // accepted so far
+    int open_connections() const { return open_.load(); }
+    int requests() const { return requests_.load(); }
+    void hang_up_after_answer(bool on) { hang_up_ = on; }
     std::vector<std::string> names() {
         std::lock_guard l(mu_);
         return names_;
+    }
+    // The pid SO_PEERCRED gave for the connection each request came on, in order.
+    std::vector<pid_t> peers() {
+        std::lock_guard l(mu_);
+        return peers_;
     }
 
 private:
     void run() {
         for (;;) {
-            pollfd p[2] = {{fd_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
-            if (::poll(p, 2, -1) < 0 && errno == EINTR) continue;
-            if (p[1].revents) return;
-            int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-            if (c < 0) continue;
-            ++connections_;
-            if (auto body = proto::recv_frame(c, proto::Deadline::after_ms(5000))) {
-                if (auto req = proto::decode_request(*body)) {
-                    {
-                        std::lock_guard l(mu_);
-                        if (auto* m = std::get_if<proto::PasswdByName>(&*req)) names_.push_back(m->name);
-                    }
-                    if (auto frame = proto::encode_response(answer(*req)))
-                        (void)proto::send_frame(c, *frame, proto::Deadline::after_ms(5000));
-                }
+            std::vector<pollfd> p = {{fd_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+            for (int c : clients_) p.push_back({c, POLLIN, 0});
+            if (::poll(p.data(), p.size(), -1) < 0) {
+                if (errno == EINTR) continue;
+                return;
             }
-            ::close(c);
+            if (p[1].revents) return;
+            for (std::size_t i = 2; i < p.size(); ++i)
+                if (p[i].revents != 0 && !serve(p[i].fd)) {
+                    ::close(p[i].fd);
+                    std::erase(clients_, p[i].fd);
+                    --open_;
+                }
+            if (p[0].revents & POLLIN) {
+                int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+                if (c < 0) continue;
+                ++connections_;
+                ++open_;
+                clients_.push_back(c);
+            }
         }
+    }
+    // One request and its answer; false: close the connection.
+    bool serve(int c) {
+        auto body = proto::recv_frame(c, proto::Deadline::after_ms(5000));
+        if (!body) return false;
+        auto req = proto::decode_request(*body);
+        if (!req) return false;
+        ++requests_;
+        {
+            ucred cred{};
+            socklen_t len = sizeof cred;
+            ::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+            std::lock_guard l(mu_);
+            peers_.push_back(cred.pid);
+            if (auto* m = std::get_if<proto::PasswdByName>(&*req)) names_.push_back(m->name);
+        }
+        auto frame = proto::encode_response(answer(*req));
+        if (!frame || !proto::send_frame(c, *frame, proto::Deadline::after_ms(5000))) return false;
+        return !hang_up_;
     }
     std::string path_;
     int fd_ = -1;
     int stop_[2] = {-1, -1};
     std::thread thread_;
-    std::atomic<int> connections_{0};
+    std::vector<int> clients_;  // the serving thread's only
+    std::atomic<int> connections_{0}, open_{0}, requests_{0};
+    std::atomic<bool> hang_up_{false};
     std::mutex mu_;
     std::vector<std::string> names_;
+    std::vector<pid_t> peers_;
 };
 
 Daemon* g_daemon = nullptr;
@@ -272,7 +310,7 @@ void test_not_supported_unavail(void**) {
 }
 
 void test_disable_env(void**) {
-    int before = g_daemon->connections();
+    int before = g_daemon->requests();
     setenv("CVAT_NSS_DISABLE", "1", 1);
     Pw a = getpwnam("alice");
     group gr{};
@@ -282,11 +320,11 @@ void test_disable_env(void**) {
     unsetenv("CVAT_NSS_DISABLE");
     assert_int_equal(a.st, NSS_STATUS_UNAVAIL);
     assert_int_equal(g, NSS_STATUS_UNAVAIL);
-    assert_int_equal(g_daemon->connections(), before);
+    assert_int_equal(g_daemon->requests(), before);
 }
 
 void test_hostile_names_stay_local(void**) {
-    int before = g_daemon->connections();
+    int before = g_daemon->requests();
     std::string long_name(300, 'a');
     for (const char* name : {long_name.c_str(), "al\nice", "al:ice", "", "tab\tname", "del\x7f"}) {
         Pw a = getpwnam(name);
@@ -298,7 +336,7 @@ void test_hostile_names_stay_local(void**) {
     }
     Pw a = getpwnam(std::string(255, 'b').c_str());  // the longest name allowed goes through
     assert_int_equal(a.st, NSS_STATUS_NOTFOUND);
-    assert_int_equal(g_daemon->connections(), before + 1);
+    assert_int_equal(g_daemon->requests(), before + 1);
     auto names = g_daemon->names();
     assert_string_equal(names.back().c_str(), std::string(255, 'b').c_str());
 }
@@ -408,6 +446,50 @@ void test_16_threads(void**) {
     for (auto& t : threads) t.join();
     assert_int_equal(bad.load(), 0);
     assert_int_equal(good.load(), 16 * 50);
+}
+
+// Lookups of one thread share a connection; one the daemon closed meanwhile is replaced
+// without the caller noticing; a thread's connection ends with the thread; a forked child
+// connects on its own (SO_PEERCRED is the connecting process's).
+void test_connection_kept(void**) {
+    auto settle = [](const std::function<bool()>& done) {
+        for (int i = 0; i < 200 && !done(); ++i) ::usleep(10000);
+        return done();
+    };
+    // Those of earlier tests' threads have gone; at most this thread's is left.
+    assert_true(settle([] { return g_daemon->open_connections() <= 1; }));
+    const int open = g_daemon->open_connections();
+    std::thread([] { assert_int_equal(getpwnam("alice").st, NSS_STATUS_SUCCESS); }).join();
+    // The thread's connection was closed when it ended.
+    if (!settle([open] { return g_daemon->open_connections() <= open; }))
+        fail_msg("%d connections open after the thread ended, %d before", g_daemon->open_connections(), open);
+    const int before = g_daemon->connections();
+    for (int i = 0; i < 20; ++i) {
+        assert_int_equal(getpwnam(i % 2 ? "alice" : "nobody-here").st, i % 2 ? NSS_STATUS_SUCCESS : NSS_STATUS_NOTFOUND);
+        group gr{};
+        char buf[512];
+        int err = 0;
+        assert_int_equal(g_nss.getgrgid_r(20001, &gr, buf, sizeof buf, &err), NSS_STATUS_SUCCESS);
+    }
+    assert_true(g_daemon->connections() - before <= 1);  // the first may connect, none after it
+
+    g_daemon->hang_up_after_answer(true);
+    const int requests = g_daemon->requests();
+    for (int i = 0; i < 5; ++i) assert_int_equal(getpwnam("bob").st, NSS_STATUS_SUCCESS);
+    g_daemon->hang_up_after_answer(false);
+    assert_int_equal(g_daemon->requests(), requests + 5);
+    assert_int_equal(getpwnam("bob").st, NSS_STATUS_SUCCESS);  // a live kept connection again
+
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        Pw a = getpwnam("alice");
+        ::_exit(a.st == NSS_STATUS_SUCCESS ? 0 : 1);
+    }
+    assert_int_equal(wait_child(pid), 0);
+    auto peers = g_daemon->peers();
+    assert_int_equal(peers.back(), pid);
+    assert_int_equal(getpwnam("alice").st, NSS_STATUS_SUCCESS);
+    assert_int_equal(g_daemon->peers().back(), ::getpid());
 }
 
 void test_enumeration(void**) {
@@ -560,6 +642,7 @@ int main(int argc, char** argv) {
                 cmocka_unit_test_setup(test_errno_preserved, reset),
                 cmocka_unit_test_setup(test_fork_child_looks_up, reset),
                 cmocka_unit_test_setup(test_16_threads, reset),
+                cmocka_unit_test_setup(test_connection_kept, reset),
                 cmocka_unit_test_setup(test_enumeration, reset),
             };
             failed = cmocka_run_group_tests_name("nss_cvat against an in-test daemon", tests, nullptr, nullptr);
