@@ -346,13 +346,23 @@ struct Server::Impl {
     // (transport.hpp, take_connection). False if every connection is in use: the newcomer is
     // refused. A connection that has not had an answer yet is never taken.
     bool close_idle(std::optional<uid_t> uid) {
-        int oldest = -1;
-        std::int64_t oldest_deadline = 0;
-        for (const auto& [fd, c] : conns)
-            if (c.idle() && (!uid || c.peer.uid == *uid) && (oldest < 0 || c.deadline_ms < oldest_deadline)) {
-                oldest = fd;
-                oldest_deadline = c.deadline_ms;
-            }
+        auto find = [&] {
+            int oldest = -1;
+            std::int64_t oldest_deadline = 0;
+            for (const auto& [fd, c] : conns)
+                if (c.idle() && (!uid || c.peer.uid == *uid) && (oldest < 0 || c.deadline_ms < oldest_deadline)) {
+                    oldest = fd;
+                    oldest_deadline = c.deadline_ms;
+                }
+            return oldest;
+        };
+        int oldest = find();
+        if (oldest < 0) {
+            // A worker may have answered and not been heard yet (its client can be faster
+            // than this thread): take back what the workers finished, then look again.
+            on_done();
+            oldest = find();
+        }
         if (oldest < 0) return false;
         log::debug("peer ", peer_text(conns[oldest].peer), ": idle connection closed to make room (",
                    uid ? "helper.max_connections_per_uid" : "helper.max_connections", ")");

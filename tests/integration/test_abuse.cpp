@@ -279,7 +279,9 @@ void connection_cap_per_uid(void**) {
         int code = 0;
         if (!served(kept[0].get())) code |= 2;
         // kept[0] now sits idle after its answer, as a module keeps it for its next request:
-        // a fifth connection closes it to make room and is served.
+        // a fifth connection closes it to make room and is served. (A moment first: the
+        // worker that answered hands the connection back to the I/O thread after the answer.)
+        ::usleep(50 * 1000);
         auto fifth = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
         if (!fifth || !served(fifth->get())) code |= 4;
         if (!closed_by_daemon(kept[0].get())) code |= 32;

@@ -480,12 +480,18 @@ void test_connection_kept(void**) {
     assert_int_equal(g_daemon->requests(), requests + 5);
     assert_int_equal(getpwnam("bob").st, NSS_STATUS_SUCCESS);  // a live kept connection again
 
+    int result[2];
+    assert_int_equal(::pipe2(result, O_CLOEXEC), 0);
     pid_t pid = ::fork();
     if (pid == 0) {
-        Pw a = getpwnam("alice");
-        ::_exit(a.st == NSS_STATUS_SUCCESS ? 0 : 1);
+        const char ok = getpwnam("alice").st == NSS_STATUS_SUCCESS ? 0 : 1;
+        (void)!::write(result[1], &ok, 1);
+        ::raise(SIGKILL);  // as in test_fork_child_looks_up
     }
-    assert_int_equal(wait_child(pid), 0);
+    ::close(result[1]);
+    const int st = wait_killed_child(pid, result[0]);
+    ::close(result[0]);
+    assert_int_equal(st, 0);
     auto peers = g_daemon->peers();
     assert_int_equal(peers.back(), pid);
     assert_int_equal(getpwnam("alice").st, NSS_STATUS_SUCCESS);
