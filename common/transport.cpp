@@ -158,15 +158,16 @@ struct Kept {
     std::size_t path_len = 0;
     char path[sizeof(sockaddr_un::sun_path)] = {};
 
-    // Is fd still the socket this process connected (and not a number the host reused)?
-    bool ours() const noexcept {
-        if (fd < 0 || pid != ::getpid()) return false;
+    // Is fd still the socket that was connected (and not a number the host reused)? A forked
+    // child has its own copy of it.
+    bool same_socket() const noexcept {
         struct stat st{};
-        return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino;
+        return fd >= 0 && ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino;
     }
-    // Gives up the descriptor: closed if it is ours, else left to whoever owns it now.
+    // Gives up the descriptor: closed if it is still the socket (a child's copy too), else
+    // left to whoever owns the number now.
     void drop() noexcept {
-        if (ours()) {
+        if (same_socket()) {
             int saved = errno;
             ::close(fd);
             errno = saved;
@@ -183,8 +184,9 @@ thread_local Kept t_kept;
 Result<Link> take_connection(const std::string& path, Deadline deadline) {
     Kept& k = t_kept;
     if (k.fd >= 0) {
-        const bool same = k.ours() && k.euid == ::geteuid() && k.egid == ::getegid() && k.path_len == path.size() &&
-                          std::memcmp(k.path, path.data(), path.size()) == 0;
+        const bool same = k.pid == ::getpid() && k.euid == ::geteuid() && k.egid == ::getegid() &&
+                          k.path_len == path.size() && std::memcmp(k.path, path.data(), path.size()) == 0 &&
+                          k.same_socket();
         if (same) {
             Link l{UniqueFd(k.fd), true, k.pid, k.euid, k.egid};
             k.fd = -1;

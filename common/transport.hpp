@@ -48,7 +48,7 @@ std::int64_t monotonic_ms() noexcept;
 // for fork to break): the thread's next request takes it if it is still this process's, with
 // the same effective uid and gid (the daemon reads SO_PEERCRED once, at connect), to the same
 // socket, and still the socket it was (a host that closes descriptors and reuses the number
-// gets its own file left alone). Anything else connects afresh. The daemon closes a kept
+// gets its own file left alone; a forked child closes its copy). Anything else connects afresh. The daemon closes a kept
 // connection idle for helper.client_timeout, or when a uid or the daemon is at its connection
 // cap; the caller then retries once on a new connection (`reused` says when that may be).
 struct Link {
