@@ -64,7 +64,7 @@ public:
 
     // Wipes the text now (clear() alone would leave it in the kept capacity until freed).
     void reset() {
-        explicit_bzero(buf_.data(), buf_.size());
+        if (!buf_.empty()) explicit_bzero(buf_.data(), buf_.size());  // moved-from: no buffer
         buf_.clear();
         buf_.push_back('\0');
     }

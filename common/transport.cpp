@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "transport.hpp"
 
+#include "kept_fds.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -34,6 +36,9 @@ int Deadline::remaining_ms() const noexcept {
 
 namespace {
 
+// The words of a failure that shows the daemon never read the request (see request_unread).
+constexpr const char* kClosedUnread = "cvat-authd closed the connection before reading the request";
+
 // Waits for `events` on fd until the deadline.
 Result<void> wait_for(int fd, short events, Deadline deadline) {
     for (;;) {
@@ -55,10 +60,11 @@ Result<void> read_exact(int fd, std::uint8_t* out, std::size_t n, Deadline deadl
             got += static_cast<std::size_t>(rc);
             continue;
         }
+        // The daemon read what we sent and hung up: it may have acted on the request.
         if (rc == 0) return fail(ErrorCode::unavailable, "cvat-authd closed the connection");
         if (errno == EINTR) continue;
         // What a Unix socket answers when the daemon closed it with our request unread.
-        if (errno == ECONNRESET) return fail(ErrorCode::unavailable, "cvat-authd closed the connection");
+        if (errno == ECONNRESET) return fail(ErrorCode::unavailable, kClosedUnread);
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return fail(ErrorCode::io, std::string("recv: ") + std::strerror(errno));
         auto w = wait_for(fd, POLLIN, deadline);
@@ -112,8 +118,7 @@ Result<void> send_frame(int fd, const SecureBytes& frame, Deadline deadline) {
             if (!w) return w;
             continue;
         }
-        if (rc < 0 && (errno == EPIPE || errno == ECONNRESET))
-            return fail(ErrorCode::unavailable, "cvat-authd closed the connection");
+        if (rc < 0 && (errno == EPIPE || errno == ECONNRESET)) return fail(ErrorCode::unavailable, kClosedUnread);
         return fail(ErrorCode::io, std::string("send: ") + std::strerror(errno));
     }
     return {};
@@ -167,6 +172,8 @@ struct Kept {
     // Gives up the descriptor: closed if it is still the socket (a child's copy too), else
     // left to whoever owns the number now.
     void drop() noexcept {
+        if (fd < 0) return;
+        kept_fds::remove(fd);
         if (same_socket()) {
             int saved = errno;
             ::close(fd);
@@ -181,6 +188,8 @@ thread_local Kept t_kept;
 
 }  // namespace
 
+bool request_unread(const Error& e) noexcept { return e.code == ErrorCode::unavailable && e.detail == kClosedUnread; }
+
 Result<Link> take_connection(const std::string& path, Deadline deadline) {
     Kept& k = t_kept;
     if (k.fd >= 0) {
@@ -188,6 +197,7 @@ Result<Link> take_connection(const std::string& path, Deadline deadline) {
                           k.path_len == path.size() && std::memcmp(k.path, path.data(), path.size()) == 0 &&
                           k.same_socket();
         if (same) {
+            kept_fds::remove(k.fd);
             Link l{UniqueFd(k.fd), true, k.pid, k.euid, k.egid};
             k.fd = -1;
             return l;
@@ -212,6 +222,7 @@ void keep_connection(const std::string& path, Link link) noexcept {
         link.egid != ::getegid() || ::fstat(link.fd.get(), &st) != 0)
         return;
     k.drop();  // one per thread: a second link of the same thread closes the older
+    if (!kept_fds::add(link.fd.get(), st.st_dev, st.st_ino)) return;  // closed: too many threads keep one
     k.pid = link.pid;
     k.euid = link.euid;
     k.egid = link.egid;

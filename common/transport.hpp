@@ -50,7 +50,9 @@ std::int64_t monotonic_ms() noexcept;
 // socket, and still the socket it was (a host that closes descriptors and reuses the number
 // gets its own file left alone; a forked child closes its copy). Anything else connects afresh. The daemon closes a kept
 // connection idle for helper.client_timeout, or when a uid or the daemon is at its connection
-// cap; the caller then retries once on a new connection (`reused` says when that may be).
+// cap; the caller then retries once on a new connection (`reused` says when that may be, and
+// request_unread whether the failure allows it). Every kept connection of the process is
+// closed in a forked child (kept_fds.hpp).
 struct Link {
     UniqueFd fd;
     bool reused = false;
@@ -60,6 +62,11 @@ struct Link {
     gid_t egid = 0;
 };
 [[nodiscard]] Result<Link> take_connection(const std::string& path, Deadline deadline);
+// The failure shows that the daemon never read the request (it had closed the connection
+// first: EPIPE, or ECONNRESET with the request unread), so sending it again cannot repeat it.
+// A plain end of stream after the request went out can follow a request the daemon carried
+// out (and then died): that one is not sent again.
+[[nodiscard]] bool request_unread(const Error& e) noexcept;
 // A new connection, whatever is kept.
 [[nodiscard]] Result<Link> open_connection(const std::string& path, Deadline deadline);
 // Keeps the link for this thread's next request to `path` (unless the process or its ids

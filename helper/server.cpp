@@ -312,15 +312,17 @@ struct Server::Impl {
                 continue;
             }
             Peer peer{cred.pid, cred.uid, cred.gid};
-            if (conns.size() >= max_connections && !close_idle(std::nullopt)) {
-                log::warning("peer ", peer_text(peer), ": refused, ", std::to_string(conns.size()),
-                             " connections open (helper.max_connections)");
-                continue;
-            }
             // One local user cannot take every slot; root (sshd, login) is bounded by the total.
+            // Checked first: a newcomer refused here must not have closed anyone's connection.
             if (peer.uid != 0 && max_per_uid != 0 && per_uid[peer.uid] >= max_per_uid && !close_idle(peer.uid)) {
                 log::warning("peer ", peer_text(peer), ": refused, uid ", std::to_string(peer.uid), " has ",
                              std::to_string(per_uid[peer.uid]), " connections open (helper.max_connections_per_uid)");
+                continue;
+            }
+            // At the total: the newcomer's own uid's idle connections go first.
+            if (conns.size() >= max_connections && !close_idle(peer.uid) && !close_idle(std::nullopt)) {
+                log::warning("peer ", peer_text(peer), ": refused, ", std::to_string(conns.size()),
+                             " connections open (helper.max_connections)");
                 continue;
             }
             epoll_event ev{};

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kept_fds.hpp"
 #include "nss_mc.hpp"
 #include "nss_pack.hpp"
 #include "protocol.hpp"  // only its enums and caps: nothing here calls into common/'s library
@@ -288,7 +289,7 @@ struct Request {
 // common/transport.hpp): `ls -l` over a directory of CVAT users' files, or a web server asking
 // for the groups of one user after another, pays one connect, not one per lookup. In
 // thread-specific data (no TLS, no constructor): freed, and the descriptor closed, when the
-// thread exits. Used again only by the process that connected, with the effective uid and gid
+// thread exits; every thread's is closed in a forked child (kept_fds.hpp). Used again only by the process that connected, with the effective uid and gid
 // it had (the daemon reads SO_PEERCRED once), for the same socket, and only while fstat shows
 // the same socket behind the number (a host that closed it and reused the number keeps its
 // file; a forked child closes its copy).
@@ -307,6 +308,8 @@ struct Kept {
     }
     // Gives up the descriptor: closed if it is still ours, left alone if the number is not.
     void drop() {
+        if (fd < 0) return;
+        kept_fds::remove(fd);
         if (same_socket()) close(fd);
         fd = -1;
     }
@@ -348,6 +351,7 @@ int take_kept(const char* path) {
     if (k->pid == getpid() && k->euid == geteuid() && k->egid == getegid() && strcmp(k->path, path) == 0 &&
         k->same_socket()) {
         int fd = k->fd;
+        kept_fds::remove(fd);
         k->fd = -1;
         return fd;
     }
@@ -365,6 +369,10 @@ void keep(int fd, const char* path, pid_t pid, uid_t euid, gid_t egid) {
         return;
     }
     k->drop();
+    if (!kept_fds::add(fd, st.st_dev, st.st_ino)) {  // every other thread keeps one already
+        close(fd);
+        return;
+    }
     k->fd = fd;
     k->pid = pid;
     k->euid = euid;

@@ -398,8 +398,9 @@ int get_user(pam_handle_t* pamh, std::string& out) {
 // kept connection is used if there is one (transport.hpp, take_connection), and kept again
 // once an exchange has ended with a final answer: a web server's next request costs one round
 // trip. A kept connection the daemon has closed meanwhile (idle past helper.client_timeout,
-// or at its connection cap) fails the first call with `unavailable`; that call is sent once
-// more on a new connection.
+// or at its connection cap) fails the first call before the daemon read it (EPIPE,
+// ECONNRESET); that call is sent once more on a new connection, within the same timeout. A
+// connection that ends after the request was read is not retried: the daemon may have acted.
 class DaemonLink {
   public:
     DaemonLink(pam_handle_t* pamh, const Options& o) : pamh_(pamh), o_(o) {}
@@ -426,16 +427,17 @@ class DaemonLink {
             pam_syslog(pamh_, LOG_DEBUG, "request: %s", proto::describe_request(request).c_str());
         const bool first = calls_++ == 0;
         clean_ = false;
-        auto r = proto::call(link_.fd.get(), request, deadline());
-        if (!r && first && link_.reused && r.error().code == ErrorCode::unavailable) {
+        const proto::Deadline until = deadline();  // the retry too: one timeout for the request
+        auto r = proto::call(link_.fd.get(), request, until);
+        if (!r && first && link_.reused && proto::request_unread(r.error())) {
             if (o_.debug) pam_syslog(pamh_, LOG_DEBUG, "kept connection closed by cvat-authd; connecting again");
-            auto l = open_new();
+            auto l = proto::open_connection(o_.socket, until);
             if (!l) {
                 report(l.error());
                 return std::nullopt;
             }
             link_ = std::move(*l);
-            r = proto::call(link_.fd.get(), request, deadline());
+            r = proto::call(link_.fd.get(), request, until);
         }
         if (!r) {
             report(r.error());

@@ -328,6 +328,34 @@ void connection_cap_per_uid(void**) {
     for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
 }
 
+// A newcomer its uid's cap refuses closes nobody's connection, even with the daemon at its
+// total: root's connections, idle after their answers, stay.
+void refused_newcomer_closes_nobody(void**) {
+    Login l = start("cap2", "  max_connections: 6\n  max_connections_per_uid: 4\n  client_timeout: 30\n");
+    ::chmod(g->tmp.path().c_str(), 0711);
+    ::chmod(l.dir.c_str(), 0711);
+    const std::string socket = l.daemon->socket();
+    std::vector<UniqueFd> root;
+    for (int i = 0; i < 2; ++i) {
+        auto fd = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+        assert_true(fd && served(fd->get()));
+        root.push_back(std::move(*fd));
+    }
+    ::usleep(50 * 1000);  // the I/O thread has the connections back from the workers
+    const int code = as_uid(65534, [&] {
+        std::vector<UniqueFd> mine;  // four connections that never asked: the daemon is at 6
+        for (int i = 0; i < 4; ++i) {
+            auto fd = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+            if (!fd) return 1;
+            mine.push_back(std::move(*fd));
+        }
+        auto fifth = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
+        return fifth && closed_by_daemon(fifth->get()) ? 0 : 2;
+    });
+    assert_int_equal(code, 0);
+    for (auto& fd : root) assert_true(served(fd.get()));
+}
+
 // CPU seconds (user + system) the process has used so far.
 double cpu_seconds(pid_t pid) {
     std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
@@ -435,6 +463,7 @@ int main() {
         cmocka_unit_test(burst_refused_not_locked),
         cmocka_unit_test(per_peer_delays),
         cmocka_unit_test(connection_cap_per_uid),
+        cmocka_unit_test(refused_newcomer_closes_nobody),
         cmocka_unit_test(out_of_descriptors),
         cmocka_unit_test(flood_of_names),
     };

@@ -6,6 +6,8 @@
 //   test_nss_module wrapper   getent and id under nss_wrapper (LD_PRELOAD), resolving through
 //                             the module as glibc would
 #include <atomic>
+#include <condition_variable>
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -498,6 +500,66 @@ void test_connection_kept(void**) {
     assert_int_equal(g_daemon->peers().back(), ::getpid());
 }
 
+// The socket descriptors this process has open.
+std::vector<int> open_sockets() {
+    std::vector<int> out;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        auto target = std::filesystem::read_symlink(e.path(), ec);
+        if (!ec && target.string().rfind("socket:", 0) == 0) out.push_back(std::stoi(e.path().filename().string()));
+    }
+    return out;
+}
+
+// A forked child closes the connections every thread of its parent keeps, not only the forking
+// thread's: a child that changes its user without exec must not hold a connection the daemon
+// knows by the parent's credentials.
+void test_fork_closes_every_kept_connection(void**) {
+    const auto before = open_sockets();
+    std::mutex m;
+    std::condition_variable cv;
+    bool looked_up = false, release = false;
+    std::thread holder([&] {
+        nss_status st = getpwnam("alice").st;
+        std::unique_lock l(m);
+        looked_up = st == NSS_STATUS_SUCCESS;
+        cv.notify_all();
+        cv.wait(l, [&] { return release; });
+    });
+    {
+        std::unique_lock l(m);
+        cv.wait(l, [&] { return looked_up; });
+    }
+    // The thread's end of its connection (the in-test daemon's end is in this process too).
+    int kept = -1;
+    for (int fd : open_sockets()) {
+        sockaddr_un peer{};
+        socklen_t len = sizeof peer;
+        if (std::find(before.begin(), before.end(), fd) == before.end() &&
+            ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0 && socket_path() == peer.sun_path)
+            kept = fd;
+    }
+    int result[2];
+    assert_int_equal(::pipe2(result, O_CLOEXEC), 0);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        const char ok = kept >= 0 && ::fcntl(kept, F_GETFD) == -1 && errno == EBADF ? 0 : 1;
+        (void)!::write(result[1], &ok, 1);
+        ::raise(SIGKILL);  // as in test_fork_child_looks_up
+    }
+    ::close(result[1]);
+    const int st = wait_killed_child(pid, result[0]);
+    ::close(result[0]);
+    {
+        std::lock_guard l(m);
+        release = true;
+    }
+    cv.notify_all();
+    holder.join();
+    if (kept < 0) fail_msg("the thread kept no connection");
+    assert_int_equal(st, 0);
+}
+
 void test_enumeration(void**) {
     namespace w = cvat::helper::nss_mc;
     std::int64_t later = std::time(nullptr) + 3600;
@@ -649,6 +711,7 @@ int main(int argc, char** argv) {
                 cmocka_unit_test_setup(test_fork_child_looks_up, reset),
                 cmocka_unit_test_setup(test_16_threads, reset),
                 cmocka_unit_test_setup(test_connection_kept, reset),
+                cmocka_unit_test_setup(test_fork_closes_every_kept_connection, reset),
                 cmocka_unit_test_setup(test_enumeration, reset),
             };
             failed = cmocka_run_group_tests_name("nss_cvat against an in-test daemon", tests, nullptr, nullptr);

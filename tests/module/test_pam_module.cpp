@@ -14,6 +14,7 @@
 //  - the real cvat-authd over a real slapd (tests/fixtures/slapd.sh, tree `ad`) for the
 //    end-to-end cases; skipped while either is not available.
 #include <atomic>
+#include <condition_variable>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -613,6 +614,16 @@ void test_connection_kept_for_next_transaction(void**) {
     assert_int_equal(g_peer->take_received().size(), 2);
     assert_int_equal(g_peer->connections(), 2);
 
+    // The peer read the request on the kept connection and hung up without an answer: it may
+    // have acted on it (a password changed, a failure counted), so it is not sent again.
+    g_peer->script({respond(verdict(Status::ok, "alice", Role::user)), hang_up()});
+    r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    expect_cases(r);
+    r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
+    expect_cases(r);
+    assert_int_equal(g_peer->take_received().size(), 2);
+    assert_int_equal(g_peer->connections(), 1);
+
     // A connection left mid-conversation (the user aborted at a prompt) is not kept: the
     // peer's next request is on a new connection.
     g_peer->script({respond(prompt(proto::PromptStyle::echo_off, "Code: ")), respond(verdict(Status::ok, "alice", Role::user))});
@@ -621,6 +632,67 @@ void test_connection_kept_for_next_transaction(void**) {
     r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
     expect_cases(r);
     assert_int_equal(g_peer->connections(), 2);
+}
+
+// The socket descriptors this process has open whose peer is `path`.
+std::vector<int> sockets_to(const std::string& path) {
+    std::vector<int> out;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        const int fd = std::atoi(e.path().filename().c_str());
+        sockaddr_un peer{};
+        socklen_t len = sizeof peer;
+        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0 && path == peer.sun_path)
+            out.push_back(fd);
+    }
+    return out;
+}
+
+// A forked child closes the connection another thread of its parent keeps: a child that
+// changes its user without exec must not hold a connection the daemon knows by its parent's
+// credentials.
+void test_fork_closes_other_threads_connection(void**) {
+    g_peer->script({respond(verdict(Status::ok, "alice", Role::user))});
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false, release = false;
+    int rc = -1;
+    std::thread holder([&] {
+        auto r = run_pam("cvat-peer", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+        std::unique_lock l(m);
+        rc = r.err == PAMTEST_ERR_OK ? 0 : 1;
+        done = true;
+        cv.notify_all();
+        cv.wait(l, [&] { return release; });
+    });
+    {
+        std::unique_lock l(m);
+        cv.wait(l, [&] { return done; });
+    }
+    const auto kept = sockets_to(peer_socket());
+    int result[2];
+    assert_int_equal(::pipe2(result, O_CLOEXEC), 0);
+    pid_t child = ::fork();
+    if (child == 0) {
+        char ok = kept.empty() ? 1 : 0;
+        for (int fd : kept)
+            if (::fcntl(fd, F_GETFD) != -1) ok = 2;
+        (void)!::write(result[1], &ok, 1);
+        ::raise(SIGKILL);  // not _exit(): see test_daemon_connection_per_process_and_identity
+    }
+    ::close(result[1]);
+    int status = 0;
+    assert_int_equal(::waitpid(child, &status, 0), child);
+    char ok = 3;
+    (void)!::read(result[0], &ok, 1);
+    ::close(result[0]);
+    {
+        std::lock_guard l(m);
+        release = true;
+    }
+    cv.notify_all();
+    holder.join();
+    assert_int_equal(rc, 0);
+    assert_int_equal(ok, 0);  // 1: no kept connection found, 2: still open in the child
 }
 
 void test_wrong_message_type_is_unavail(void**) {
@@ -1487,6 +1559,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_garbage_answers_are_unavail),
         cmocka_unit_test(test_peer_hangs_up),
         cmocka_unit_test(test_connection_kept_for_next_transaction),
+        cmocka_unit_test(test_fork_closes_other_threads_connection),
         cmocka_unit_test(test_wrong_message_type_is_unavail),
         cmocka_unit_test(test_bad_user_names_never_reach_daemon),
         cmocka_unit_test(test_use_first_pass_without_token_fails),
