@@ -10,7 +10,9 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 namespace cvat::kept_fds {
@@ -71,5 +73,70 @@ inline void remove(int fd) {
         }
     pthread_mutex_unlock(&g_lock);
 }
+
+// One thread's kept connection: who connected it (SO_PEERCRED is read at connect), to which
+// socket path, and the socket's identity (dev/ino) to tell it from a number the host reused.
+// Where the record lives is the module's business (pam_cvat: thread_local; nss_cvat:
+// thread-specific data).
+struct Record {
+    int fd = -1;  // -1: nothing kept
+    pid_t pid = 0;
+    uid_t euid = 0;
+    gid_t egid = 0;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    size_t path_len = 0;
+    char path[sizeof(sockaddr_un::sun_path)] = {};
+
+    // Is fd still the socket that was kept (a forked child has its own copy of it)?
+    bool same_socket() const {
+        struct stat st;
+        return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino;
+    }
+    // Gives up the descriptor: closed if it is still the socket, else left to whoever owns
+    // the number now. errno is kept.
+    void drop() {
+        if (fd < 0) return;
+        const int saved = errno;
+        remove(fd);
+        if (same_socket()) close(fd);
+        fd = -1;
+        errno = saved;
+    }
+    // The kept descriptor if this process, with its effective ids now, may send a request to
+    // `p` on it (it is then no longer kept); else the record is dropped and -1 returned.
+    int take(const char* p, size_t len) {
+        if (fd < 0) return -1;
+        if (pid == getpid() && euid == geteuid() && egid == getegid() && path_len == len &&
+            memcmp(path, p, len) == 0 && same_socket()) {
+            const int out = fd;
+            remove(out);
+            fd = -1;
+            return out;
+        }
+        drop();
+        return -1;
+    }
+    // Keeps `f`, connected to `p` by process `who` with those effective ids, in place of what
+    // was kept; false (f untouched: the caller closes it) when this process or its ids are not
+    // those any more, or the list is full.
+    bool keep(int f, const char* p, size_t len, pid_t who, uid_t uid, gid_t gid) {
+        struct stat st;
+        if (f < 0 || len >= sizeof path || who != getpid() || uid != geteuid() || gid != getegid() ||
+            fstat(f, &st) != 0)
+            return false;
+        drop();
+        if (!add(f, st.st_dev, st.st_ino)) return false;
+        fd = f;
+        pid = who;
+        euid = uid;
+        egid = gid;
+        dev = st.st_dev;
+        ino = st.st_ino;
+        memcpy(path, p, len);
+        path_len = len;
+        return true;
+    }
+};
 
 }  // namespace cvat::kept_fds

@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -151,59 +150,19 @@ Result<Response> call(int fd, const Request& request, Deadline deadline) {
 
 namespace {
 
-// This thread's kept connection (see take_connection). Plain data and a destructor that
-// closes the descriptor only if it is still the one this process opened.
-struct Kept {
-    int fd = -1;
-    pid_t pid = 0;
-    uid_t euid = 0;
-    gid_t egid = 0;
-    dev_t dev = 0;
-    ino_t ino = 0;
-    std::size_t path_len = 0;
-    char path[sizeof(sockaddr_un::sun_path)] = {};
-
-    // Is fd still the socket that was connected (and not a number the host reused)? A forked
-    // child has its own copy of it.
-    bool same_socket() const noexcept {
-        struct stat st{};
-        return fd >= 0 && ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino;
-    }
-    // Gives up the descriptor: closed if it is still the socket (a child's copy too), else
-    // left to whoever owns the number now.
-    void drop() noexcept {
-        if (fd < 0) return;
-        kept_fds::remove(fd);
-        if (same_socket()) {
-            int saved = errno;
-            ::close(fd);
-            errno = saved;
-        }
-        fd = -1;
-    }
-    ~Kept() { drop(); }
+// This thread's kept connection (see take_connection), given up when the thread ends.
+struct ThreadKept : kept_fds::Record {
+    ~ThreadKept() { drop(); }
 };
-
-thread_local Kept t_kept;
+thread_local ThreadKept t_kept;
 
 }  // namespace
 
 bool request_unread(const Error& e) noexcept { return e.code == ErrorCode::unavailable && e.detail == kClosedUnread; }
 
 Result<Link> take_connection(const std::string& path, Deadline deadline) {
-    Kept& k = t_kept;
-    if (k.fd >= 0) {
-        const bool same = k.pid == ::getpid() && k.euid == ::geteuid() && k.egid == ::getegid() &&
-                          k.path_len == path.size() && std::memcmp(k.path, path.data(), path.size()) == 0 &&
-                          k.same_socket();
-        if (same) {
-            kept_fds::remove(k.fd);
-            Link l{UniqueFd(k.fd), true, k.pid, k.euid, k.egid};
-            k.fd = -1;
-            return l;
-        }
-        k.drop();
-    }
+    ThreadKept& k = t_kept;
+    if (const int fd = k.take(path.data(), path.size()); fd >= 0) return Link{UniqueFd(fd), true, k.pid, k.euid, k.egid};
     return open_connection(path, deadline);
 }
 
@@ -216,21 +175,8 @@ Result<Link> open_connection(const std::string& path, Deadline deadline) {
 }
 
 void keep_connection(const std::string& path, Link link) noexcept {
-    Kept& k = t_kept;
-    struct stat st{};
-    if (!link.fd || path.size() >= sizeof(k.path) || link.pid != ::getpid() || link.euid != ::geteuid() ||
-        link.egid != ::getegid() || ::fstat(link.fd.get(), &st) != 0)
-        return;
-    k.drop();  // one per thread: a second link of the same thread closes the older
-    if (!kept_fds::add(link.fd.get(), st.st_dev, st.st_ino)) return;  // closed: too many threads keep one
-    k.pid = link.pid;
-    k.euid = link.euid;
-    k.egid = link.egid;
-    k.dev = st.st_dev;
-    k.ino = st.st_ino;
-    std::memcpy(k.path, path.data(), path.size());
-    k.path_len = path.size();
-    k.fd = link.fd.release();
+    if (link.fd && t_kept.keep(link.fd.get(), path.data(), path.size(), link.pid, link.euid, link.egid))
+        (void)link.fd.release();  // else closed with the link
 }
 
 }  // namespace cvat::proto

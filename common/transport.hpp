@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Blocking client side of the protocol with a deadline on every wait. Used by pam_cvat,
-// nss_cvat and cvat-authctl; safe inside a host process (CLOEXEC, MSG_NOSIGNAL, no threads,
-// no locks).
+// nss_cvat and cvat-authctl; safe inside a host process (CLOEXEC, MSG_NOSIGNAL, no threads;
+// the one lock, kept_fds.hpp's, is taken and released around fork).
 #pragma once
 
 #include <cstdint>
@@ -44,15 +44,14 @@ std::int64_t monotonic_ms() noexcept;
 [[nodiscard]] Result<Response> call(int fd, const Request& request, Deadline deadline);
 
 // A connection kept between requests, so that a web server's next request costs one round
-// trip and not a connect, an accept and two closes besides. One per thread (no lock, nothing
-// for fork to break): the thread's next request takes it if it is still this process's, with
-// the same effective uid and gid (the daemon reads SO_PEERCRED once, at connect), to the same
-// socket, and still the socket it was (a host that closes descriptors and reuses the number
-// gets its own file left alone; a forked child closes its copy). Anything else connects afresh. The daemon closes a kept
-// connection idle for helper.client_timeout, or when a uid or the daemon is at its connection
-// cap; the caller then retries once on a new connection (`reused` says when that may be, and
-// request_unread whether the failure allows it). Every kept connection of the process is
-// closed in a forked child (kept_fds.hpp).
+// trip and not a connect, an accept and two closes besides. One per thread: the thread's next
+// request takes it if it is still this process's, with the same effective uid and gid (the
+// daemon reads SO_PEERCRED once, at connect), to the same socket, and still the socket it was
+// (kept_fds.hpp: a number the host reused is left alone; a forked child closes every thread's
+// kept connection). Anything else connects afresh. The daemon closes a kept connection idle
+// for helper.client_timeout, or when a uid or the daemon is at its connection cap; the caller
+// then retries once on a new connection (`reused` says when that may be, and request_unread
+// whether the failure allows it).
 struct Link {
     UniqueFd fd;
     bool reused = false;

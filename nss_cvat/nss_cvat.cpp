@@ -5,7 +5,7 @@
 // Warm lookups read the daemon's memory-mapped cache file (common/nss_mc.hpp) next to its
 // socket; a miss, an expired record or no file goes to cvat-authd over the socket: one
 // request, one reply (common/protocol.hpp), a 10 s deadline for all of it, on the thread's
-// kept connection (see Kept) or a new one.
+// kept connection (see kept()) or a new one.
 //
 // A guest in every process that resolves a user, so: libc only (no libstdc++, no exceptions,
 // no RTTI, no static constructors beyond the atfork registration), every string inside the
@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <new>  // placement new only (header-inline, no libstdc++)
 #include <nss.h>
 #include <poll.h>
 #include <pthread.h>
@@ -287,56 +288,32 @@ struct Request {
 
 // This thread's connection to the daemon, kept for its next request (pam_cvat does the same,
 // common/transport.hpp): `ls -l` over a directory of CVAT users' files, or a web server asking
-// for the groups of one user after another, pays one connect, not one per lookup. In
-// thread-specific data (no TLS, no constructor): freed, and the descriptor closed, when the
-// thread exits; every thread's is closed in a forked child (kept_fds.hpp). Used again only by the process that connected, with the effective uid and gid
-// it had (the daemon reads SO_PEERCRED once), for the same socket, and only while fstat shows
-// the same socket behind the number (a host that closed it and reused the number keeps its
-// file; a forked child closes its copy).
-struct Kept {
-    int fd;
-    pid_t pid;
-    uid_t euid;
-    gid_t egid;
-    dev_t dev;
-    ino_t ino;
-    char path[sizeof(sockaddr_un::sun_path)];
-
-    bool same_socket() const {
-        struct stat st;
-        return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino;
-    }
-    // Gives up the descriptor: closed if it is still ours, left alone if the number is not.
-    void drop() {
-        if (fd < 0) return;
-        kept_fds::remove(fd);
-        if (same_socket()) close(fd);
-        fd = -1;
-    }
-};
-
+// for the groups of one user after another, pays one connect, not one per lookup. The record
+// (kept_fds::Record: used again only by the process and effective ids that connected, for the
+// same socket, while fstat shows the same socket; every thread's closed in a forked child)
+// lives in thread-specific data (no TLS, no constructor): freed, and the descriptor closed,
+// when the thread exits.
 pthread_key_t g_kept_key;
 bool g_kept_ok = false;
 pthread_once_t g_kept_once = PTHREAD_ONCE_INIT;
 
 void free_kept(void* p) {
-    auto* k = static_cast<Kept*>(p);
-    int saved = errno;
+    auto* k = static_cast<kept_fds::Record*>(p);
     k->drop();
+    k->~Record();
     free(k);
-    errno = saved;
 }
 void make_kept_key() { g_kept_ok = pthread_key_create(&g_kept_key, free_kept) == 0; }
 
 // This thread's record, made on first use; nullptr if that fails (then nothing is kept).
-Kept* kept() {
+kept_fds::Record* kept() {
     pthread_once(&g_kept_once, make_kept_key);
     if (!g_kept_ok) return nullptr;
-    auto* k = static_cast<Kept*>(pthread_getspecific(g_kept_key));
+    auto* k = static_cast<kept_fds::Record*>(pthread_getspecific(g_kept_key));
     if (k != nullptr) return k;
-    k = static_cast<Kept*>(calloc(1, sizeof(Kept)));
-    if (k == nullptr) return nullptr;
-    k->fd = -1;
+    void* mem = malloc(sizeof(kept_fds::Record));
+    if (mem == nullptr) return nullptr;
+    k = new (mem) kept_fds::Record();
     if (pthread_setspecific(g_kept_key, k) != 0) {
         free(k);
         return nullptr;
@@ -346,40 +323,15 @@ Kept* kept() {
 
 // The kept descriptor if it may serve a request to `path` now (it is then no longer kept), or -1.
 int take_kept(const char* path) {
-    Kept* k = kept();
-    if (k == nullptr || k->fd < 0) return -1;
-    if (k->pid == getpid() && k->euid == geteuid() && k->egid == getegid() && strcmp(k->path, path) == 0 &&
-        k->same_socket()) {
-        int fd = k->fd;
-        kept_fds::remove(fd);
-        k->fd = -1;
-        return fd;
-    }
-    k->drop();
-    return -1;
+    kept_fds::Record* k = kept();
+    return k == nullptr ? -1 : k->take(path, strlen(path));
 }
 
-// Keeps fd (connected by this process as `who`, to `path`) for the thread's next request;
-// closes it if that cannot be.
+// Keeps fd (connected by this process as pid/euid/egid, to `path`) for the thread's next
+// request; closes it if that cannot be.
 void keep(int fd, const char* path, pid_t pid, uid_t euid, gid_t egid) {
-    Kept* k = kept();
-    struct stat st;
-    if (k == nullptr || pid != getpid() || euid != geteuid() || egid != getegid() || fstat(fd, &st) != 0) {
-        close(fd);
-        return;
-    }
-    k->drop();
-    if (!kept_fds::add(fd, st.st_dev, st.st_ino)) {  // every other thread keeps one already
-        close(fd);
-        return;
-    }
-    k->fd = fd;
-    k->pid = pid;
-    k->euid = euid;
-    k->egid = egid;
-    k->dev = st.st_dev;
-    k->ino = st.st_ino;
-    memcpy(k->path, path, strlen(path) + 1);  // Paths::socket fits sun_path
+    kept_fds::Record* k = kept();
+    if (k == nullptr || !k->keep(fd, path, strlen(path), pid, euid, egid)) close(fd);
 }
 
 // Send the request, read one frame of type `want` into `reply`, map its status. `whole`: a
