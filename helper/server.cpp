@@ -77,6 +77,7 @@ struct Done {
     std::unique_ptr<Conversation> start;  // a conversation begun by this request
     bool end = false;                     // the conversation is over
     std::int64_t wake_at_ms = 0;          // sleep until then, then wake() the conversation
+    bool rearmed = false;                 // the worker put the connection back in epoll itself
 };
 
 struct Timer {
@@ -232,9 +233,18 @@ struct Server::Impl {
                 jobs.pop_front();
             }
             Done d = serve(job);
+            // A connection answered and waiting for its next request, with nothing for the
+            // I/O thread to do now (no conversation, no timer, no close), goes back into epoll
+            // from here and its record into `done` unannounced: the I/O thread takes the record
+            // before it handles any event (the record is listed before the connection can have
+            // one), so it is not woken for it (a thread wake-up per request saved). Anything
+            // else wakes it.
+            const bool quiet = d.keep && !d.start && !d.end && d.wake_at_ms == 0 && job.kind == JobKind::request;
             {
                 std::lock_guard lock(done_mutex);
                 done.push_back(std::move(d));
+                if (quiet) done.back().rearmed = watch(done.back().fd);
+                if (done.back().rearmed) continue;
             }
             std::uint64_t one = 1;
             [[maybe_unused]] auto n = ::write(wakeup.get(), &one, sizeof(one));
@@ -512,13 +522,18 @@ struct Server::Impl {
         // masked: epoll reports a hang-up even with no events asked for).
         ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
         c.state = ConnState::busy;
+        bool queued = false;
         {
             std::lock_guard lock(jobs_mutex);
             if (jobs.size() < kMaxQueuedJobs) {
                 jobs.push_back(std::move(job));
-                jobs_cv.notify_one();
-                return;
+                queued = true;
             }
+        }
+        // Woken after the lock is released: a worker woken under it would block on it at once.
+        if (queued) {
+            jobs_cv.notify_one();
+            return;
         }
         log::warning("peer ", peer_text(c.peer), ": refused, ", std::to_string(kMaxQueuedJobs),
                      " requests already waiting");
@@ -540,9 +555,16 @@ struct Server::Impl {
     void on_done() {
         std::uint64_t count;
         [[maybe_unused]] auto n = ::read(wakeup.get(), &count, sizeof(count));
+        take_done();
+    }
+
+    // The workers' finished jobs: before the I/O thread looks at any event (a worker may have
+    // put a connection back into epoll without waking it, see worker_loop).
+    void take_done() {
         std::vector<Done> finished;
         {
             std::lock_guard lock(done_mutex);
+            if (done.empty()) return;
             finished.swap(done);
         }
         for (auto& d : finished) {
@@ -555,7 +577,7 @@ struct Server::Impl {
             Connection& c = it->second;
             if (d.start) c.conv = std::move(d.start);
             if (d.end) c.conv.reset();
-            if (!watch(d.fd)) {
+            if (!d.rearmed && !watch(d.fd)) {
                 close_conn(d.fd);
                 continue;
             }
@@ -656,6 +678,7 @@ struct Server::Impl {
                 log::error("epoll_wait: ", std::strerror(errno));
                 return 1;
             }
+            take_done();
             for (int i = 0; i < n; ++i) {
                 int fd = events[i].data.fd;
                 if (fd == listener.get()) accept_all();
