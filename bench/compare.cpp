@@ -3,17 +3,19 @@
 // each printing one JSON object per measurement on stdout (compare.sh collects them).
 //
 //   cvat-bench-compare login  system=S confdir=D service=V users=N pick=M prefix=u password=P
-//                             threads=T seconds=X expect=ok|wrong [pids=1,2,..] [preload=SO]
+//                             threads=T seconds=X expect=ok|wrong [pids=1,2,..] [dir_pids=P]
+//                             [preload=SO]
 //       PAM logins (pam_start_confdir + pam_authenticate + pam_acct_mgmt + pam_end) by T
 //       threads for X seconds; each login is a user drawn at random from the first M of N
 //       (prefix + 6 digits, from 1). pids: daemon processes whose CPU time (utime + stime,
-//       /proc/PID/stat) per login and resident memory are reported.
+//       /proc/PID/stat) per login and resident memory are reported; dir_pids: the directory
+//       server's, whose CPU per login is reported beside this process's own (login and floor).
 //   cvat-bench-compare nss    system=S so=PATH symprefix=_nss_X op=getpwnam|getgrnam|initgroups
 //                             names=a,b,.. | prefix=u from=I count=K  [warm_seconds=X]
 //       Cold: each name once, in order (never asked before in this run); warm: the same names
 //       round robin for X seconds. One thread, as one process's lookups are.
 //   cvat-bench-compare floor  uri=U binddn=D bindpw=W base=B users=N prefix=u password=P
-//                             threads=T seconds=X [groups=BASE]
+//                             threads=T seconds=X [groups=BASE] [dir_pids=P]
 //       What any LDAP client pays per login on ready connections: per thread one bound search
 //       connection and one for the user binds; per login the user search and the bind (and with
 //       groups=, the nested groupOfNames walk: (member=DN) searches until no new group).
@@ -41,6 +43,7 @@
 #include <nss.h>
 #include <pwd.h>
 #include <security/pam_appl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -125,6 +128,34 @@ ProcUsage usage_of(const std::vector<long>& pids) {
     }
     return u;
 }
+
+// This process's CPU time (every thread: libpam and the modules, or libldap for the floors).
+double self_cpu_s() {
+    rusage ru{};
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
+std::vector<long> parse_pids(const std::string& s);
+
+// Where the CPU of a measured stretch went, per operation: the directory server's (dir_pids=,
+// slapd) and this process's. With the daemons' own, that is what one login costs the machine.
+struct CpuShare {
+    std::vector<long> dir_pids = parse_pids(arg("dir_pids", ""));
+    double dir0 = 0, self0 = 0;
+    void start() {
+        dir0 = usage_of(dir_pids).cpu_s;
+        self0 = self_cpu_s();
+    }
+    std::string json(std::size_t ops) const {
+        char buf[160];
+        const double n = ops == 0 ? 1.0 : static_cast<double>(ops);
+        std::snprintf(buf, sizeof buf, "\"directory_cpu_us_per_op\":%.1f,\"client_cpu_us_per_op\":%.1f,",
+                      dir_pids.empty() ? 0.0 : (usage_of(dir_pids).cpu_s - dir0) * 1e6 / n, (self_cpu_s() - self0) * 1e6 / n);
+        return buf;
+    }
+};
 
 std::vector<long> parse_pids(const std::string& s) {
     std::vector<long> out;
@@ -241,10 +272,13 @@ int cmd_login() {
         run_threads(threads, std::min(0.5, seconds / 4), login, w, e, s);
     }
     ProcUsage before = usage_of(pids);
+    CpuShare share;
+    share.start();
     std::vector<double> lat;
     long errors = 0;
     double wall = 0;
     run_threads(threads, seconds, login, lat, errors, wall);
+    const std::string shares = share.json(lat.size());
     ProcUsage after = usage_of(pids);
     char extra[512];
     std::snprintf(extra, sizeof extra,
@@ -253,7 +287,7 @@ int cmd_login() {
                   system.c_str(), threads, expect_ok ? "right" : "wrong", pick, users,
                   lat.empty() || pids.empty() ? 0.0 : (after.cpu_s - before.cpu_s) * 1e6 / static_cast<double>(lat.size()),
                   after.rss_kib);
-    print_result("login", extra, lat, errors, wall);
+    print_result("login", extra + shares, lat, errors, wall);
     return 0;
 }
 
@@ -428,14 +462,17 @@ int cmd_floor() {
         double s = 0;
         run_threads(threads, std::min(0.5, seconds / 4), login, w, e, s);
     }
+    CpuShare share;
+    share.start();
     std::vector<double> lat;
     long errors = 0;
     double wall = 0;
     run_threads(threads, seconds, login, lat, errors, wall);
+    const std::string shares = share.json(lat.size());
     char extra[256];
     std::snprintf(extra, sizeof extra, "\"system\":\"%s\",\"threads\":%d,\"password\":\"right\",",
                   groups.empty() ? "floor" : "floor-nested", threads);
-    print_result("login", extra, lat, errors, wall);
+    print_result("login", extra + shares, lat, errors, wall);
     return 0;
 }
 

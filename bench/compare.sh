@@ -162,7 +162,7 @@ log "slapadd: $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b -
 for _ in 1 2 3 4 5; do
   LDAP_PORT=$(pick_port)
   slapd -d 0 -f "$SL/slapd.conf" -h "ldap://127.0.0.1:$LDAP_PORT/" </dev/null >"$SL/slapd.log" 2>&1 &
-  PIDS+=($!)
+  SLAPD_PID=$!; PIDS+=("$SLAPD_PID")
   for _ in $(seq 100); do
     ldapsearch -x -H "ldap://127.0.0.1:$LDAP_PORT" -b "" -s base >/dev/null 2>&1 && break 2
     kill -0 "${PIDS[-1]}" 2>/dev/null || break
@@ -277,7 +277,7 @@ cp "$PAMD"/bench-* /etc/pam.d/
 
 LOGIN_POOL=$((USERS / 2))   # logins draw from u000001..; NSS cold lookups use the other half
 login() {  # SYSTEM SERVICE THREADS EXPECT PICK PIDS
-  "$BENCH" login system="$1" confdir="$PAMD" service="$2" threads="$3" expect="$4" pick="$5" pids="$6" \
+  "$BENCH" login system="$1" confdir="$PAMD" service="$2" threads="$3" expect="$4" pick="$5" pids="$6" dir_pids="$SLAPD_PID" \
     preload="$(awk '{ print $3; exit }' "$PAMD/$2")" \
     users="$USERS" password="$([[ $4 == ok ]] && echo "$PASSWORD" || echo wrong-Passw0rd)" seconds="$SECS" | record
 }
@@ -376,9 +376,9 @@ for ((RUN = 1; RUN <= RUNS; RUN++)); do
   # The floors.
   for t in 1 8; do
     "$BENCH" floor uri="$URI" binddn="$BIND_DN" bindpw="$BIND_PW" base="ou=people,$BASE" users="$LOGIN_POOL" \
-      password="$PASSWORD" threads="$t" seconds="$SECS" | record
+      password="$PASSWORD" threads="$t" seconds="$SECS" dir_pids="$SLAPD_PID" | record
     "$BENCH" floor uri="$URI" binddn="$BIND_DN" bindpw="$BIND_PW" base="ou=people,$BASE" users="$LOGIN_POOL" \
-      password="$PASSWORD" threads="$t" seconds="$SECS" groups="ou=groups,$BASE" | record
+      password="$PASSWORD" threads="$t" seconds="$SECS" groups="ou=groups,$BASE" dir_pids="$SLAPD_PID" | record
     "$BENCH" socket threads="$t" seconds="$SECS" | record
   done
   # PAM logins: every system, right and wrong password, 1 and 8 threads.

@@ -27,6 +27,8 @@ jq -s --arg users "$USERS" --arg runs "$RUNS" --arg uptime "$(cat "$DIR/uptime.t
         p99_us: (map(.p99_us // empty) | median),
         errors: (map(.errors // 0) | add),
         daemon_cpu_us_per_op: (map(.daemon_cpu_us_per_op // empty) | median),
+        directory_cpu_us_per_op: (map(.directory_cpu_us_per_op // empty) | median),
+        client_cpu_us_per_op: (map(.client_cpu_us_per_op // empty) | median),
         rss_kib: (map(.rss_kib // .daemon_rss_kib // empty) | median),
         cached_users: (map(.cached_users // empty) | median)
       } | with_entries(select(.value != null))))
@@ -47,13 +49,17 @@ verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "nan") print "n
   echo "cvat-auth vs nss-pam-ldapd (nslcd) vs SSSD — $USERS users, median of $RUNS run(s)"
   jq -r '"machine: \(.machine.cpu), \(.machine.cores) cores, kernel \(.machine.kernel)\nafter the run: \(.machine.uptime_after)"' "$R"
   echo
-  echo "PAM login (pam_authenticate + pam_acct_mgmt through pam_start_confdir)"
-  printf '%-16s %-6s %3s %10s %10s %10s %12s %10s %6s\n' system passwd thr ops/s p50_ms p99_ms cpu_us/login rss_MiB errors
+  echo "PAM login (pam_authenticate + pam_acct_mgmt through pam_start_confdir); CPU time per login in µs:"
+  echo "  daemon = the system's daemon(s), slapd = the directory server, client = the benchmark process"
+  echo "  (libpam and the PAM module; for the floors, libldap)"
+  printf '%-16s %-6s %3s %10s %10s %10s %9s %9s %9s %8s %6s\n' system passwd thr ops/s p50_ms p99_ms daemon_us slapd_us client_us rss_MiB errors
   jq -r '.results[] | select(.test == "login") | [.system, .password, .threads, .ops_s, .p50_us / 1000, .p99_us / 1000,
-      (.daemon_cpu_us_per_op // "-"), (if .rss_kib then .rss_kib / 1024 else "-" end), .errors] | @tsv' "$R" |
+      (.daemon_cpu_us_per_op // "-"), (.directory_cpu_us_per_op // "-"), (.client_cpu_us_per_op // "-"),
+      (if .rss_kib then .rss_kib / 1024 else "-" end), .errors] | @tsv' "$R" |
     sort -t$'\t' -k3,3n -k2,2 -k1,1 |
-    awk -F'\t' '{ printf "%-16s %-6s %3s %10.0f %10.3f %10.3f %12s %10s %6s\n", $1, $2, $3, $4, $5, $6,
-      ($7 == "-" ? "-" : sprintf("%.0f", $7)), ($8 == "-" ? "-" : sprintf("%.1f", $8)), $9 }'
+    awk -F'\t' 'function us(x) { return x == "-" || x == 0 ? "-" : sprintf("%.0f", x) }
+      { printf "%-16s %-6s %3s %10.0f %10.3f %10.3f %9s %9s %9s %8s %6s\n", $1, $2, $3, $4, $5, $6,
+      us($7), us($8), us($9), ($10 == "-" ? "-" : sprintf("%.1f", $10)), $11 }'
   echo
   echo "NSS lookups (the module's entry point through dlopen, one thread)"
   printf '%-8s %-11s %-5s %12s %10s %10s %6s\n' system op phase ops/s p50_us p99_us errors
@@ -70,8 +76,10 @@ verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "nan") print "n
   echo
   echo "Floors"
   jq -r '.results[] | select(.test == "socket" or (.test == "login" and (.system | startswith("floor")))) |
-      [.system, .threads, .ops_s, .p50_us, .p99_us] | @tsv' "$R" |
-    awk -F'\t' '{ printf "%-14s t=%-2s %10.0f ops/s  p50 %9.1f us  p99 %9.1f us\n", $1, $2, $3, $4, $5 }'
+      [.system, .threads, .ops_s, .p50_us, .p99_us, (.directory_cpu_us_per_op // 0), (.client_cpu_us_per_op // 0)] | @tsv' "$R" |
+    awk -F'\t' '{ printf "%-14s t=%-2s %10.0f ops/s  p50 %9.1f us  p99 %9.1f us", $1, $2, $3, $4, $5
+      if ($6 > 0) printf "  CPU per op: slapd %.0f us, client %.0f us", $6, $7
+      printf "\n" }'
   echo
   echo "Memory (VmRSS after the runs; cvat-authd after caching the users shown)"
   jq -r '.results[] | select(.test == "memory") | "\(.system): \(.rss_kib / 1024 * 10 | floor / 10) MiB\(if .cached_users > 0 then " with \(.cached_users) users cached" else "" end)"' "$R"
@@ -83,6 +91,22 @@ verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "nan") print "n
   r=$(ratio "$off8" "$floor8"); echo "login, cache off, 8 threads ≥ 0.6 × libldap floor:   $r  $(verdict "$r" ">=" 0.6)"
   r=$(ratio "$off8" "$nslcd8"); echo "login, cache off, 8 threads ≥ 3 × nslcd:            $r  $(verdict "$r" ">=" 3)"
   r=$(ratio "$off1p50" "$floor1p50"); echo "login, cache off, 1 thread p50 ≤ 2 × floor p50:     $r  $(verdict "$r" "<=" 2)"
+  # What the directory's work for one cache-off login allows on this machine, whatever the
+  # daemon costs: every core busy in slapd alone; then with libpam alone (floor-pam's client)
+  # and the floor's own libldap client (its two operations: less than a login's three) added.
+  sl8=$(v login cvat-cache-off directory_cpu_us_per_op "" "" 8 right)
+  slf8=$(v login floor directory_cpu_us_per_op "" "" 8 right)
+  pamc8=$(v login floor-pam client_cpu_us_per_op "" "" 8 right)
+  flc8=$(v login floor client_cpu_us_per_op "" "" 8 right)
+  if [[ "$sl8" != nan && "$sl8" != 0 && "$pamc8" != nan && "$flc8" != nan ]]; then
+    cores=$(jq -r .machine.cores "$R")
+    cap1=$(awk -v c="$cores" -v u="$sl8" 'BEGIN { printf "%.0f", c * 1e6 / u }')
+    cap2=$(awk -v c="$cores" -v u="$sl8" -v p="$pamc8" -v l="$flc8" 'BEGIN { printf "%.0f", c * 1e6 / (u + p + l) }')
+    echo "  CPU per login at 8 threads: slapd $(printf %.0f "$sl8") µs for a cache-off login, $(printf %.0f "$slf8") µs for the floor's. On"
+    echo "  $cores cores that allows at most $cap1/s ($(ratio "$cap1" "$floor8") × floor, $(ratio "$cap1" "$nslcd8") × nslcd) if nothing else ran;"
+    echo "  $cap2/s ($(ratio "$cap2" "$floor8") × floor, $(ratio "$cap2" "$nslcd8") × nslcd) with libpam alone ($(printf %.0f "$pamc8") µs) and the floor's own"
+    echo "  libldap client ($(printf %.0f "$flc8") µs) added: any daemon's cost comes on top."
+  fi
   r=$(ratio "$on8" "$nslcd8"); echo "login, cache on, 8 threads ≥ 20 × nslcd:            $r  $(verdict "$r" ">=" 20)"
   pam8=$(v login floor-pam ops_s "" "" 8 right)
   echo "  libpam alone (pam_permit), 8 threads: $(ratio "$pam8" "$nslcd8") × nslcd; cvat cache on: $(ratio "$on8" "$pam8") × libpam alone"
