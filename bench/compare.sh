@@ -17,8 +17,9 @@
 # (right and wrong password, 1 and 8 threads; cvat-authd with helper.verdict_ttl 0 and 30 s),
 # the libldap floor (search + bind on persistent connections; and with the nested group walk),
 # a Unix-socket round trip, nginx Basic auth through ngx_http_auth_pam with each PAM module
-# (wrk), the daemons' CPU per login and resident memory. DIR gets raw.jsonl (every
-# measurement of every run), results.json (medians over the runs), table.txt and compare.png.
+# (wrk), the CPU per login of the daemons, of slapd and of the calling process, and resident
+# memory. DIR gets raw.jsonl (every measurement of every run), results.json (medians over the
+# runs), table.txt and compare.png.
 # Compare systems within one run; numbers from different machines do not compare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
