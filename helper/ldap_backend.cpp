@@ -190,17 +190,21 @@ struct Prefetched {
 };
 thread_local Prefetched* t_prefetched = nullptr;
 
-// The groups above a set of direct groups, for the nested group types: found by the level-by-
-// level walk, kept for ldap.group_cache_ttl. Keyed by the normalised DNs of the user's direct
+// The groups above a set of groups, for the nested group types: found by the level-by-level
+// walk, kept for ldap.group_cache_ttl. Keyed by the normalised DNs of the set: a user's direct
 // groups (users of the same teams share an entry), so a login asks the directory only for the
-// user's own groups; a change of nesting higher up shows within the TTL. Thread-safe, bounded
-// by kGroupCacheBytes.
+// user's own groups; and each level the walk went through, so the first login of another team
+// below the same groups asks only for that team's parents. A change of nesting higher up shows
+// within the TTL (an entry built on another never outlives it). Thread-safe, bounded by
+// kGroupCacheBytes.
 class GroupGraphCache {
 public:
     struct Upper {
         std::vector<std::string> groups;  // in the order the walk found them
         std::vector<std::string> keys;    // their normalised DNs (dn_key), so a hit parses none
         std::string incomplete;           // why the walk stopped early, or empty
+        unsigned depth = 0;               // nesting levels the groups span above the set
+        Clock::time_point expires{};      // filled in by find()
     };
     explicit GroupGraphCache(Ms ttl) : ttl_(ttl) {}
     bool enabled() const noexcept { return ttl_.count() > 0; }
@@ -213,9 +217,12 @@ public:
             drop(it);
             return std::nullopt;
         }
-        return it->second.upper;
+        Upper out = it->second.upper;
+        out.expires = it->second.expires;
+        return out;
     }
-    void put(const std::string& key, Upper upper) {
+    // Kept for the TTL, or until `until` if that is sooner (an entry built on another).
+    void put(const std::string& key, Upper upper, Clock::time_point until = Clock::time_point::max()) {
         std::size_t bytes = key.size() + upper.incomplete.size();
         for (const std::string& g : upper.groups) bytes += g.size() + sizeof(std::string);
         for (const std::string& k : upper.keys) bytes += k.size() + sizeof(std::string);
@@ -229,7 +236,7 @@ public:
             map_.clear();
             bytes_ = 0;
         }
-        map_.emplace(key, Slot{now + ttl_, bytes, std::move(upper)});
+        map_.emplace(key, Slot{std::min(now + ttl_, until), bytes, std::move(upper)});
         bytes_ += bytes;
     }
     void clear() {
@@ -847,9 +854,10 @@ private:
                               std::string& incomplete, Trace& trace);
     // The walk's levels from `level` on (only that one with `one_level`): each asks which
     // groups not `seen` have a member in `frontier`, which then holds the new ones.
+    // `revisited`, if given, is set when a group found was one already `seen`.
     Outcome<void> walk_levels(std::set<std::string>& seen, std::vector<std::string>& frontier, unsigned level,
                               bool one_level, std::vector<std::string>& groups, std::string& incomplete,
-                              Trace& trace);
+                              Trace& trace, bool* revisited = nullptr);
     void explain_role(const RoleDecision& d, Trace& trace) const;
 
     // Whether the server of `conn` is Active Directory (LDAP_CAP_ACTIVE_DIRECTORY_OID in the
@@ -1652,7 +1660,7 @@ Outcome<LdapBackendImpl::Membership> LdapBackendImpl::check_role_group(const std
 
 Outcome<void> LdapBackendImpl::walk_levels(std::set<std::string>& seen, std::vector<std::string>& frontier,
                                            unsigned level, bool one_level, std::vector<std::string>& groups,
-                                           std::string& incomplete, Trace& trace) {
+                                           std::string& incomplete, Trace& trace, bool* revisited) {
     const std::string gf = group_filter_part(cfg_.group_search.filter);
     for (; !frontier.empty(); ++level) {
         if (level > cfg_.max_nesting) {
@@ -1676,6 +1684,7 @@ Outcome<void> LdapBackendImpl::walk_levels(std::set<std::string>& seen, std::vec
             if (!found) return tl::unexpected<Failure>(found.error());
             for (std::string& g : *found) {
                 if (!seen.insert(dn_key(g)).second) {
+                    if (revisited != nullptr) *revisited = true;
                     if (trace.on() && level > 0)
                         trace.add("group ", g, " seen before (cycle or diamond): not followed again");
                     continue;
@@ -1709,36 +1718,71 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
     if (!incomplete.empty() || frontier.empty()) return {};
 
     // The user's direct groups are the directory's answer of now; what lies above them may come
-    // from the group graph cache.
-    std::vector<std::string> keys;
-    keys.reserve(frontier.size());
-    for (const std::string& g : frontier) keys.push_back(dn_key(g));
-    std::sort(keys.begin(), keys.end());
-    std::string key;
-    for (const std::string& k : keys) (key += k) += '\n';
-    if (auto hit = group_graph_.find(key)) {
-        for (std::size_t i = 0; i < hit->groups.size(); ++i) {
-            if (!seen.insert(std::move(hit->keys[i])).second) continue;
-            groups.push_back(std::move(hit->groups[i]));
-            if (groups.size() >= cfg_.max_groups) {
-                incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
-                return {};
+    // from the group graph cache: for the direct groups' set, or for any level's set on the way up.
+    auto key_of = [](const std::vector<std::string>& set) {
+        std::vector<std::string> keys;
+        keys.reserve(set.size());
+        for (const std::string& g : set) keys.push_back(dn_key(g));
+        std::sort(keys.begin(), keys.end());
+        std::string key;
+        for (const std::string& k : keys) (key += k) += '\n';
+        return key;
+    };
+    struct Walked {
+        std::string key;        // the level's set
+        std::size_t above;      // where the groups above it begin in `groups`
+        bool found = false;     // the search for its parents found a group not seen before
+    };
+    std::vector<Walked> walked;
+    auto until = Clock::time_point::max();
+    unsigned depth_above = 0;  // levels above the last set walked, from a cache hit
+    // A group reached twice (a cycle, or two paths of different length) is listed once, under the
+    // lower level: then what was found above a higher level is not all that lies above it, and
+    // only the direct groups' entry (which that does not change) is kept.
+    bool revisited = false;
+    for (unsigned level = 1;; ++level) {
+        std::string key = key_of(frontier);
+        auto hit = group_graph_.find(key);
+        // An entry made for a set met nearer the user may reach deeper than max_nesting allows
+        // from here: then this walk goes on by itself.
+        if (hit && level - 1 + hit->depth > cfg_.max_nesting) hit.reset();
+        if (hit) {
+            for (std::size_t i = 0; i < hit->groups.size(); ++i) {
+                if (!seen.insert(std::move(hit->keys[i])).second) {
+                    revisited = true;
+                    continue;
+                }
+                groups.push_back(std::move(hit->groups[i]));
+                if (groups.size() >= cfg_.max_groups) {
+                    incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
+                    break;
+                }
             }
+            if (incomplete.empty()) incomplete = std::move(hit->incomplete);
+            until = hit->expires;
+            depth_above = hit->depth;
+            break;
         }
-        incomplete = std::move(hit->incomplete);
-        return {};
+        walked.push_back(Walked{std::move(key), groups.size()});
+        if (auto r = walk_levels(seen, frontier, level, true, groups, incomplete, trace, &revisited); !r) return r;
+        walked.back().found = groups.size() > walked.back().above;
+        if (!incomplete.empty() || frontier.empty()) break;
     }
-    const std::size_t direct = groups.size();
-    auto r = walk_levels(seen, frontier, 1, false, groups, incomplete, trace);
-    if (r) {
+    // How many levels of groups lie above each set walked (one that max_nesting stopped before
+    // searching is not one).
+    std::vector<unsigned> depth(walked.size() + 1, depth_above);
+    for (std::size_t i = walked.size(); i-- > 0;) depth[i] = depth[i + 1] + (walked[i].found ? 1u : 0u);
+    for (std::size_t i = 0; i < walked.size(); ++i) {
+        // Above a higher level only from a whole, clean walk: max_nesting counts from the user.
+        if (i > 0 && (revisited || !incomplete.empty())) break;
         GroupGraphCache::Upper upper{
-            std::vector<std::string>(groups.begin() + static_cast<std::ptrdiff_t>(direct), groups.end()), {},
-            incomplete};
+            std::vector<std::string>(groups.begin() + static_cast<std::ptrdiff_t>(walked[i].above), groups.end()), {},
+            incomplete, depth[i], {}};
         upper.keys.reserve(upper.groups.size());
         for (const std::string& g : upper.groups) upper.keys.push_back(dn_key(g));
-        group_graph_.put(key, std::move(upper));
+        group_graph_.put(walked[i].key, std::move(upper), until);
     }
-    return r;
+    return {};
 }
 
 Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user, std::string& incomplete,

@@ -8,10 +8,12 @@
 #include "cmocka.hpp"
 
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -738,6 +740,96 @@ void nested_group_cache(void**) {
     if (searches("cn=Nest L1") != before + 1) fail_msg("group_cache_ttl 0 did not walk at every login");
 }
 
+// The group graph cache keeps the set of every level a walk went through, not only the direct
+// groups': after nestor's walk (Nest L1, Nest L2, CVAT Admins), the first login of a user in
+// another group under Nest L2 asks only for that group's parents. An entry is not used where it
+// would reach deeper than max_nesting allows from there: walter, two levels further down, gets
+// the role the walk without any cache gives him.
+void nested_group_cache_levels(void**) {
+    require_program("ldapmodify");
+    ::setenv("SLAPD_DEBUG", "stats", 1);
+    Slapd own(g->tmp.path() + "/glevels", "ad", true);
+    ::unsetenv("SLAPD_DEBUG");
+    const std::string u = std::string(",cn=Users,") + kAdBase;
+    const std::string log = g->tmp.path() + "/glevels/slapd.log";
+    auto searches = [&](const std::string& member_dn) {
+        return count(lower(read_file(log)), lower("(member=" + member_dn + u + ")"));
+    };
+    const std::string U = std::string("CN=Users,") + kAdBase;
+    const std::string file = g->tmp.path() + "/glevels.ldif";
+    write_file(file,
+               "dn: CN=Nest Side," + U + "\nchangetype: add\nobjectClass: group\ncn: Nest Side\nmember: CN=Nina Nogroup," +
+                   U + "\n\ndn: CN=Nest L2," + U + "\nchangetype: modify\nadd: member\nmember: CN=Nest Side," + U +
+                   "\n\ndn: CN=Deep 1," + U + "\nchangetype: add\nobjectClass: group\ncn: Deep 1\nmember: CN=Walter Worker," +
+                   U + "\n\ndn: CN=Deep 0," + U + "\nchangetype: add\nobjectClass: group\ncn: Deep 0\nmember: CN=Deep 1," +
+                   U + "\n\ndn: CN=Nest L1," + U + "\nchangetype: modify\nadd: member\nmember: CN=Deep 0," + U + "\n",
+               0600);
+    const std::string cmd = "ldapmodify -x -H " + own.uri() + " -D " + own.get("LDAP_ADMIN_DN") + " -w " +
+                            own.get("LDAP_ADMIN_PW") + " -f " + file + " >/dev/null";
+    if (std::system(cmd.c_str()) != 0) fail_msg("ldapmodify failed");
+
+    LdapSpec spec;
+    spec.uris = own.ldaps_uri();
+    spec.ca_file = own.ca_file();
+    spec.extra = "  group_cache_ttl: 600\n  max_nesting: 3\n";
+    Login l = start("glevels", spec);
+    expect_role(l, "nestor", "nestor-Passw0rd", "nestor", "admin");  // Nest L1, L2 (1), CVAT Admins (2)
+    if (contains(read_file(l.daemon->log_path()), "incomplete")) fail_msg("nestor's walk was cut short");
+    const std::size_t above_l2 = searches("cn=Nest L2");
+    if (above_l2 == 0) fail_msg("slapd logged no search above Nest L2 (%s)", log.c_str());
+    expect_role(l, "nina", "nina-Passw0rd", "nina", "admin");  // Nest Side, Nest L2 (1), CVAT Admins (2)
+    if (searches("cn=Nest Side") == 0) fail_msg("Nest Side's parents were not asked");
+    if (searches("cn=Nest L2") != above_l2) fail_msg("the groups above Nest L2 were asked again within the TTL");
+
+    // walter: Deep 1, Deep 0 (1), Nest L1 (2), Nest L2 (3), CVAT Admins (4): past max_nesting 3.
+    spec.extra = "  group_cache_ttl: 0\n  max_nesting: 3\n";
+    Login live = start("glevels0", spec);
+    const std::string role = env_of(live("walter", "walter-Passw0rd"), "CVAT_ROLE");
+    if (role.empty() || role == "admin") fail_msg("without the cache walter is '%s'", role.c_str());
+    const std::size_t above_l1 = searches("cn=Nest L1");
+    expect_role(l, "walter", "walter-Passw0rd", "walter", role.c_str());
+    if (searches("cn=Nest L1") != above_l1 + 1) fail_msg("nestor's entry for Nest L1 was used two levels deeper");
+
+    // An entry built on another expires with it: nina's, made 1.2 s into the life of the Nest
+    // L2 entry nestor's walk left, ends when that one does, so a change above Nest L2 reaches her
+    // within group_cache_ttl of when it was read from the directory.
+    spec.extra = "  group_cache_ttl: 2\n  max_nesting: 3\n";
+    Login lt = start("glevelst", spec);
+    auto modify_admins = [&](const char* op) {
+        write_file(file, "dn: CN=CVAT Admins," + U + "\nchangetype: modify\n" + op + ": member\nmember: CN=Nest L2," + U + "\n",
+                   0600);
+        if (std::system(cmd.c_str()) != 0) fail_msg("ldapmodify %s failed", op);
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    expect_role(lt, "nestor", "nestor-Passw0rd", "nestor", "admin");
+    std::this_thread::sleep_until(t0 + std::chrono::milliseconds(1200));
+    expect_role(lt, "nina", "nina-Passw0rd", "nina", "admin");
+    modify_admins("delete");
+    std::this_thread::sleep_until(t0 + std::chrono::milliseconds(2300));
+    expect_role(lt, "nina", "nina-Passw0rd", "nina", "user");
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(3100))
+        fail_msg("the check came too late to tell (%.1f s)",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    modify_admins("add");
+
+    // A cycle through a role group: CVAT Admins and Loop are members of each other. jsmith (CVAT
+    // Workers, and now CVAT Admins) meets Loop a level up and CVAT Admins again above it, listed
+    // once; what his walk saw above Loop is not all that is there, so it is not kept for Loop.
+    // nina, in Loop alone now, is an admin.
+    write_file(file,
+               "dn: CN=Loop," + U + "\nchangetype: add\nobjectClass: group\ncn: Loop\nmember: CN=CVAT Admins," + U +
+                   "\nmember: CN=Nina Nogroup," + U + "\n\ndn: CN=CVAT Admins," + U +
+                   "\nchangetype: modify\nadd: member\nmember: CN=Loop," + U + "\nmember: CN=Smith\\, John," + U +
+                   "\n\ndn: CN=Staff," + U + "\nchangetype: modify\ndelete: member\nmember: CN=Nina Nogroup," + U +
+                   "\n\ndn: CN=Nest Side," + U + "\nchangetype: modify\ndelete: member\nmember: CN=Nina Nogroup," + U + "\n",
+               0600);
+    if (std::system(cmd.c_str()) != 0) fail_msg("ldapmodify (the loop) failed");
+    spec.extra = "  group_cache_ttl: 600\n  max_nesting: 3\n";
+    Login lc = start("glevelsc", spec);
+    expect_role(lc, "jsmith", "jsmith-Passw0rd", "jsmith", "admin");
+    expect_role(lc, "nina", "nina-Passw0rd", "nina", "admin");
+}
+
 // cvat-authctl explain and status: the groups found and through which nesting step, the role
 // groups matched, the role and why; each server up or down.
 void explain_and_status(void**) {
@@ -877,6 +969,7 @@ int main() {
         cmocka_unit_test(failover),
         cmocka_unit_test(outage_and_recovery),
         cmocka_unit_test(nested_group_cache),
+        cmocka_unit_test(nested_group_cache_levels),
         cmocka_unit_test(explain_and_status),
         cmocka_unit_test(ipa_group_types),
         cmocka_unit_test(ipa_passwords_and_anonymous),
