@@ -1743,9 +1743,12 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
     for (unsigned level = 1;; ++level) {
         std::string key = key_of(frontier);
         auto hit = group_graph_.find(key);
-        // An entry made for a set met nearer the user may reach deeper than max_nesting allows
-        // from here: then this walk goes on by itself.
-        if (hit && level - 1 + hit->depth > cfg_.max_nesting) hit.reset();
+        // What the live walk from here would give: a complete entry covers `depth` levels and
+        // the empty search above them, so it holds where level + depth stays within
+        // max_nesting (a walk that reaches a group at level max_nesting stops there unasked,
+        // incomplete); an incomplete one only where such entries are made, at the user's direct
+        // groups. Otherwise this walk goes on by itself.
+        if (hit && (hit->incomplete.empty() ? level + hit->depth > cfg_.max_nesting : level > 1)) hit.reset();
         if (hit) {
             for (std::size_t i = 0; i < hit->groups.size(); ++i) {
                 if (!seen.insert(std::move(hit->keys[i])).second) {

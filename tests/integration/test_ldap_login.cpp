@@ -681,20 +681,32 @@ void outage_and_recovery(void**) {
     expect_role(l, "walter", "walter-Passw0rd", "walter", "worker");
 }
 
+// A private "ad" tree whose slapd logs every operation (SLAPD_DEBUG=stats) in `log`.
+struct LoggingSlapd {
+    explicit LoggingSlapd(const std::string& name) : log(g->tmp.path() + "/" + name + "/slapd.log") {
+        ::setenv("SLAPD_DEBUG", "stats", 1);
+        slapd = std::make_unique<Slapd>(g->tmp.path() + "/" + name, "ad", true);
+        ::unsetenv("SLAPD_DEBUG");
+    }
+    // The group searches it answered for the member CN=<cn>,CN=Users,<base>.
+    std::size_t member_searches(const std::string& cn) const {
+        return count(lower(read_file(log)), lower("(member=" + cn + ",cn=Users," + kAdBase + ")"));
+    }
+    std::string log;
+    std::unique_ptr<Slapd> slapd;
+};
+
 // ldap.group_cache_ttl: the groups above a user's direct groups are kept for the TTL (one group
 // search per login instead of the whole walk); the direct groups are asked at every login; a
 // change higher up shows after the TTL, at once after `cvat-authctl cache expire`, and at once
 // with group_cache_ttl 0. Counted in slapd's own log of the searches it answered.
 void nested_group_cache(void**) {
     require_program("ldapmodify");
-    ::setenv("SLAPD_DEBUG", "stats", 1);
-    Slapd own(g->tmp.path() + "/gcache", "ad", true);
-    ::unsetenv("SLAPD_DEBUG");
+    LoggingSlapd logged("gcache");
+    Slapd& own = *logged.slapd;
     const std::string u = std::string(",cn=Users,") + kAdBase;
-    const std::string log = g->tmp.path() + "/gcache/slapd.log";
-    auto searches = [&](const std::string& member_dn) {
-        return count(lower(read_file(log)), lower("(member=" + member_dn + u + ")"));
-    };
+    const std::string& log = logged.log;
+    auto searches = [&](const std::string& cn) { return logged.member_searches(cn); };
     auto modify = [&](const char* op) {
         const std::string file = g->tmp.path() + "/gcache.ldif";
         write_file(file, "dn: CN=CVAT Admins" + u + "\nchangetype: modify\n" + op + ": member\nmember: CN=Nest L2" + u + "\n",
@@ -747,14 +759,10 @@ void nested_group_cache(void**) {
 // the role the walk without any cache gives him.
 void nested_group_cache_levels(void**) {
     require_program("ldapmodify");
-    ::setenv("SLAPD_DEBUG", "stats", 1);
-    Slapd own(g->tmp.path() + "/glevels", "ad", true);
-    ::unsetenv("SLAPD_DEBUG");
-    const std::string u = std::string(",cn=Users,") + kAdBase;
-    const std::string log = g->tmp.path() + "/glevels/slapd.log";
-    auto searches = [&](const std::string& member_dn) {
-        return count(lower(read_file(log)), lower("(member=" + member_dn + u + ")"));
-    };
+    LoggingSlapd logged("glevels");
+    Slapd& own = *logged.slapd;
+    const std::string& log = logged.log;
+    auto searches = [&](const std::string& cn) { return logged.member_searches(cn); };
     const std::string U = std::string("CN=Users,") + kAdBase;
     const std::string file = g->tmp.path() + "/glevels.ldif";
     write_file(file,
@@ -828,6 +836,29 @@ void nested_group_cache_levels(void**) {
     Login lc = start("glevelsc", spec);
     expect_role(lc, "jsmith", "jsmith-Passw0rd", "jsmith", "admin");
     expect_role(lc, "nina", "nina-Passw0rd", "nina", "admin");
+
+    // At the edge of max_nesting 2: chaina's walk (Chain 1, Chain 2 above it, nothing above
+    // that) is complete; chainx, one level lower (Chain 0), has Chain 2 at level 2, and the walk
+    // stops there without asking what lies above: incomplete, so no default_role (the role
+    // groups are too deep to tell). Chain 1's entry from chaina's walk must not make it complete.
+    write_file(file,
+               "dn: CN=Chain A," + U + "\nchangetype: add\nobjectClass: user\ncn: Chain A\nsAMAccountName: chaina\nsn: Chain\n"
+               "userAccountControl: 512\nuserPassword: chaina-Passw0rd\n\n"
+               "dn: CN=Chain X," + U + "\nchangetype: add\nobjectClass: user\ncn: Chain X\nsAMAccountName: chainx\nsn: Chain\n"
+               "userAccountControl: 512\nuserPassword: chainx-Passw0rd\n\n"
+               "dn: CN=Chain 0," + U + "\nchangetype: add\nobjectClass: group\ncn: Chain 0\nmember: CN=Chain X," + U +
+                   "\n\ndn: CN=Chain 1," + U + "\nchangetype: add\nobjectClass: group\ncn: Chain 1\nmember: CN=Chain 0," +
+                   U + "\nmember: CN=Chain A," + U + "\n\ndn: CN=Chain 2," + U +
+                   "\nchangetype: add\nobjectClass: group\ncn: Chain 2\nmember: CN=Chain 1," + U + "\n",
+               0600);
+    if (std::system(cmd.c_str()) != 0) fail_msg("ldapmodify (the chain) failed");
+    spec.extra = "  group_cache_ttl: 0\n  max_nesting: 2\n";
+    Login le0 = start("glevelse0", spec);
+    expect_role(le0, "chainx", "chainx-Passw0rd", "chainx", "worker");
+    spec.extra = "  group_cache_ttl: 600\n  max_nesting: 2\n";
+    Login le = start("glevelse", spec);
+    expect_role(le, "chaina", "chaina-Passw0rd", "chaina", "user");
+    expect_role(le, "chainx", "chainx-Passw0rd", "chainx", "worker");
 }
 
 // cvat-authctl explain and status: the groups found and through which nesting step, the role
