@@ -854,10 +854,15 @@ private:
                               std::string& incomplete, Trace& trace);
     // The walk's levels from `level` on (only that one with `one_level`): each asks which
     // groups not `seen` have a member in `frontier`, which then holds the new ones.
-    // `revisited`, if given, is set when a group found was one already `seen`.
+    // What a walk met, for the group graph cache: a group found that was already `seen`, and
+    // the walk stopped (max_nesting, max_groups) before its frontier was done.
+    struct WalkNotes {
+        bool revisited = false;
+        bool stopped = false;
+    };
     Outcome<void> walk_levels(std::set<std::string>& seen, std::vector<std::string>& frontier, unsigned level,
                               bool one_level, std::vector<std::string>& groups, std::string& incomplete,
-                              Trace& trace, bool* revisited = nullptr);
+                              Trace& trace, WalkNotes* notes = nullptr);
     void explain_role(const RoleDecision& d, Trace& trace) const;
 
     // Whether the server of `conn` is Active Directory (LDAP_CAP_ACTIVE_DIRECTORY_OID in the
@@ -1660,11 +1665,12 @@ Outcome<LdapBackendImpl::Membership> LdapBackendImpl::check_role_group(const std
 
 Outcome<void> LdapBackendImpl::walk_levels(std::set<std::string>& seen, std::vector<std::string>& frontier,
                                            unsigned level, bool one_level, std::vector<std::string>& groups,
-                                           std::string& incomplete, Trace& trace, bool* revisited) {
+                                           std::string& incomplete, Trace& trace, WalkNotes* notes) {
     const std::string gf = group_filter_part(cfg_.group_search.filter);
     for (; !frontier.empty(); ++level) {
         if (level > cfg_.max_nesting) {
             incomplete = "groups nest deeper than max_nesting " + std::to_string(cfg_.max_nesting);
+            if (notes != nullptr) notes->stopped = true;
             return {};
         }
         std::vector<std::string> next;
@@ -1684,7 +1690,7 @@ Outcome<void> LdapBackendImpl::walk_levels(std::set<std::string>& seen, std::vec
             if (!found) return tl::unexpected<Failure>(found.error());
             for (std::string& g : *found) {
                 if (!seen.insert(dn_key(g)).second) {
-                    if (revisited != nullptr) *revisited = true;
+                    if (notes != nullptr) notes->revisited = true;
                     if (trace.on() && level > 0)
                         trace.add("group ", g, " seen before (cycle or diamond): not followed again");
                     continue;
@@ -1697,6 +1703,7 @@ Outcome<void> LdapBackendImpl::walk_levels(std::set<std::string>& seen, std::vec
                 next.push_back(std::move(g));
                 if (groups.size() >= cfg_.max_groups) {
                     incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
+                    if (notes != nullptr) notes->stopped = true;
                     return {};
                 }
             }
@@ -1739,7 +1746,7 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
     // A group reached twice (a cycle, or two paths of different length) is listed once, under the
     // lower level: then what was found above a higher level is not all that lies above it, and
     // only the direct groups' entry (which that does not change) is kept.
-    bool revisited = false;
+    WalkNotes notes;
     for (unsigned level = 1;; ++level) {
         std::string key = key_of(frontier);
         auto hit = group_graph_.find(key);
@@ -1752,7 +1759,7 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
         if (hit) {
             for (std::size_t i = 0; i < hit->groups.size(); ++i) {
                 if (!seen.insert(std::move(hit->keys[i])).second) {
-                    revisited = true;
+                    notes.revisited = true;
                     continue;
                 }
                 groups.push_back(std::move(hit->groups[i]));
@@ -1767,9 +1774,11 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
             break;
         }
         walked.push_back(Walked{std::move(key), groups.size()});
-        if (auto r = walk_levels(seen, frontier, level, true, groups, incomplete, trace, &revisited); !r) return r;
+        if (auto r = walk_levels(seen, frontier, level, true, groups, incomplete, trace, &notes); !r) return r;
         walked.back().found = groups.size() > walked.back().above;
-        if (!incomplete.empty() || frontier.empty()) break;
+        // A search the directory cut short (its size limit) leaves the list incomplete but the
+        // walk goes on, as it does uncached; max_nesting and max_groups end it.
+        if (notes.stopped || frontier.empty()) break;
     }
     // How many levels of groups lie above each set walked (one that max_nesting stopped before
     // searching is not one).
@@ -1777,7 +1786,7 @@ Outcome<void> LdapBackendImpl::nested_walk(const std::string& user_dn, std::vect
     for (std::size_t i = walked.size(); i-- > 0;) depth[i] = depth[i + 1] + (walked[i].found ? 1u : 0u);
     for (std::size_t i = 0; i < walked.size(); ++i) {
         // Above a higher level only from a whole, clean walk: max_nesting counts from the user.
-        if (i > 0 && (revisited || !incomplete.empty())) break;
+        if (i > 0 && (notes.revisited || !incomplete.empty())) break;
         GroupGraphCache::Upper upper{
             std::vector<std::string>(groups.begin() + static_cast<std::ptrdiff_t>(walked[i].above), groups.end()), {},
             incomplete, depth[i], {}};
