@@ -137,7 +137,17 @@ double self_cpu_s() {
     return sec(ru.ru_utime) + sec(ru.ru_stime);
 }
 
-std::vector<long> parse_pids(const std::string& s);
+std::vector<long> parse_pids(const std::string& s) {
+    std::vector<long> out;
+    std::size_t i = 0;
+    while (i < s.size()) {
+        std::size_t j = s.find(',', i);
+        if (j == std::string::npos) j = s.size();
+        if (j > i) out.push_back(std::atol(s.substr(i, j - i).c_str()));
+        i = j + 1;
+    }
+    return out;
+}
 
 // Where the CPU of a measured stretch went, per operation: the directory server's (dir_pids=,
 // slapd) and this process's. With the daemons' own, that is what one login costs the machine.
@@ -156,18 +166,6 @@ struct CpuShare {
         return buf;
     }
 };
-
-std::vector<long> parse_pids(const std::string& s) {
-    std::vector<long> out;
-    std::size_t i = 0;
-    while (i < s.size()) {
-        std::size_t j = s.find(',', i);
-        if (j == std::string::npos) j = s.size();
-        if (j > i) out.push_back(std::atol(s.substr(i, j - i).c_str()));
-        i = j + 1;
-    }
-    return out;
-}
 
 std::vector<std::string> split(const std::string& s) {
     std::vector<std::string> out;

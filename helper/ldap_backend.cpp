@@ -852,14 +852,14 @@ private:
     Outcome<void> collect_groups(const Entry& entry, LdapUser& user, std::string& incomplete, Trace& trace);
     Outcome<void> nested_walk(const std::string& user_dn, std::vector<std::string>& groups,
                               std::string& incomplete, Trace& trace);
-    // The walk's levels from `level` on (only that one with `one_level`): each asks which
-    // groups not `seen` have a member in `frontier`, which then holds the new ones.
     // What a walk met, for the group graph cache: a group found that was already `seen`, and
     // the walk stopped (max_nesting, max_groups) before its frontier was done.
     struct WalkNotes {
         bool revisited = false;
         bool stopped = false;
     };
+    // The walk's levels from `level` on (only that one with `one_level`): each asks which
+    // groups not `seen` have a member in `frontier`, which then holds the new ones.
     Outcome<void> walk_levels(std::set<std::string>& seen, std::vector<std::string>& frontier, unsigned level,
                               bool one_level, std::vector<std::string>& groups, std::string& incomplete,
                               Trace& trace, WalkNotes* notes = nullptr);

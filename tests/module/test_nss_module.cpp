@@ -5,10 +5,10 @@
 //   test_nss_module           dlopen the module and call its entry points directly
 //   test_nss_module wrapper   getent and id under nss_wrapper (LD_PRELOAD), resolving through
 //                             the module as glibc would
-#include <atomic>
-#include <condition_variable>
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -518,17 +518,18 @@ void test_fork_closes_every_kept_connection(void**) {
     const auto before = open_sockets();
     std::mutex m;
     std::condition_variable cv;
-    bool looked_up = false, release = false;
+    bool done = false, looked_up = false, release = false;
     std::thread holder([&] {
         nss_status st = getpwnam("alice").st;
         std::unique_lock l(m);
         looked_up = st == NSS_STATUS_SUCCESS;
+        done = true;  // also when the lookup failed: the test then fails, it does not hang
         cv.notify_all();
         cv.wait(l, [&] { return release; });
     });
     {
         std::unique_lock l(m);
-        cv.wait(l, [&] { return looked_up; });
+        cv.wait(l, [&] { return done; });
     }
     // The thread's end of its connection (the in-test daemon's end is in this process too).
     int kept = -1;
@@ -556,6 +557,7 @@ void test_fork_closes_every_kept_connection(void**) {
     }
     cv.notify_all();
     holder.join();
+    assert_true(looked_up);
     if (kept < 0) fail_msg("the thread kept no connection");
     assert_int_equal(st, 0);
 }
