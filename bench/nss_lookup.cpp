@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // Warm NSS lookup latency (DESIGN.md §7: "warm NSS lookups cost about what /etc/passwd lookups
 // cost"): N getpwnam_r calls through libnss_cvat.so.2 (dlopen) answered from a published
-// nss.mc of U users, next to N calls of nss_files' own _nss_files_getpwnam_r (dlopen of
+// nss.mc of U users, N/10 getgrnam_r calls of a group of 100 of them and of one of all of
+// them, next to N calls of nss_files' own _nss_files_getpwnam_r (dlopen of
 // libnss_files.so.2, reading /etc/passwd) for a local user, one thread, same machine.
 //   cvat-bench-nss DIR N U LOCAL_USER      (NSS_CVAT_SO: the module; DIR: a scratch directory)
 #include <algorithm>
@@ -23,16 +24,19 @@ namespace {
 using getpwnam_fn = nss_status (*)(const char*, passwd*, char*, size_t, int*);
 
 // Times n lookups of `names` (round robin) one by one; prints median, p90, p99 in ns.
-void measure(const char* what, getpwnam_fn fn, const std::vector<std::string>& names, int n) {
+// Entry: passwd or group, as fn fills.
+template <typename Entry>
+void measure(const char* what, nss_status (*fn)(const char*, Entry*, char*, size_t, int*),
+             const std::vector<std::string>& names, int n) {
     std::vector<double> t;
     t.reserve(static_cast<std::size_t>(n));
-    passwd pw{};
-    char buf[1024];
+    Entry e{};
+    static char buf[1 << 17];  // a group of 5,000 members takes about 80 KiB
     int err = 0, misses = 0;
     for (int i = 0; i < n + 1000; ++i) {  // the first 1000 warm up
         const char* name = names[static_cast<std::size_t>(i) % names.size()].c_str();
         auto a = std::chrono::steady_clock::now();
-        nss_status st = fn(name, &pw, buf, sizeof buf, &err);
+        nss_status st = fn(name, &e, buf, sizeof buf, &err);
         auto b = std::chrono::steady_clock::now();
         if (st != NSS_STATUS_SUCCESS) ++misses;
         if (i >= 1000) t.push_back(std::chrono::duration<double, std::nano>(b - a).count());
@@ -61,13 +65,22 @@ int main(int argc, char** argv) {
         entries.push_back({names.back(), 100000u + static_cast<unsigned>(i), 100000u, "CVAT user " + names.back(),
                            "/home/" + names.back(), "/bin/bash", {200000, 200001}, std::time(nullptr) + 3600});
     }
-    if (auto r = cvat::helper::nss_mc::publish(dir + "/nss.mc", entries, {}, false); !r) {
+    // Two groups: one of 100 members (a team, as SSSD's and nslcd's groups in bench/compare.sh)
+    // and one of every user (a CVAT role group such as cvat-user).
+    std::vector<cvat::helper::nss_mc::GroupEntry> groups = {
+        {"team", 300000, {}, std::time(nullptr) + 3600}, {"everyone", 300001, names, std::time(nullptr) + 3600}};
+    for (int i = 0; i < std::min(users, 100); ++i) groups[0].members.push_back(names[static_cast<std::size_t>(i)]);
+    if (auto r = cvat::helper::nss_mc::publish(dir + "/nss.mc", entries, groups, false); !r) {
         std::fprintf(stderr, "publish: %s\n", r.error().detail.c_str());
         return 1;
     }
     auto cvat_nss = cvat::test::NssModule::load();
     std::string what = "nss_cvat getpwnam_r, warm (nss.mc, " + std::to_string(users) + " users)";
     measure(what.c_str(), cvat_nss.getpwnam_r, names, n);
+    for (const auto& g : groups) {
+        what = "nss_cvat getgrnam_r, warm (" + std::to_string(g.members.size()) + " members)";
+        measure(what.c_str(), cvat_nss.getgrnam_r, {g.name}, n / 10);
+    }
 
     void* files = dlopen("libnss_files.so.2", RTLD_NOW);
     auto files_getpwnam = files ? reinterpret_cast<getpwnam_fn>(dlsym(files, "_nss_files_getpwnam_r")) : nullptr;

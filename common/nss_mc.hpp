@@ -102,6 +102,13 @@ inline void store(std::uint8_t* p, T v) noexcept {
     std::memcpy(p, &v, sizeof v);
 }
 
+// The high bit of each zero byte of w and no other bit (exact, unlike (w - 0x01..) & ~w & 0x80..,
+// which also flags a 0x01 byte above a zero one).
+inline constexpr std::uint64_t zero_bytes(std::uint64_t w) noexcept {
+    constexpr std::uint64_t k7f = 0x7f7f7f7f7f7f7f7full;
+    return ~(((w & k7f) + k7f) | w | k7f);
+}
+
 // A passwd record as found in the file: pointers into the mapping, each string NUL-terminated.
 struct PasswdRecord {
     const char* name;
@@ -120,7 +127,7 @@ struct GroupRecord {
     std::uint32_t name_len;
     std::uint32_t gid;
     std::int64_t expires;
-    const char* members;  // nmembers NUL-terminated names, back to back
+    const char* members;  // nmembers NUL-terminated names, back to back (a count to check: group_at)
     std::uint32_t nmembers, members_len;
 };
 
@@ -247,12 +254,12 @@ public:
         if (!text(p, size, pos, r.name_len, r.name) || r.name_len == 0) return false;
         if (pos + r.members_len > size) return false;
         r.members = reinterpret_cast<const char*>(p + pos);
-        // The member area holds exactly nmembers NUL-terminated names.
+        // The member area holds nmembers NUL-terminated names. The count of NULs is checked by
+        // the pass that finds the names (nss_cvat's fill_group()), not here as well: a role
+        // group's area is tens of kilobytes, and lookups meet other groups' records in their
+        // bucket's chain.
         if (r.members_len == 0) return r.nmembers == 0;
-        if (r.members[r.members_len - 1] != '\0') return false;
-        std::uint32_t nuls = 0;
-        for (std::uint32_t i = 0; i < r.members_len; ++i) nuls += r.members[i] == '\0';
-        return nuls == r.nmembers;
+        return r.nmembers <= r.members_len && r.members[r.members_len - 1] == '\0';
     }
 
 private:

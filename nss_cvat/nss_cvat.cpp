@@ -451,8 +451,10 @@ Outcome getgrnam(const char* name, group* gr, char* buf, size_t buflen) {
     {
         Locked lock;
         mc::GroupRecord rec;
-        if (const mc::Reader* r = mapped_locked(paths.cache); r && r->group_by_name(name, len, now_s(), rec))
-            return fill_group({rec.name, rec.name_len}, rec.gid, FileMembers(rec), gr, buf, buflen);
+        if (const mc::Reader* r = mapped_locked(paths.cache); r && r->group_by_name(name, len, now_s(), rec)) {
+            if (Outcome o = fill_group({rec.name, rec.name_len}, rec.gid, rec, gr, buf, buflen); !is_bad_record(o))
+                return o;
+        }
     }
     return group_from_daemon(paths, Request(MsgType::group_by_name, name, len, 0), gr, buf, buflen);
 }
@@ -463,8 +465,10 @@ Outcome getgrgid(gid_t gid, group* gr, char* buf, size_t buflen) {
     {
         Locked lock;
         mc::GroupRecord rec;
-        if (const mc::Reader* r = mapped_locked(paths.cache); r && r->group_by_gid(gid, now_s(), rec))
-            return fill_group({rec.name, rec.name_len}, rec.gid, FileMembers(rec), gr, buf, buflen);
+        if (const mc::Reader* r = mapped_locked(paths.cache); r && r->group_by_gid(gid, now_s(), rec)) {
+            if (Outcome o = fill_group({rec.name, rec.name_len}, rec.gid, rec, gr, buf, buflen); !is_bad_record(o))
+                return o;
+        }
     }
     return group_from_daemon(paths, Request(MsgType::group_by_gid, nullptr, 0, gid), gr, buf, buflen);
 }
@@ -538,14 +542,16 @@ Outcome getgrent(group* gr, char* buf, size_t buflen) {
     Enumeration& e = g_cache.grent;
     const mc::Reader* r = enumerating_locked(e);
     mc::GroupRecord rec;
-    uint32_t cursor = e.cursor;
-    if (r == nullptr || !r->next_group(cursor, now_s(), rec)) {
-        e = Enumeration{};
-        return not_found();
+    for (uint32_t cursor = e.cursor;; cursor = r->advance(cursor)) {
+        if (r == nullptr || !r->next_group(cursor, now_s(), rec)) {
+            e = Enumeration{};
+            return not_found();
+        }
+        Outcome o = fill_group({rec.name, rec.name_len}, rec.gid, rec, gr, buf, buflen);
+        if (is_bad_record(o)) continue;
+        e.cursor = o.status == NSS_STATUS_SUCCESS ? r->advance(cursor) : cursor;  // ERANGE: same one again
+        return o;
     }
-    Outcome o = fill_group({rec.name, rec.name_len}, rec.gid, FileMembers(rec), gr, buf, buflen);
-    e.cursor = o.status == NSS_STATUS_SUCCESS ? r->advance(cursor) : cursor;
-    return o;
 }
 
 }  // namespace

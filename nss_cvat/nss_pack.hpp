@@ -35,6 +35,10 @@ inline constexpr Outcome success() { return {NSS_STATUS_SUCCESS, 0}; }
 inline constexpr Outcome not_found() { return {NSS_STATUS_NOTFOUND, ENOENT}; }
 inline constexpr Outcome unavailable(int err) { return {NSS_STATUS_UNAVAIL, err}; }
 inline constexpr Outcome too_small() { return {NSS_STATUS_TRYAGAIN, ERANGE}; }
+// A cache file record that does not hold what its counts say: never given to the caller; the
+// lookup asks the daemon instead (as for a record Reader's checks refuse), enumeration skips it.
+inline constexpr Outcome bad_record() { return {NSS_STATUS_NOTFOUND, EBADMSG}; }
+inline constexpr bool is_bad_record(const Outcome& o) { return o.status == NSS_STATUS_NOTFOUND && o.err == EBADMSG; }
 
 // ---- the caller's buffer -----------------------------------------------------------------
 
@@ -49,6 +53,15 @@ public:
         d[len] = '\0';
         p_ += len + 1;
         left_ -= len + 1;
+        return d;
+    }
+    // A copy of s[0..len) as it is (no NUL added), or nullptr when it does not fit.
+    char* bytes(const char* s, size_t len) {
+        if (len > left_) return nullptr;
+        char* d = p_;
+        memcpy(d, s, len);
+        p_ += len;
+        left_ -= len;
         return d;
     }
     // An aligned array of n pointers, or nullptr.
@@ -105,21 +118,7 @@ inline Outcome fill_passwd(const PasswdFields& f, passwd* pw, char* buf, size_t 
     return success();
 }
 
-// Group members come from the cache file (NUL-separated) or from the wire (len-prefixed).
-class FileMembers {
-public:
-    explicit FileMembers(const mc::GroupRecord& r) : p_(r.members), n_(r.nmembers) {}
-    uint32_t count() const { return n_; }
-    Text next() {
-        Text t{p_, strlen(p_)};
-        p_ += t.len + 1;
-        return t;
-    }
-
-private:
-    const char* p_;
-    uint32_t n_;
-};
+// Group members from the wire (len-prefixed); those of the cache file: fill_group() below.
 class WireMembers {
 public:
     WireMembers(wire::In in, uint32_t n) : in_(in), n_(n) {}
@@ -147,6 +146,45 @@ inline Outcome fill_group(Text name, uint32_t gid, Members members, group* gr, c
         if (!(mem[i] = b.str(m.p, m.len))) return too_small();
     }
     mem[members.count()] = nullptr;
+    gr->gr_name = gname;
+    gr->gr_passwd = passwd;
+    gr->gr_gid = gid;
+    gr->gr_mem = mem;
+    return success();
+}
+
+// A group from the cache file: its member area (NUL-terminated names back to back, the last
+// byte a NUL, as Reader::group_at() checked) is copied whole, and the member pointers are set
+// from the NULs found eight bytes at a time: a role group of thousands of members in
+// microseconds. An area that does not hold exactly nmembers names is a bad_record().
+inline Outcome fill_group(Text name, uint32_t gid, const mc::GroupRecord& rec, group* gr, char* buf, size_t buflen) {
+    Buffer b(buf, buflen);
+    const uint32_t n = rec.nmembers;
+    char** mem = b.pointers(size_t{n} + 1);
+    char* gname = b.str(name.p, name.len);
+    char* passwd = b.str(kNoPassword, sizeof kNoPassword - 1);
+    char* area = b.bytes(rec.members, rec.members_len);
+    if (!mem || !gname || !passwd || !area) return too_small();
+    uint32_t k = 0, nuls = 0;
+    if (n > 0) mem[k++] = area;
+    // Each NUL but the last ends one member and starts the next.
+    auto found = [&](uint32_t pos) {
+        ++nuls;
+        if (pos + 1 < rec.members_len && k < n) mem[k++] = area + pos + 1;
+    };
+    uint32_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; rec.members_len - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, area + i, 8);
+        for (uint64_t z = mc::zero_bytes(w); z != 0; z &= z - 1)
+            found(i + static_cast<uint32_t>(__builtin_ctzll(z)) / 8);
+    }
+#endif
+    for (; i < rec.members_len; ++i)
+        if (area[i] == '\0') found(i);
+    if (nuls != n || k != n) return bad_record();
+    mem[n] = nullptr;
     gr->gr_name = gname;
     gr->gr_passwd = passwd;
     gr->gr_gid = gid;

@@ -58,12 +58,17 @@ void pack(const mc::PasswdRecord& r, std::size_t buflen) {
 void pack(const mc::GroupRecord& r, std::size_t buflen) {
     std::vector<char> buf(buflen);
     group gr{};
-    nss::Outcome o = nss::fill_group({r.name, r.name_len}, r.gid, nss::FileMembers(r), &gr, buf.data(), buflen);
+    nss::Outcome o = nss::fill_group({r.name, r.name_len}, r.gid, r, &gr, buf.data(), buflen);
     if (o.status == NSS_STATUS_SUCCESS) {
         FUZZ_CHECK(std::strcmp(gr.gr_name, r.name) == 0);
         const char* m = r.members;
         for (std::uint32_t i = 0; i < r.nmembers; ++i, m += std::strlen(m) + 1) FUZZ_CHECK(std::strcmp(gr.gr_mem[i], m) == 0);
         FUZZ_CHECK(gr.gr_mem[r.nmembers] == nullptr);
+    } else if (nss::is_bad_record(o)) {
+        // Only a member area whose NULs are not nmembers is refused.
+        std::uint32_t nuls = 0;
+        for (std::uint32_t i = 0; i < r.members_len; ++i) nuls += r.members[i] == '\0';
+        FUZZ_CHECK(nuls != r.nmembers);
     } else {
         FUZZ_CHECK(o.status == NSS_STATUS_TRYAGAIN && o.err == ERANGE);
     }

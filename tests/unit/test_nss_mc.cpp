@@ -356,6 +356,73 @@ void test_corrupt_files_are_misses(void**) {
     assert_int_equal(getpwnam("alice").st, NSS_STATUS_SUCCESS);
 }
 
+// A group of thousands of members with names of every length from 1 to 31 bytes (so that the
+// NULs fall at every place of the 8-byte words the module reads them in) comes back whole and
+// in order, in a buffer sized as glibc grows it.
+void test_large_group(void**) {
+    std::vector<std::string> members;
+    for (int i = 0; i < 5000; ++i) members.push_back(std::string(static_cast<std::size_t>(1 + i % 31), static_cast<char>('a' + i % 26)) + std::to_string(i));
+    publish({user("alice", 10001)}, {grp("everyone", 20001, members), grp("few", 20002, {"alice", "b"})}, true);
+    std::vector<char> buf(1024);
+    group gr{};
+    int err = 0;
+    nss_status st;
+    while ((st = g_nss.getgrnam_r("everyone", &gr, buf.data(), buf.size(), &err)) == NSS_STATUS_TRYAGAIN && err == ERANGE)
+        buf.resize(buf.size() * 2);
+    assert_int_equal(st, NSS_STATUS_SUCCESS);
+    std::size_t n = 0;
+    for (; gr.gr_mem[n] != nullptr; ++n) {
+        if (n >= members.size()) fail_msg("more members than published");
+        if (members[n] != gr.gr_mem[n]) fail_msg("member %zu: %s, published %s", n, gr.gr_mem[n], members[n].c_str());
+    }
+    assert_int_equal(n, members.size());
+    Gr few = getgrgid(20002);
+    assert_int_equal(few.st, NSS_STATUS_SUCCESS);
+    assert_string_equal(few.gr.gr_mem[0], "alice");
+    assert_string_equal(few.gr.gr_mem[1], "b");
+    assert_null(few.gr.gr_mem[2]);
+}
+
+// A group record whose member count disagrees with the names its member area holds is not
+// given out: the lookup asks the daemon (none here: UNAVAIL), enumeration goes past it.
+void test_member_count_mismatch(void**) {
+    publish({}, {grp("devs", 20001, {"alice", "bob", "carol"}), grp("ops", 20002, {"dave"})}, true);
+    const auto good = read_all(cache_path());
+    // The devs record: the group record whose name follows its fixed fields.
+    std::size_t at = 0;
+    for (std::size_t off = mc::load<std::uint32_t>(good.data() + mc::kOffRecords); off + mc::kGrFixed < good.size();
+         off += mc::load<std::uint32_t>(good.data() + off + mc::kRecSize)) {
+        if (mc::load<std::uint32_t>(good.data() + off) == mc::kKindGroup &&
+            std::memcmp(good.data() + off + mc::kGrFixed, "devs", 5) == 0) {
+            at = off;
+            break;
+        }
+    }
+    if (at == 0) fail_msg("no devs record in the file");
+    assert_int_equal(mc::load<std::uint32_t>(good.data() + at + mc::kRecBody + 8), 3);
+    for (std::uint32_t count : {2u, 4u, 1u}) {
+        auto bad = good;
+        mc::store<std::uint32_t>(bad.data() + at + mc::kRecBody + 8, count);
+        publish_raw(bad);
+        assert_int_equal(getgrnam("devs").st, NSS_STATUS_UNAVAIL);
+        assert_int_equal(getgrgid(20001).st, NSS_STATUS_UNAVAIL);
+        assert_int_equal(getgrnam("ops").st, NSS_STATUS_SUCCESS);
+        group gr{};
+        char buf[512];
+        int err = 0;
+        std::vector<std::string> names;
+        g_nss.setgrent(0);
+        while (g_nss.getgrent_r(&gr, buf, sizeof buf, &err) == NSS_STATUS_SUCCESS) names.emplace_back(gr.gr_name);
+        g_nss.endgrent();
+        assert_int_equal(names.size(), 1);
+        assert_string_equal(names[0].c_str(), "ops");
+    }
+    publish_raw(good);
+    Gr devs = getgrnam("devs");
+    assert_int_equal(devs.st, NSS_STATUS_SUCCESS);
+    assert_string_equal(devs.gr.gr_mem[2], "carol");
+}
+
 void test_enumeration_flag(void**) {
     int err = 0;
     passwd pw{};
@@ -503,6 +570,8 @@ int main() {
         cmocka_unit_test_setup(test_slot_groups_joined, setup),
         cmocka_unit_test_setup(test_writer_skips_bad_entries, setup),
         cmocka_unit_test_setup(test_corrupt_files_are_misses, setup),
+        cmocka_unit_test_setup(test_large_group, setup),
+        cmocka_unit_test_setup(test_member_count_mismatch, setup),
         cmocka_unit_test_setup(test_enumeration_flag, setup),
         cmocka_unit_test_setup(test_republish_race, setup),
     };
