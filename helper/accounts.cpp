@@ -6,7 +6,10 @@
 #include <map>
 
 #include <csignal>
+#include <cstring>
 #include <malloc.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 
@@ -37,6 +40,7 @@ constexpr auto kCoalesce = std::chrono::milliseconds(200);   // changes within t
 // publication would add are answered through the socket meanwhile (from the cache).
 constexpr int kCoalesceFactor = 9;
 constexpr auto kCoalesceMax = std::chrono::seconds(5);
+constexpr int kPublisherNice = 10;  // the publisher thread's nice value (see publisher_loop)
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -927,6 +931,11 @@ void Accounts::publish_now() {
 }
 
 void Accounts::publisher_loop() {
+    // A publication rereads and rewrites every cached user (tens of milliseconds of CPU with
+    // tens of thousands); at a lower priority it takes the cores' spare time instead of the
+    // lookups' and logins' (Linux: a thread's own nice value).
+    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kPublisherNice) != 0)
+        log::debug("nss: cannot lower the publisher's priority: ", std::strerror(errno));
     std::unique_lock lock(mutex_);
     auto last = std::chrono::steady_clock::now();
     while (!stopping_) {
@@ -943,6 +952,9 @@ void Accounts::publisher_loop() {
         dirty_ = false;
         lock.unlock();
         publish_now();
+        // What the round's changes wrote to the cache's log goes into the database here, off
+        // the lookups' and logins' path (CacheStore::checkpoint).
+        if (auto c = store_->checkpoint(); !c) log::warning("cache: ", c.error().detail);
         // A publication builds and drops copies of every cached user; the worker threads'
         // arenas keep what lookups and logins freed. Both go back to the system here, at most
         // once per kCoalesce, so the daemon's memory follows what it holds, not its peaks.

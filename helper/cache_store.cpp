@@ -332,6 +332,13 @@ tl::expected<DbPtr, OpenFailure> open_db(const std::string& path) {
     // crash) and the file is never corrupted; only a power cut may lose the last commits
     // before a checkpoint, and every entry here can be fetched again (IDs are re-derived from
     // the same hash). FULL would add an fsync to every cold lookup.
+    // Checkpoints are the daemon's background work (checkpoint()); a commit makes one only if
+    // the log has grown past the backstop (the publisher stuck, or a program that never calls
+    // checkpoint()), and the log file is cut back to 16 MiB after one.
+    const std::string wal_limits = "PRAGMA wal_autocheckpoint=" + std::to_string(CacheStore::kWalBackstopPages) +
+                                   "; PRAGMA journal_size_limit=16777216";
+    if ((rc = exec(db.get(), wal_limits.c_str())) != SQLITE_OK)
+        return open_failed(db.get(), path, "cannot set the write-ahead log's limits", rc);
     if ((rc = exec(db.get(), "PRAGMA synchronous=NORMAL")) != SQLITE_OK)
         return open_failed(db.get(), path, "cannot set synchronous=NORMAL", rc);
     std::string check = single_value(db.get(), "PRAGMA quick_check", rc);
@@ -407,10 +414,13 @@ private:
 }  // namespace
 
 CacheStore::CacheStore(std::string path, sqlite3* db)
-    : path_(std::move(path)), db_(db), st_(std::make_unique<Statements>()) {}
+    : path_(std::move(path)), db_(db), st_(std::make_unique<Statements>()), list_st_(std::make_unique<Statements>()) {}
 
 CacheStore::~CacheStore() {
     st_.reset();  // statements before the connection
+    list_st_.reset();
+    sqlite3_close_v2(checkpoint_db_);
+    sqlite3_close_v2(list_db_);
     sqlite3_close_v2(db_);
 }
 
@@ -418,6 +428,19 @@ Result<void> CacheStore::prepare() {
     for (std::size_t i = 0; i < q_count; ++i) {
         if (sqlite3_prepare_v3(db_, kSql[i], -1, SQLITE_PREPARE_PERSISTENT, &st_->s[i], nullptr) != SQLITE_OK)
             return tl::unexpected<Error>(db_error(db_, path_, "cannot prepare a statement"));
+    }
+    // The listing connection: opened once the main one has made (or migrated) the schema.
+    int rc = sqlite3_open_v2(path_.c_str(), &list_db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+                             nullptr);
+    if (rc != SQLITE_OK) {
+        if (list_db_ == nullptr) return fail(ErrorCode::io, "cannot open " + path_ + " to read: " + sqlite3_errstr(rc));
+        return tl::unexpected<Error>(db_error(list_db_, path_, "cannot open the database to read"));
+    }
+    sqlite3_extended_result_codes(list_db_, 1);
+    sqlite3_busy_timeout(list_db_, kBusyTimeoutMs);
+    for (Q q : {q_begin_read, q_commit, q_rollback, q_users, q_groups_of, q_groups_all}) {
+        if (sqlite3_prepare_v3(list_db_, kSql[q], -1, SQLITE_PREPARE_PERSISTENT, &list_st_->s[q], nullptr) != SQLITE_OK)
+            return tl::unexpected<Error>(db_error(list_db_, path_, "cannot prepare a statement"));
     }
     return {};
 }
@@ -575,11 +598,13 @@ Result<std::optional<CachedUser>> CacheStore::user_by_uid(std::uint32_t uid) {
 }
 
 Result<std::vector<CachedUser>> CacheStore::users(std::size_t limit) {
-    std::lock_guard lock(mutex_);
-    CVAT_BEGIN_READ(tx);
-    Use q((*st_)[q_users]);
+    std::lock_guard lock(list_mutex_);
+    const Statements& st = *list_st_;
+    Transaction tx(st[q_begin_read], st[q_commit], st[q_rollback]);
+    if (!tx.began()) return tl::unexpected<Error>(db_error(list_db_, path_, "cannot begin a transaction"));
+    Use q(st[q_users]);
     q.integer(static_cast<std::int64_t>(std::min(limit, kMaxUsersListed)));
-    return select_users(db_, path_, q, (*st_)[q_groups_of], (*st_)[q_groups_all]);
+    return select_users(list_db_, path_, q, st[q_groups_of], st[q_groups_all]);
 }
 
 Result<std::vector<std::string>> CacheStore::role_members(int role, std::size_t limit) {
@@ -839,6 +864,34 @@ Result<void> CacheStore::check_integrity() {
     const std::string first = single_value(db_, "PRAGMA integrity_check", rc);
     if (rc != SQLITE_OK) CVAT_DB_FAIL("integrity_check failed");
     if (first != "ok") return fail(ErrorCode::io, path_ + ": integrity_check: " + log_safe(first));
+    return {};
+}
+
+Result<void> CacheStore::checkpoint() {
+    std::lock_guard lock(checkpoint_mutex_);
+    if (checkpoint_db_ == nullptr) {
+        const int rc = sqlite3_open_v2(path_.c_str(), &checkpoint_db_,
+                                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, nullptr);
+        if (rc != SQLITE_OK) {
+            Error e = checkpoint_db_ != nullptr ? db_error(checkpoint_db_, path_, "cannot open the database to checkpoint")
+                                                : Error{ErrorCode::io, "cannot open " + path_ + ": " + sqlite3_errstr(rc)};
+            sqlite3_close_v2(checkpoint_db_);
+            checkpoint_db_ = nullptr;
+            return tl::unexpected<Error>(e);
+        }
+        sqlite3_extended_result_codes(checkpoint_db_, 1);
+        sqlite3_busy_timeout(checkpoint_db_, kBusyTimeoutMs);
+    }
+    // A connection sees the log only once it has read the database; without that read the
+    // checkpoint below does nothing and says so only by a log size of -1.
+    int rc = SQLITE_OK;
+    (void)single_value(checkpoint_db_, "SELECT count(*) FROM sqlite_master", rc);
+    if (rc != SQLITE_OK) return tl::unexpected<Error>(db_error(checkpoint_db_, path_, "cannot read the database to checkpoint"));
+    // PASSIVE: as much as no reader still needs, without waiting for anyone.
+    int log_frames = -1, done_frames = -1;
+    if (sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done_frames) != SQLITE_OK)
+        return tl::unexpected<Error>(db_error(checkpoint_db_, path_, "checkpoint failed"));
+    if (log_frames < 0) return fail(ErrorCode::internal, path_ + ": checkpoint found no write-ahead log");
     return {};
 }
 

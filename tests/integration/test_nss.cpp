@@ -423,6 +423,9 @@ void warm_lookups_need_no_daemon(void**) {
     usleep(600 * 1000);  // published
     struct stat st{};
     assert_int_equal(stat((g->tmp.path() + "/warm/nss.mc").c_str(), &st), 0);
+    // The publisher also checkpointed the cache: bob's row is in the database file itself, not
+    // only in its write-ahead log (no lookup pays for that copy and its fsync).
+    assert_true(contains(read_file(g->tmp.path() + "/warm/cache/cache.sqlite"), "bob@"));
     assert_int_equal(st.st_mode & 0777, 0644);
     // A stopped daemon cannot answer: what comes back came from the mapped file.
     kill(d.pid(), SIGSTOP);
@@ -666,8 +669,10 @@ void offline_login(void**) {
     sleep(5);
     assert_int_equal(login(d, "dora", pw).authenticate, PAM_AUTHINFO_UNAVAIL);
     g->ad->restart();
-    // The stored hash is Argon2id, never the password.
-    std::string db = read_file(dir + "/cache/cache.sqlite");
+    // The stored hash is Argon2id, never the password: neither in the database nor in its log
+    // (which holds the latest writes until the daemon's next checkpoint).
+    std::string db = read_file(dir + "/cache/cache.sqlite") + read_file(dir + "/cache/cache.sqlite-wal");
+    assert_true(contains(db, "$argon2id$"));
     assert_false(contains(db, pw));
 }
 

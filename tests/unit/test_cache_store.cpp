@@ -449,6 +449,71 @@ void test_concurrent_callers(void**) {
     assert_int_equal(s->users(1000)->size(), 400);
 }
 
+// users() reads through a connection of its own: it sees every put_user that returned before it
+// was called, and each user whole, as one commit left it (the row and its groups), while
+// writers go on.
+void test_listing_beside_writers(void**) {
+    TempDir dir;
+    auto s = open_store(dir.path());
+    constexpr int kUsers = 200;
+    auto version = [](const std::string& name, int v) {
+        CachedUser u = sample_user(name, static_cast<std::uint32_t>(200000 + std::stoi(name.substr(1))));
+        u.gecos = "v" + std::to_string(v);
+        u.groups = {{"a" + std::to_string(v), 6000 + static_cast<std::uint32_t>(v)},
+                    {"b" + std::to_string(v), 7000 + static_cast<std::uint32_t>(v)}};
+        return u;
+    };
+    for (int i = 0; i < kUsers; ++i) assert_true(s->put_user(version("u" + std::to_string(i), 0)).has_value());
+    std::atomic<bool> done{false};
+    std::atomic<int> errors{0};
+    std::thread writer([&] {
+        for (int v = 1; v <= 20; ++v)
+            for (int i = 0; i < kUsers; ++i)
+                if (!s->put_user(version("u" + std::to_string(i), v))) ++errors;
+        done = true;
+    });
+    int listings = 0;
+    while (!done || listings < 3) {
+        auto all = s->users(1000);
+        if (!all) fail_msg("users(): %s", all.error().detail.c_str());
+        ++listings;
+        assert_int_equal(all->size(), kUsers);
+        for (const auto& u : *all) {
+            const std::string v = u.gecos.substr(1);
+            if (u.groups.size() != 2 || u.groups[0].first != "a" + v || u.groups[1].first != "b" + v)
+                fail_msg("%s listed as %s with groups of another write", u.name.c_str(), u.gecos.c_str());
+        }
+    }
+    writer.join();
+    assert_int_equal(errors.load(), 0);
+    // A write that returned is in the next listing.
+    assert_true(s->put_user(version("u7", 99)).has_value());
+    auto after = s->users(1000);
+    assert_true(after.has_value());
+    for (const auto& u : *after)
+        if (u.name == "u7") assert_string_equal(u.gecos.c_str(), "v99");
+    print_message("# %d listings beside the writer\n", listings);
+}
+
+// Writes stay in the write-ahead log (no commit checkpoints below kWalBackstopPages) until
+// checkpoint() copies them into the database file: a copy of that file alone then holds them.
+void test_checkpoint(void**) {
+    TempDir dir;
+    auto s = open_store(dir.path());
+    for (int i = 0; i < 50; ++i)
+        assert_true(s->put_user(sample_user("c" + std::to_string(i), static_cast<std::uint32_t>(300000 + i))).has_value());
+    auto copy_alone = [&](const std::string& to) {
+        fs::create_directories(to);
+        fs::copy_file(dir.path() + "/cache.sqlite", to + "/cache.sqlite", fs::copy_options::overwrite_existing);
+        return sql_value(to + "/cache.sqlite", "SELECT count(*) FROM users");
+    };
+    assert_string_not_equal(copy_alone(dir.path() + "/before").c_str(), "50");
+    assert_true(s->checkpoint().has_value());
+    assert_string_equal(copy_alone(dir.path() + "/after").c_str(), "50");
+    // Again, with nothing new: nothing to do, no error.
+    assert_true(s->checkpoint().has_value());
+}
+
 // The child: writes users forever, reporting each name after put_user returned.
 [[noreturn]] void crash_writer(const std::string& dir, int round, int out) {
     auto s = CacheStore::open(dir);
@@ -542,6 +607,8 @@ int main() {
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_concurrent_callers),
+        cmocka_unit_test(test_listing_beside_writers),
+        cmocka_unit_test(test_checkpoint),
         cmocka_unit_test(test_crash_safety),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
