@@ -163,8 +163,8 @@ inline Outcome fill_group(Text name, uint32_t gid, const mc::GroupRecord& rec, g
     char** mem = b.pointers(size_t{n} + 1);
     char* gname = b.str(name.p, name.len);
     char* passwd = b.str(kNoPassword, sizeof kNoPassword - 1);
-    char* area = b.bytes(rec.members, rec.members_len);
-    if (!mem || !gname || !passwd || !area) return too_small();
+    char* area = rec.members_len == 0 ? nullptr : b.bytes(rec.members, rec.members_len);
+    if (!mem || !gname || !passwd || (!area && rec.members_len != 0)) return too_small();
     uint32_t k = 0, nuls = 0;
     if (n > 0) mem[k++] = area;
     // Each NUL but the last ends one member and starts the next.
