@@ -75,7 +75,7 @@ std::string user_name(const std::string& prefix, long i) {
 }
 
 struct Summary {
-    double p50 = 0, p99 = 0, mean = 0;
+    double p50 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
 };
 
 Summary summarize(std::vector<double>& v) {
@@ -89,6 +89,8 @@ Summary summarize(std::vector<double>& v) {
     for (double x : v) sum += x;
     s.p50 = at(0.5);
     s.p99 = at(0.99);
+    s.p999 = at(0.999);
+    s.max = v.back();
     s.mean = sum / static_cast<double>(v.size());
     return s;
 }
@@ -211,9 +213,9 @@ void run_threads(int threads, double seconds, Op op, std::vector<double>& lat, l
 void print_result(const char* test, const std::string& extra, std::vector<double>& lat, long errors, double wall_s) {
     Summary s = summarize(lat);
     std::printf("{\"test\":\"%s\",%s\"ops\":%zu,\"errors\":%ld,\"ops_s\":%.1f,\"p50_us\":%.2f,\"p99_us\":%.2f,"
-                "\"mean_us\":%.2f}\n",
+                "\"p999_us\":%.2f,\"max_us\":%.2f,\"mean_us\":%.2f}\n",
                 test, extra.c_str(), lat.size(), errors, wall_s > 0 ? static_cast<double>(lat.size()) / wall_s : 0,
-                s.p50, s.p99, s.mean);
+                s.p50, s.p99, s.p999, s.max, s.mean);
     std::fflush(stdout);
 }
 

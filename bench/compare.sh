@@ -178,7 +178,8 @@ log "slapd on $URI"
 CV=$W/cvat
 mkdir -p "$CV"
 printf '%s\n' "$BIND_PW" >"$CV/bind_password"; chmod 600 "$CV/bind_password"
-cvat_config() {  # VERDICT_TTL
+cvat_config() {  # VERDICT_TTL [DIR [NSS_YAML]]: the daemon's socket and cache in DIR (default CV)
+  local dir=${2:-$CV}
   cat <<YAML
 # conf/auth_config.openldap.yml's shape, on this slapd
 ldap:
@@ -197,11 +198,12 @@ ldap:
 # thousands of times (helper.rate_limit would hold them, as it should a guesser; nslcd and sssd
 # have no such limit).
 helper:
-  socket: $CV/socket
-  cache_dir: $CV/cache
+  socket: $dir/socket
+  cache_dir: $dir/cache
   log_level: warning
   verdict_ttl: $1
   rate_limit: {per_user: {failures: 0}, per_peer: {failures: 0}}
+${3:-}
 YAML
 }
 CVAT_PID=""
@@ -215,6 +217,27 @@ start_cvat() {  # VERDICT_TTL
   [[ -S "$CV/socket" ]] || { tail "$CV/authd.log" >&2; exit 1; }
 }
 stop_cvat() { [[ -z "$CVAT_PID" ]] || { kill "$CVAT_PID" 2>/dev/null; wait "$CVAT_PID" 2>/dev/null || true; CVAT_PID=""; }; }
+# getgrnam like for like: a second cvat-authd (own socket, nss.mc and a fresh cache) with
+# nss.directory_groups on, so that it answers for the directory groups of the users it has
+# looked up (named after their CN) as nslcd and SSSD answer for posixGroups. Its groups are
+# the benchmark's teams: each the same 100 users as the posixGroup of the same number.
+# cvat_groups_getgrnam FROM COUNT TEAMS: looks up users FROM.. (COUNT) through it (not
+# measured: cvat-authd knows a group through the users it has seen, and never searches the
+# directory for one), lets it publish them (as a host's users were looked up before anyone
+# lists their group), then measures getgrnam: "cold" is each team's first lookup, from nss.mc.
+cvat_groups_getgrnam() {
+  local dir=$CV/groups-$RUN pid
+  mkdir -p "$dir"
+  cvat_config 0 "$dir" "nss: {directory_groups: true}" >"$dir/auth_config.yml"; chmod 600 "$dir/auth_config.yml"
+  "$BUILD/helper/cvat-authd" --foreground --config "$dir/auth_config.yml" 2>>"$dir/authd.log" &
+  pid=$!; PIDS+=("$pid")
+  for _ in $(seq 200); do [[ -S "$dir/socket" ]] && break; sleep 0.05; done
+  [[ -S "$dir/socket" ]] || { tail "$dir/authd.log" >&2; exit 1; }
+  CVAT_AUTH_SOCKET=$dir/socket "$BENCH" nss system=cvat-fill so="$BUILD/nss_cvat/libnss_cvat.so.2" symprefix=_nss_cvat \
+    op=initgroups from="$1" count="$2" warm_seconds=0 settle=1.5 >/dev/null
+  CVAT_AUTH_SOCKET=$dir/socket nss cvat "$BUILD/nss_cvat/libnss_cvat.so.2" _nss_cvat getgrnam names="$3"
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+}
 
 # --- nslcd --------------------------------------------------------------------------------------
 cat >/etc/nslcd.conf <<EOF
@@ -360,19 +383,28 @@ for ((RUN = 1; RUN <= RUNS; RUN++)); do
   start_cvat 0
   # NSS: fresh names for every run and operation (never asked before, never logged in).
   b=$((LOGIN_POOL + 1 + (RUN - 1) * 3 * COLD))
+  # getgrnam: the teams whose 100 users are all among those names (fresh every run too): the
+  # posixGroups g<N> for nslcd and SSSD, the groupOfNames team-<N> for cvat-authd.
+  t1=$(( (b - 1 + GROUP_SIZE - 1) / GROUP_SIZE + 1 )) t2=$(( (b + 2 * COLD - 1) / GROUP_SIZE ))
+  (( t2 <= NTEAMS )) || t2=$NTEAMS
+  (( t1 <= t2 )) || { log "no whole team among users $b..$((b + 2 * COLD - 1))"; exit 1; }
   export CVAT_AUTH_SOCKET=$CV/socket
   for s in cvat nslcd sssd; do
     case $s in
-      # The role groups: every cached user is a member of one (thousands, after the logins).
-      cvat) so=$BUILD/nss_cvat/libnss_cvat.so.2 sym=_nss_cvat groups=cvat-user,cvat-admin ;;
-      # The first 166 posixGroups (about 1,000 bytes of names). Not `seq | head -c`: head's
-      # early exit can kill seq with SIGPIPE, which pipefail and set -e make fatal.
-      nslcd) so=$LIBDIR/libnss_ldap.so.2 sym=_nss_ldap groups=$(seq -f 'g%04.0f' -s, 1 "$(( NTEAMS < 166 ? NTEAMS : 166 ))") ;;
-      sssd) so=$LIBDIR/libnss_sss.so.2 sym=_nss_sss groups=$(seq -f 'g%04.0f' -s, 1 "$(( NTEAMS < 166 ? NTEAMS : 166 ))") ;;
+      cvat) so=$BUILD/nss_cvat/libnss_cvat.so.2 sym=_nss_cvat ;;
+      nslcd) so=$LIBDIR/libnss_ldap.so.2 sym=_nss_ldap ;;
+      sssd) so=$LIBDIR/libnss_sss.so.2 sym=_nss_sss ;;
     esac
     nss "$s" "$so" "$sym" getpwnam from="$b" count="$COLD"
     nss "$s" "$so" "$sym" initgroups from="$((b + COLD))" count="$COLD"
-    nss "$s" "$so" "$sym" getgrnam names="$groups"
+    if [[ $s == cvat ]]; then
+      cvat_groups_getgrnam "$b" "$((2 * COLD))" "$(seq -f 'team-%04.0f' -s, "$t1" "$t2")"
+      # And its role groups as this host's daemon serves them (default config): every cached
+      # user in the role is a member, thousands from the second run on.
+      nss cvat-roles "$so" "$sym" getgrnam names=cvat-user,cvat-admin
+    else
+      nss "$s" "$so" "$sym" getgrnam names="$(seq -f 'g%04.0f' -s, "$t1" "$t2")"
+    fi
   done
   # The floors.
   for t in 1 8; do

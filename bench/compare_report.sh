@@ -62,9 +62,9 @@ verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "nan") print "n
       us($7), us($8), us($9), ($10 == "-" ? "-" : sprintf("%.1f", $10)), $11 }'
   echo
   echo "NSS lookups (the module's entry point through dlopen, one thread)"
-  printf '%-8s %-11s %-5s %12s %10s %10s %6s\n' system op phase ops/s p50_us p99_us errors
+  printf '%-10s %-11s %-5s %12s %10s %10s %6s\n' system op phase ops/s p50_us p99_us errors
   jq -r '.results[] | select(.test == "nss" and (.system | test("fill") | not)) | [.system, .op, .phase, .ops_s, .p50_us, .p99_us, .errors] | @tsv' "$R" |
-    sort -t$'\t' -k2,2 -k3,3 -k1,1 | awk -F'\t' '{ printf "%-8s %-11s %-5s %12.0f %10.2f %10.2f %6s\n", $1, $2, $3, $4, $5, $6, $7 }'
+    sort -t$'\t' -k2,2 -k3,3 -k1,1 | awk -F'\t' '{ printf "%-10s %-11s %-5s %12.0f %10.2f %10.2f %6s\n", $1, $2, $3, $4, $5, $6, $7 }'
   if jq -e '.results[] | select(.test == "nginx")' "$R" >/dev/null; then
     echo
     echo "nginx Basic auth (ngx_http_auth_pam, wrk -t2 -c8, 100 users' credentials at random;"
@@ -116,6 +116,8 @@ verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "nan") print "n
     r=$(ratio "$(v nss cvat p50_us "$op" cold)" "$(v nss nslcd p50_us "$op" cold)")
     echo "cold $op p50 ≤ nslcd's (cvat/nslcd):              $r  $(verdict "$r" "<=" 1)"
   done
+  echo "  getgrnam: cvat's directory groups (the teams, 100 members) against the posixGroups of the same"
+  echo "  100 users; cvat's role groups (every cached user in the role, thousands): warm p50 $(v nss cvat-roles p50_us getgrnam warm) µs"
   r=$(ratio "$(v nginx cvat ops_s)" "$(v nginx nslcd ops_s)"); echo "nginx req/s ≥ 5 × nslcd's pam_ldap:                 $r  $(verdict "$r" ">=" 5)"
   r=$(ratio "$(v nginx cvat/min-other ops_s)" "$(v nginx nslcd/min-other ops_s)"); echo "  the same, one-line /etc/pam.d/other:               $r  $(verdict "$r" ">=" 5)"
   rss=$(v memory cvat rss_kib); r=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
