@@ -438,6 +438,10 @@ Result<void> CacheStore::prepare() {
     }
     sqlite3_extended_result_codes(list_db_, 1);
     sqlite3_busy_timeout(list_db_, kBusyTimeoutMs);
+    // A listing reads every page once: a page cache of its own (2 MiB by default) would only
+    // hold a copy of what the kernel's already holds.
+    if ((rc = exec(list_db_, "PRAGMA cache_size=-256")) != SQLITE_OK)
+        return tl::unexpected<Error>(db_error(list_db_, path_, "cannot set the cache size"));
     for (Q q : {q_begin_read, q_commit, q_rollback, q_users, q_groups_of, q_groups_all}) {
         if (sqlite3_prepare_v3(list_db_, kSql[q], -1, SQLITE_PREPARE_PERSISTENT, &list_st_->s[q], nullptr) != SQLITE_OK)
             return tl::unexpected<Error>(db_error(list_db_, path_, "cannot prepare a statement"));
@@ -881,6 +885,7 @@ Result<void> CacheStore::checkpoint() {
         }
         sqlite3_extended_result_codes(checkpoint_db_, 1);
         sqlite3_busy_timeout(checkpoint_db_, kBusyTimeoutMs);
+        (void)exec(checkpoint_db_, "PRAGMA cache_size=-64");  // it copies log frames; it reads little
     }
     // A connection sees the log only once it has read the database; without that read the
     // checkpoint below does nothing and says so only by a log size of -1.
