@@ -234,7 +234,8 @@ cvat_groups_getgrnam() {
   for _ in $(seq 200); do [[ -S "$dir/socket" ]] && break; sleep 0.05; done
   [[ -S "$dir/socket" ]] || { tail "$dir/authd.log" >&2; exit 1; }
   CVAT_AUTH_SOCKET=$dir/socket "$BENCH" nss system=cvat-fill so="$BUILD/nss_cvat/libnss_cvat.so.2" symprefix=_nss_cvat \
-    op=initgroups from="$1" count="$2" warm_seconds=0 settle=1.5 >/dev/null
+    op=initgroups from="$1" count="$2" warm_seconds=0 settle=1.5 | sed -n 1p | jq -e '.errors == 0' >/dev/null ||
+    { log "cvat-authd (directory groups) failed lookups of users $1..: see $dir/authd.log"; exit 1; }
   CVAT_AUTH_SOCKET=$dir/socket nss cvat "$BUILD/nss_cvat/libnss_cvat.so.2" _nss_cvat getgrnam names="$3"
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
 }

@@ -117,7 +117,9 @@ verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "nan") print "n
     echo "cold $op p50 ≤ nslcd's (cvat/nslcd):              $r  $(verdict "$r" "<=" 1)"
   done
   echo "  getgrnam: cvat's directory groups (the teams, 100 members) against the posixGroups of the same"
-  echo "  100 users; cvat's role groups (every cached user in the role, thousands): warm p50 $(v nss cvat-roles p50_us getgrnam warm) µs"
+  echo "  100 users. cvat-authd never asks the directory for a group (it answers from the users it has"
+  echo "  seen): its cold getgrnam is a first lookup from nss.mc, which an LDAP search cannot match."
+  echo "  Its role groups (every cached user in the role, thousands): warm p50 $(v nss cvat-roles p50_us getgrnam warm) µs"
   r=$(ratio "$(v nginx cvat ops_s)" "$(v nginx nslcd ops_s)"); echo "nginx req/s ≥ 5 × nslcd's pam_ldap:                 $r  $(verdict "$r" ">=" 5)"
   r=$(ratio "$(v nginx cvat/min-other ops_s)" "$(v nginx nslcd/min-other ops_s)"); echo "  the same, one-line /etc/pam.d/other:               $r  $(verdict "$r" ">=" 5)"
   rss=$(v memory cvat rss_kib); r=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')

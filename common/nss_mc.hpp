@@ -45,7 +45,9 @@
 //   of its first record.
 //
 // A reader checks every offset, length and count against the file before it reads: a corrupt
-// or truncated file yields misses, never a crash.
+// or truncated file yields misses, never a crash. One count is left to the reader of the member
+// area: Reader::group_at checks its bounds and final NUL, and whoever walks the names checks that
+// it holds nmembers of them (nss_cvat's fill_group(), in the pass that finds them).
 #pragma once
 
 #include <cstddef>

@@ -41,6 +41,7 @@ constexpr auto kCoalesce = std::chrono::milliseconds(200);   // changes within t
 constexpr int kCoalesceFactor = 9;
 constexpr auto kCoalesceMax = std::chrono::seconds(5);
 constexpr int kPublisherNice = 10;  // the publisher thread's nice value (see publisher_loop)
+constexpr auto kCheckpointEvery = std::chrono::seconds(1);  // without publications (publisher_loop)
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -942,8 +943,18 @@ void Accounts::publisher_loop() {
         // Republished now and then even without changes, so records' expiry moves on.
         std::int64_t period_s = 600;
         if (rt_) period_s = std::clamp<std::int64_t>(rt_->config.nss.cache_ttl_s / 2, 5, 600);
-        wake_.wait_until(lock, last + std::chrono::seconds(period_s), [this] { return stopping_ || dirty_; });
+        const auto due = last + std::chrono::seconds(period_s);
+        wake_.wait_until(lock, std::min(due, std::chrono::steady_clock::now() + kCheckpointEvery),
+                         [this] { return stopping_ || dirty_; });
         if (stopping_) break;
+        if (!dirty_ && std::chrono::steady_clock::now() < due) {
+            // Nothing to publish: what other writes left in the cache's log (negative entries,
+            // offline hashes, assigned IDs) goes into the database all the same.
+            lock.unlock();
+            if (auto c = store_->checkpoint(); !c) log::warning("cache: ", c.error().detail);
+            lock.lock();
+            continue;
+        }
         // Let a burst of changes settle into one rewrite.
         const auto took = std::chrono::microseconds(publish_took_us_.load(std::memory_order_relaxed));
         const auto settle = std::clamp<std::chrono::microseconds>(kCoalesceFactor * took, kCoalesce, kCoalesceMax);

@@ -446,6 +446,18 @@ Result<void> CacheStore::prepare() {
         if (sqlite3_prepare_v3(list_db_, kSql[q], -1, SQLITE_PREPARE_PERSISTENT, &list_st_->s[q], nullptr) != SQLITE_OK)
             return tl::unexpected<Error>(db_error(list_db_, path_, "cannot prepare a statement"));
     }
+    // The checkpoint connection, now: opened by path later, it could find another file there.
+    rc = sqlite3_open_v2(path_.c_str(), &checkpoint_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+                         nullptr);
+    if (rc != SQLITE_OK) {
+        if (checkpoint_db_ == nullptr)
+            return fail(ErrorCode::io, "cannot open " + path_ + " to checkpoint: " + sqlite3_errstr(rc));
+        return tl::unexpected<Error>(db_error(checkpoint_db_, path_, "cannot open the database to checkpoint"));
+    }
+    sqlite3_extended_result_codes(checkpoint_db_, 1);
+    sqlite3_busy_timeout(checkpoint_db_, kBusyTimeoutMs);
+    if ((rc = exec(checkpoint_db_, "PRAGMA cache_size=-64")) != SQLITE_OK)  // it copies log frames; it reads little
+        return tl::unexpected<Error>(db_error(checkpoint_db_, path_, "cannot set the cache size"));
     return {};
 }
 
@@ -535,8 +547,8 @@ Result<void> CacheStore::put_user(const CachedUser& u) {
 }
 
 // Runs a users SELECT and fills in each row's groups: by one query per user (`groups_of`), or,
-// for a long list, from one scan of every group row (`groups_all`). Caller holds mutex_ and a
-// read transaction.
+// for a long list, from one scan of every group row (`groups_all`). Caller holds the lock of the
+// connection the statements belong to (mutex_ or list_mutex_) and a read transaction on it.
 static Result<std::vector<CachedUser>> select_users(sqlite3* db, const std::string& path, Use& q,
                                                    sqlite3_stmt* groups_of, sqlite3_stmt* groups_all = nullptr) {
     std::vector<CachedUser> out;
@@ -873,20 +885,6 @@ Result<void> CacheStore::check_integrity() {
 
 Result<void> CacheStore::checkpoint() {
     std::lock_guard lock(checkpoint_mutex_);
-    if (checkpoint_db_ == nullptr) {
-        const int rc = sqlite3_open_v2(path_.c_str(), &checkpoint_db_,
-                                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, nullptr);
-        if (rc != SQLITE_OK) {
-            Error e = checkpoint_db_ != nullptr ? db_error(checkpoint_db_, path_, "cannot open the database to checkpoint")
-                                                : Error{ErrorCode::io, "cannot open " + path_ + ": " + sqlite3_errstr(rc)};
-            sqlite3_close_v2(checkpoint_db_);
-            checkpoint_db_ = nullptr;
-            return tl::unexpected<Error>(e);
-        }
-        sqlite3_extended_result_codes(checkpoint_db_, 1);
-        sqlite3_busy_timeout(checkpoint_db_, kBusyTimeoutMs);
-        (void)exec(checkpoint_db_, "PRAGMA cache_size=-64");  // it copies log frames; it reads little
-    }
     // A connection sees the log only once it has read the database; without that read the
     // checkpoint below does nothing and says so only by a log size of -1.
     int rc = SQLITE_OK;

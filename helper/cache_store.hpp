@@ -129,8 +129,9 @@ public:
 
     // Copies the write-ahead log into the database (a passive checkpoint, on a connection of
     // its own: writers go on meanwhile). The daemon's publisher thread calls it after each
-    // round, so that no lookup or login pays for a checkpoint (its fsync) in its commit;
-    // commits do one themselves only past kWalBackstopPages, as a backstop.
+    // round and every second there is none, so that no lookup or login pays for a checkpoint
+    // (its fsync) in its commit; commits do one themselves only past kWalBackstopPages, as a
+    // backstop. Cheap when the log holds nothing new.
     Result<void> checkpoint();
     static constexpr int kWalBackstopPages = 8192;
 
@@ -147,7 +148,7 @@ private:
     sqlite3* list_db_ = nullptr;
     std::unique_ptr<Statements> list_st_;
     std::mutex list_mutex_;
-    // checkpoint(): its connection, opened at the first call.
+    // checkpoint(): its connection.
     sqlite3* checkpoint_db_ = nullptr;
     std::mutex checkpoint_mutex_;
 };

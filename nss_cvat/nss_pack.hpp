@@ -164,7 +164,16 @@ inline Outcome fill_group(Text name, uint32_t gid, const mc::GroupRecord& rec, g
     char* gname = b.str(name.p, name.len);
     char* passwd = b.str(kNoPassword, sizeof kNoPassword - 1);
     char* area = rec.members_len == 0 ? nullptr : b.bytes(rec.members, rec.members_len);
-    if (!mem || !gname || !passwd || (!area && rec.members_len != 0)) return too_small();
+    if (!mem || !gname || !passwd || (!area && rec.members_len != 0)) {
+        // A record to ignore must not send the caller round doubling its buffer first.
+        uint32_t nuls = 0;
+        const char* end = rec.members + rec.members_len;
+        for (const char* p = rec.members; p < end; ++p, ++nuls) {
+            p = static_cast<const char*>(memchr(p, 0, static_cast<size_t>(end - p)));
+            if (p == nullptr) break;
+        }
+        return nuls == n ? too_small() : bad_record();
+    }
     uint32_t k = 0, nuls = 0;
     if (n > 0) mem[k++] = area;
     // Each NUL but the last ends one member and starts the next.

@@ -59,18 +59,23 @@ void pack(const mc::GroupRecord& r, std::size_t buflen) {
     std::vector<char> buf(buflen);
     group gr{};
     nss::Outcome o = nss::fill_group({r.name, r.name_len}, r.gid, r, &gr, buf.data(), buflen);
+    std::uint32_t nuls = 0;
+    for (std::uint32_t i = 0; i < r.members_len; ++i) nuls += r.members[i] == '\0';
     if (o.status == NSS_STATUS_SUCCESS) {
+        FUZZ_CHECK(nuls == r.nmembers);
         FUZZ_CHECK(std::strcmp(gr.gr_name, r.name) == 0);
+        for (std::uint32_t i = 0; i < r.nmembers; ++i)
+            FUZZ_CHECK(gr.gr_mem[i] >= buf.data() && gr.gr_mem[i] < buf.data() + buflen &&
+                       std::strlen(gr.gr_mem[i]) < static_cast<std::size_t>(buf.data() + buflen - gr.gr_mem[i]));
         const char* m = r.members;
         for (std::uint32_t i = 0; i < r.nmembers; ++i, m += std::strlen(m) + 1) FUZZ_CHECK(std::strcmp(gr.gr_mem[i], m) == 0);
         FUZZ_CHECK(gr.gr_mem[r.nmembers] == nullptr);
     } else if (nss::is_bad_record(o)) {
-        // Only a member area whose NULs are not nmembers is refused.
-        std::uint32_t nuls = 0;
-        for (std::uint32_t i = 0; i < r.members_len; ++i) nuls += r.members[i] == '\0';
+        // Only a member area whose NULs are not nmembers is refused, whatever the buffer.
         FUZZ_CHECK(nuls != r.nmembers);
     } else {
-        FUZZ_CHECK(o.status == NSS_STATUS_TRYAGAIN && o.err == ERANGE);
+        // Too small a buffer: said only of a record that a bigger one would take.
+        FUZZ_CHECK(o.status == NSS_STATUS_TRYAGAIN && o.err == ERANGE && nuls == r.nmembers);
     }
 }
 

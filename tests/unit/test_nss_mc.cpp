@@ -356,7 +356,7 @@ void test_corrupt_files_are_misses(void**) {
     assert_int_equal(getpwnam("alice").st, NSS_STATUS_SUCCESS);
 }
 
-// A group of thousands of members with names of every length from 1 to 31 bytes (so that the
+// A group of thousands of members with names of 2 to 35 bytes (so that the
 // NULs fall at every place of the 8-byte words the module reads them in) comes back whole and
 // in order, in a buffer sized as glibc grows it.
 void test_large_group(void**) {
@@ -406,6 +406,16 @@ void test_member_count_mismatch(void**) {
         publish_raw(bad);
         assert_int_equal(getgrnam("devs").st, NSS_STATUS_UNAVAIL);
         assert_int_equal(getgrgid(20001).st, NSS_STATUS_UNAVAIL);
+        // Not ERANGE first, with a buffer too small for it: that would only make the caller
+        // grow its buffer for a record that is then refused.
+        {
+            group small{};
+            char tiny[16];
+            int e = 0;
+            assert_int_equal(g_nss.getgrnam_r("devs", &small, tiny, sizeof tiny, &e), NSS_STATUS_UNAVAIL);
+            assert_int_equal(g_nss.getgrnam_r("ops", &small, tiny, sizeof tiny, &e), NSS_STATUS_TRYAGAIN);
+            assert_int_equal(e, ERANGE);
+        }
         assert_int_equal(getgrnam("ops").st, NSS_STATUS_SUCCESS);
         group gr{};
         char buf[512];
