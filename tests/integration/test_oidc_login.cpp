@@ -196,16 +196,19 @@ void expect_refused(const std::string& what, const PamOutcome& o, int want) {
 
 void expect_success(const Login& l, const std::string& what, const PamOutcome& o, const std::string& pam_user,
                     const std::string& role, const std::string& idp) {
-    if (o.authenticate != PAM_SUCCESS)
-        fail_msg("%s: PAM code %d (%s), want success; messages:\n%s(daemon log %s)", what.c_str(), o.authenticate,
-                 pam_strerror(nullptr, o.authenticate), joined(o.messages).c_str(), l.daemon->log_path().c_str());
-    if (o.acct_mgmt != PAM_SUCCESS) {
-        // Say what the daemon made of the account request (its log's last lines).
+    // On a failure, what the user was shown and what the daemon made of the request (its log's
+    // last lines) go to stderr first: cmocka cuts a long failure message short, and a device
+    // login's messages hold a QR code.
+    auto explain = [&](const char* phase, int code) {
         std::string log = read_file(l.daemon->log_path());
-        if (log.size() > 3000) log = log.substr(log.size() - 3000);
-        fail_msg("%s (account): PAM code %d (%s), want success; messages:\n%sdaemon log tail:\n%s", what.c_str(),
-                 o.acct_mgmt, pam_strerror(nullptr, o.acct_mgmt), joined(o.messages).c_str(), log.c_str());
-    }
+        if (log.size() > 4000) log = log.substr(log.size() - 4000);
+        std::fprintf(stderr, "%s%s: messages:\n%s\ndaemon log tail:\n%s\n", what.c_str(), phase,
+                     joined(o.messages).c_str(), log.c_str());
+        fail_msg("%s%s: PAM code %d (%s), want success (messages and daemon log above)", what.c_str(), phase, code,
+                 pam_strerror(nullptr, code));
+    };
+    if (o.authenticate != PAM_SUCCESS) explain("", o.authenticate);
+    if (o.acct_mgmt != PAM_SUCCESS) explain(" (account)", o.acct_mgmt);
     if (o.pam_user != pam_user)
         fail_msg("%s: PAM_USER \"%s\", want \"%s\"", what.c_str(), o.pam_user.c_str(), pam_user.c_str());
     if (env_of(o, "CVAT_ROLE") != role)
