@@ -937,6 +937,11 @@ void Accounts::publisher_loop() {
     // lookups' and logins' (Linux: a thread's own nice value).
     if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kPublisherNice) != 0)
         log::debug("nss: cannot lower the publisher's priority: ", std::strerror(errno));
+    // What writes left in the cache's log goes into the database here, off the lookups' and
+    // logins' path (CacheStore::checkpoint).
+    auto checkpoint = [this] {
+        if (auto c = store_->checkpoint(); !c) log::warning("cache: ", c.error().detail);
+    };
     std::unique_lock lock(mutex_);
     auto last = std::chrono::steady_clock::now();
     while (!stopping_) {
@@ -948,10 +953,10 @@ void Accounts::publisher_loop() {
                          [this] { return stopping_ || dirty_; });
         if (stopping_) break;
         if (!dirty_ && std::chrono::steady_clock::now() < due) {
-            // Nothing to publish: what other writes left in the cache's log (negative entries,
-            // offline hashes, assigned IDs) goes into the database all the same.
+            // Nothing to publish; other writes (negative entries, offline hashes, assigned IDs)
+            // are checkpointed all the same.
             lock.unlock();
-            if (auto c = store_->checkpoint(); !c) log::warning("cache: ", c.error().detail);
+            checkpoint();
             lock.lock();
             continue;
         }
@@ -963,9 +968,7 @@ void Accounts::publisher_loop() {
         dirty_ = false;
         lock.unlock();
         publish_now();
-        // What the round's changes wrote to the cache's log goes into the database here, off
-        // the lookups' and logins' path (CacheStore::checkpoint).
-        if (auto c = store_->checkpoint(); !c) log::warning("cache: ", c.error().detail);
+        checkpoint();
         // A publication builds and drops copies of every cached user; the worker threads'
         // arenas keep what lookups and logins freed. Both go back to the system here, at most
         // once per kCoalesce, so the daemon's memory follows what it holds, not its peaks.

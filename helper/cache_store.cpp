@@ -429,36 +429,30 @@ Result<void> CacheStore::prepare() {
         if (sqlite3_prepare_v3(db_, kSql[i], -1, SQLITE_PREPARE_PERSISTENT, &st_->s[i], nullptr) != SQLITE_OK)
             return tl::unexpected<Error>(db_error(db_, path_, "cannot prepare a statement"));
     }
-    // The listing connection: opened once the main one has made (or migrated) the schema.
-    int rc = sqlite3_open_v2(path_.c_str(), &list_db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
-                             nullptr);
-    if (rc != SQLITE_OK) {
-        if (list_db_ == nullptr) return fail(ErrorCode::io, "cannot open " + path_ + " to read: " + sqlite3_errstr(rc));
-        return tl::unexpected<Error>(db_error(list_db_, path_, "cannot open the database to read"));
-    }
-    sqlite3_extended_result_codes(list_db_, 1);
-    sqlite3_busy_timeout(list_db_, kBusyTimeoutMs);
-    // A listing reads every page once: a page cache of its own (2 MiB by default) would only
-    // hold a copy of what the kernel's already holds.
-    if ((rc = exec(list_db_, "PRAGMA cache_size=-256")) != SQLITE_OK)
-        return tl::unexpected<Error>(db_error(list_db_, path_, "cannot set the cache size"));
+    // A second connection to the same file, opened once the main one has made (or migrated)
+    // the schema, with a page cache of cache_kib KiB.
+    auto open_extra = [this](sqlite3*& db, int flags, int cache_kib, const char* why) -> Result<void> {
+        int rc = sqlite3_open_v2(path_.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, nullptr);
+        if (rc != SQLITE_OK) {
+            if (db == nullptr) return fail(ErrorCode::io, "cannot open " + path_ + " " + why + ": " + sqlite3_errstr(rc));
+            return tl::unexpected<Error>(db_error(db, path_, "cannot open the database"));
+        }
+        sqlite3_extended_result_codes(db, 1);
+        sqlite3_busy_timeout(db, kBusyTimeoutMs);
+        const std::string cache = "PRAGMA cache_size=-" + std::to_string(cache_kib);
+        if (exec(db, cache.c_str()) != SQLITE_OK) return tl::unexpected<Error>(db_error(db, path_, "cannot set the cache size"));
+        return {};
+    };
+    // The listing connection reads every page once: a page cache of its own (2 MiB by default)
+    // would only hold a copy of what the kernel's already holds.
+    if (auto o = open_extra(list_db_, SQLITE_OPEN_READONLY, 256, "to read"); !o) return o;
     for (Q q : {q_begin_read, q_commit, q_rollback, q_users, q_groups_of, q_groups_all}) {
         if (sqlite3_prepare_v3(list_db_, kSql[q], -1, SQLITE_PREPARE_PERSISTENT, &list_st_->s[q], nullptr) != SQLITE_OK)
             return tl::unexpected<Error>(db_error(list_db_, path_, "cannot prepare a statement"));
     }
-    // The checkpoint connection, now: opened by path later, it could find another file there.
-    rc = sqlite3_open_v2(path_.c_str(), &checkpoint_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
-                         nullptr);
-    if (rc != SQLITE_OK) {
-        if (checkpoint_db_ == nullptr)
-            return fail(ErrorCode::io, "cannot open " + path_ + " to checkpoint: " + sqlite3_errstr(rc));
-        return tl::unexpected<Error>(db_error(checkpoint_db_, path_, "cannot open the database to checkpoint"));
-    }
-    sqlite3_extended_result_codes(checkpoint_db_, 1);
-    sqlite3_busy_timeout(checkpoint_db_, kBusyTimeoutMs);
-    if ((rc = exec(checkpoint_db_, "PRAGMA cache_size=-64")) != SQLITE_OK)  // it copies log frames; it reads little
-        return tl::unexpected<Error>(db_error(checkpoint_db_, path_, "cannot set the cache size"));
-    return {};
+    // The checkpoint connection copies log frames and reads little. Opened now: by path later,
+    // it could find another file there.
+    return open_extra(checkpoint_db_, SQLITE_OPEN_READWRITE, 64, "to checkpoint");
 }
 
 Result<std::unique_ptr<CacheStore>> CacheStore::open(const std::string& cache_dir) {
