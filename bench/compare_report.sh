@@ -42,6 +42,21 @@ v() {
       and (($ph == "") or .phase == $ph) and (($th == "") or ((.threads // 1) | tostring) == $th)
       and (($pw == "") or .password == $pw)) | .[$f]] | first // "nan"' "$R"
 }
+# runs TEST SYSTEM FIELD [OP PHASE THREADS PASSWORD]: {run: value} of each run, from the raw records
+runs() {
+  jq -s -c --arg t "$1" --arg s "$2" --arg f "$3" --arg op "${4:-}" --arg ph "${5:-}" --arg th "${6:-}" --arg pw "${7:-}" '
+    [.[] | select(.test == $t and .system == $s and (($op == "") or .op == $op)
+      and (($ph == "") or .phase == $ph) and (($th == "") or ((.threads // 1) | tostring) == $th)
+      and (($pw == "") or .password == $pw) and .[$f] != null) | {key: (.run | tostring), value: .[$f]}]
+    | from_entries' "$RAW"
+}
+# spread RUNS_A RUNS_B: the lowest and highest of A/B within one run, "(runs 1.21–1.48)", when
+# two or more runs have both: how far the ratio moved between runs on this machine.
+spread() {
+  jq -n -r --argjson a "$1" --argjson b "$2" '
+    [$a | keys[] as $k | select(($b[$k] // 0) != 0) | $a[$k] / $b[$k]]
+    | if length < 2 then empty else "\(min) \(max)" end' | awk '{ printf "  (runs %.2f–%.2f)", $1, $2 }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "nan" || b == "nan") print "nan"; else printf "%.2f", a / b }'; }
 verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "nan") print "n/a"; else if ((op == ">=" && r >= t) || (op == "<=" && r <= t)) print "met"; else print "MISSED" }'; }
 
@@ -84,13 +99,13 @@ verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "nan") print "n
   echo "Memory (VmRSS after the runs; cvat-authd after caching the users shown)"
   jq -r '.results[] | select(.test == "memory") | "\(.system): \(.rss_kib / 1024 * 10 | floor / 10) MiB\(if .cached_users > 0 then " with \(.cached_users) users cached" else "" end)"' "$R"
   echo
-  echo "Targets (issue 7; ratios within this run)"
+  echo "Targets (issue 7; ratios of the medians; in brackets the lowest and highest ratio within one run)"
   off8=$(v login cvat-cache-off ops_s "" "" 8 right); floor8=$(v login floor ops_s "" "" 8 right)
   nslcd8=$(v login nslcd ops_s "" "" 8 right); off1p50=$(v login cvat-cache-off p50_us "" "" 1 right)
   floor1p50=$(v login floor p50_us "" "" 1 right); on8=$(v login cvat-cache-on ops_s "" "" 8 right)
-  r=$(ratio "$off8" "$floor8"); echo "login, cache off, 8 threads ≥ 0.6 × libldap floor:   $r  $(verdict "$r" ">=" 0.6)"
-  r=$(ratio "$off8" "$nslcd8"); echo "login, cache off, 8 threads ≥ 3 × nslcd:            $r  $(verdict "$r" ">=" 3)"
-  r=$(ratio "$off1p50" "$floor1p50"); echo "login, cache off, 1 thread p50 ≤ 2 × floor p50:     $r  $(verdict "$r" "<=" 2)"
+  r=$(ratio "$off8" "$floor8"); echo "login, cache off, 8 threads ≥ 0.6 × libldap floor:   $r  $(verdict "$r" ">=" 0.6)$(spread "$(runs login cvat-cache-off ops_s "" "" 8 right)" "$(runs login floor ops_s "" "" 8 right)")"
+  r=$(ratio "$off8" "$nslcd8"); echo "login, cache off, 8 threads ≥ 3 × nslcd:            $r  $(verdict "$r" ">=" 3)$(spread "$(runs login cvat-cache-off ops_s "" "" 8 right)" "$(runs login nslcd ops_s "" "" 8 right)")"
+  r=$(ratio "$off1p50" "$floor1p50"); echo "login, cache off, 1 thread p50 ≤ 2 × floor p50:     $r  $(verdict "$r" "<=" 2)$(spread "$(runs login cvat-cache-off p50_us "" "" 1 right)" "$(runs login floor p50_us "" "" 1 right)")"
   # What the directory's work for one cache-off login allows on this machine, whatever the
   # daemon costs: every core busy in slapd alone; then with libpam alone (floor-pam's client)
   # and the floor's own libldap client (its two operations: less than a login's three) added.
@@ -107,21 +122,21 @@ verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "nan") print "n
     echo "  $cap2/s ($(ratio "$cap2" "$floor8") × floor, $(ratio "$cap2" "$nslcd8") × nslcd) with libpam alone ($(printf %.0f "$pamc8") µs) and the floor's own"
     echo "  libldap client ($(printf %.0f "$flc8") µs) added: any daemon's cost comes on top."
   fi
-  r=$(ratio "$on8" "$nslcd8"); echo "login, cache on, 8 threads ≥ 20 × nslcd:            $r  $(verdict "$r" ">=" 20)"
+  r=$(ratio "$on8" "$nslcd8"); echo "login, cache on, 8 threads ≥ 20 × nslcd:            $r  $(verdict "$r" ">=" 20)$(spread "$(runs login cvat-cache-on ops_s "" "" 8 right)" "$(runs login nslcd ops_s "" "" 8 right)")"
   pam8=$(v login floor-pam ops_s "" "" 8 right)
   echo "  libpam alone (pam_permit), 8 threads: $(ratio "$pam8" "$nslcd8") × nslcd; cvat cache on: $(ratio "$on8" "$pam8") × libpam alone"
   for op in getpwnam initgroups getgrnam; do
     r=$(ratio "$(v nss cvat p50_us "$op" warm)" "$(v nss sssd p50_us "$op" warm)")
-    echo "warm $op p50 ≤ SSSD's (cvat/sssd):                $r  $(verdict "$r" "<=" 1)"
+    echo "warm $op p50 ≤ SSSD's (cvat/sssd):                $r  $(verdict "$r" "<=" 1)$(spread "$(runs nss cvat p50_us "$op" warm)" "$(runs nss sssd p50_us "$op" warm)")"
     r=$(ratio "$(v nss cvat p50_us "$op" cold)" "$(v nss nslcd p50_us "$op" cold)")
-    echo "cold $op p50 ≤ nslcd's (cvat/nslcd):              $r  $(verdict "$r" "<=" 1)"
+    echo "cold $op p50 ≤ nslcd's (cvat/nslcd):              $r  $(verdict "$r" "<=" 1)$(spread "$(runs nss cvat p50_us "$op" cold)" "$(runs nss nslcd p50_us "$op" cold)")"
   done
   echo "  getgrnam: cvat's directory groups (the teams, 100 members) against the posixGroups of the same"
   echo "  100 users. cvat-authd never asks the directory for a group (it answers from the users it has"
   echo "  seen): its cold getgrnam is a first lookup from nss.mc, which an LDAP search cannot match."
   echo "  Its role groups (every cached user in the role, thousands): warm p50 $(v nss cvat-roles p50_us getgrnam warm) µs"
-  r=$(ratio "$(v nginx cvat ops_s)" "$(v nginx nslcd ops_s)"); echo "nginx req/s ≥ 5 × nslcd's pam_ldap:                 $r  $(verdict "$r" ">=" 5)"
-  r=$(ratio "$(v nginx cvat/min-other ops_s)" "$(v nginx nslcd/min-other ops_s)"); echo "  the same, one-line /etc/pam.d/other:               $r  $(verdict "$r" ">=" 5)"
+  r=$(ratio "$(v nginx cvat ops_s)" "$(v nginx nslcd ops_s)"); echo "nginx req/s ≥ 5 × nslcd's pam_ldap:                 $r  $(verdict "$r" ">=" 5)$(spread "$(runs nginx cvat ops_s)" "$(runs nginx nslcd ops_s)")"
+  r=$(ratio "$(v nginx cvat/min-other ops_s)" "$(v nginx nslcd/min-other ops_s)"); echo "  the same, one-line /etc/pam.d/other:               $r  $(verdict "$r" ">=" 5)$(spread "$(runs nginx cvat/min-other ops_s)" "$(runs nginx nslcd/min-other ops_s)")"
   rss=$(v memory cvat rss_kib); r=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
   echo "cvat-authd ≤ 30 MiB with $(v memory cvat cached_users) users cached:           $r MiB  $(verdict "$r" "<=" 30)"
 } | tee "$DIR/table.txt"
