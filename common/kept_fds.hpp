@@ -63,11 +63,13 @@ inline bool add(int fd, dev_t dev, ino_t ino) {
     return added;
 }
 
-// Takes fd off the list (it is about to be used, or closed).
-inline void remove(int fd) {
+// Takes fd, the socket dev/ino, off the list (it is about to be used, or closed). By identity,
+// not by number alone: after the host closed a kept number by mistake, another thread's kept
+// connection may have that number too, and must stay listed.
+inline void remove(int fd, dev_t dev, ino_t ino) {
     pthread_mutex_lock(&g_lock);
     for (Slot& s : g_slots)
-        if (s.used && s.fd == fd) {
+        if (s.used && s.fd == fd && s.dev == dev && s.ino == ino) {
             s.used = false;
             break;
         }
@@ -98,7 +100,7 @@ struct Record {
     void drop() {
         if (fd < 0) return;
         const int saved = errno;
-        remove(fd);
+        remove(fd, dev, ino);
         if (same_socket()) close(fd);
         fd = -1;
         errno = saved;
@@ -110,7 +112,7 @@ struct Record {
         if (pid == getpid() && euid == geteuid() && egid == getegid() && path_len == len &&
             memcmp(path, p, len) == 0 && same_socket()) {
             const int out = fd;
-            remove(out);
+            remove(out, dev, ino);
             fd = -1;
             return out;
         }

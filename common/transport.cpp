@@ -3,6 +3,7 @@
 
 #include "kept_fds.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -84,12 +85,19 @@ Result<UniqueFd> connect_unix(const std::string& path, Deadline deadline) {
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd) return fail(ErrorCode::io, std::string("socket: ") + std::strerror(errno));
     int rc;
-    do {
+    for (;;) {
         rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    } while (rc != 0 && errno == EINTR);
+        if (rc == 0 || (errno != EINTR && errno != EAGAIN)) break;
+        if (errno == EINTR) continue;
+        // The daemon's listen backlog is full (a burst of clients): a non-blocking connect to a
+        // Unix socket then fails with EAGAIN and leaves the socket unconnected (it does not
+        // complete later, and poll() reports it writable at once): try again until the deadline.
+        if (deadline.remaining_ms() == 0)
+            return fail(ErrorCode::unavailable, "cannot connect to " + path + ": its listen queue stayed full");
+        ::poll(nullptr, 0, std::min(5, deadline.remaining_ms()));
+    }
     if (rc != 0) {
-        if (errno == EINPROGRESS || errno == EAGAIN) {
-            // A Unix socket whose backlog is full: wait, then read the outcome.
+        if (errno == EINPROGRESS) {
             auto w = wait_for(fd.get(), POLLOUT, deadline);
             if (!w) return tl::unexpected(w.error());
             int err = 0;

@@ -2,11 +2,20 @@
 // Protocol round trips, and the decoder's refusal of truncated, oversize and malformed frames.
 #include "cmocka.hpp"
 
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include "kept_fds.hpp"
 #include "protocol.hpp"
 #include "transport.hpp"
 
@@ -273,6 +282,100 @@ void transport_times_out_on_silent_peer(void**) {
     close(sv[1]);
 }
 
+// A listener whose queue is full (a burst of clients the daemon has not accepted yet): the
+// connect waits for room within its deadline and gives a connected socket, never an
+// unconnected one that fails at the first send; with no room before the deadline, it fails.
+void transport_waits_for_a_full_listen_queue(void**) {
+    char dir[] = "/tmp/cvat-test-backlog.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const std::string path = std::string(dir) + "/socket";
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    assert_int_equal(bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    // Fill the queue: non-blocking connects until one is refused with EAGAIN.
+    std::vector<int> queued;
+    for (int i = 0; i < 64; ++i) {
+        int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        assert_true(c >= 0);
+        if (connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            assert_int_equal(errno, EAGAIN);
+            close(c);
+            break;
+        }
+        queued.push_back(c);
+    }
+    assert_true(!queued.empty() && queued.size() < 64);
+
+    // Nobody accepts: the connect gives up at its deadline, after waiting for it.
+    auto t0 = monotonic_ms();
+    auto none = connect_unix(path, Deadline::after_ms(200));
+    auto took = monotonic_ms() - t0;
+    if (none) fail_msg("connected (fd %d) to a listener whose queue stayed full", none->get());
+    assert_int_equal(static_cast<int>(none.error().code), static_cast<int>(ErrorCode::unavailable));
+    assert_true(took >= 150 && took < 2000);
+
+    // The daemon accepts 300 ms later: the connect gets in, and the socket is connected.
+    std::vector<int> accepted;  // kept open until the end: the peer of a connected socket
+    std::thread acceptor([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        pollfd p{lfd, POLLIN, 0};
+        while (poll(&p, 1, 1000) == 1) {
+            int a = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (a >= 0) accepted.push_back(a);
+        }
+    });
+    auto fd = connect_unix(path, Deadline::after_ms(3000));
+    acceptor.join();
+    if (!fd) fail_msg("no connection once the queue had room: %s", fd.error().detail.c_str());
+    sockaddr_un peer{};
+    socklen_t len = sizeof peer;
+    if (getpeername(fd->get(), reinterpret_cast<sockaddr*>(&peer), &len) != 0)
+        fail_msg("connect_unix gave an unconnected socket: getpeername: %s", std::strerror(errno));
+    for (int c : queued) close(c);
+    for (int a : accepted) close(a);
+    close(lfd);
+    unlink(path.c_str());
+    rmdir(dir);
+}
+
+// A kept connection whose number the host closed and reused for another thread's kept
+// connection: the first one's record is taken off the list by the socket's identity, not by
+// the number, so the other stays listed and a forked child still closes it.
+void kept_connection_taken_off_by_identity(void**) {
+    using kept_fds::Record;
+    static const char kPath[] = "/run/cvat-auth/socket";
+    const std::size_t len = sizeof kPath - 1;
+    int c_pair[2], a_pair[2], b_pair[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c_pair), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a_pair), 0);
+    Record c, a, b;
+    assert_true(c.keep(c_pair[0], kPath, len, getpid(), geteuid(), getegid()));
+    assert_true(a.keep(a_pair[0], kPath, len, getpid(), geteuid(), getegid()));
+    assert_int_equal(c.take(kPath, len), c_pair[0]);  // c's list slot is free again
+    // The host closes a's number behind its back; b's new connection gets that number and is
+    // kept (in the slot c left).
+    const int number = a_pair[0];
+    close(number);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b_pair), 0);
+    if (b_pair[0] != number) {  // the lowest free number is usually a's already
+        assert_int_equal(dup3(b_pair[0], number, O_CLOEXEC), number);
+        close(b_pair[0]);
+    }
+    assert_true(b.keep(number, kPath, len, getpid(), geteuid(), getegid()));
+    // a's next request: its socket is gone, so its record is dropped, and b's socket (same
+    // number) is neither closed nor taken off the list.
+    assert_int_equal(a.take(kPath, len), -1);
+    assert_int_not_equal(fcntl(number, F_GETFD), -1);
+    // What a forked child does: every listed socket is closed, b's too.
+    kept_fds::after_fork_child();
+    if (fcntl(number, F_GETFD) != -1) fail_msg("b's kept connection was left open in a forked child");
+    for (int fd : {c_pair[0], c_pair[1], a_pair[1], b_pair[1]}) close(fd);
+}
+
 void roles_parse_and_order(void**) {
     Role r;
     assert_true(parse_role("admin", r));
@@ -300,6 +403,8 @@ int main() {
         cmocka_unit_test(secret_reset_wipes),
         cmocka_unit_test(transport_refuses_oversize_and_closed_peer),
         cmocka_unit_test(transport_times_out_on_silent_peer),
+        cmocka_unit_test(transport_waits_for_a_full_listen_queue),
+        cmocka_unit_test(kept_connection_taken_off_by_identity),
         cmocka_unit_test(roles_parse_and_order),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
