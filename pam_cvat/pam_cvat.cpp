@@ -33,6 +33,7 @@
 //    expired password's last grace login is not spent on a separate check).
 //  - close_session and setcred have nothing to do: PAM_SUCCESS.
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -353,9 +354,18 @@ void show(pam_handle_t* pamh, const Options& o, int style, std::string_view text
     (void)converse(pamh, style, screen_text(text), nullptr);
 }
 
-// minimum_uid: a local account below the limit is not ours (root, system users).
-bool below_minimum_uid(pam_handle_t* pamh, const Options& o, const std::string& user) {
-    if (!o.minimum_uid) return false;
+// A local account that is not a CVAT user's: root always (whatever a directory or an IdP
+// calls its users), and, with minimum_uid, any name NSS resolves to a uid below it (system
+// users). `look_up` asks NSS even without minimum_uid, for uid 0 (the canonical name a sign-in
+// ends with; the name typed is not looked up then: a web server signs in on every request). A
+// name NSS does not know is the daemon's to judge.
+bool not_ours(pam_handle_t* pamh, const Options& o, const std::string& user, bool look_up = false) {
+    if (user == "root") {
+        if (o.debug) pam_syslog(pamh, LOG_DEBUG, "user root is not a CVAT user, ignored");
+        return true;
+    }
+    if (!o.minimum_uid && !look_up) return false;
+    const std::uint32_t minimum = std::max<std::uint32_t>(o.minimum_uid.value_or(0), 1);
     long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
     std::size_t size = hint > 0 ? static_cast<std::size_t>(hint) : 1024;
     constexpr std::size_t kMaxBuffer = 1 << 20;  // an entry larger than 1 MiB is not a user
@@ -369,10 +379,10 @@ bool below_minimum_uid(pam_handle_t* pamh, const Options& o, const std::string& 
             continue;
         }
         if (rc != 0 || found == nullptr) return false;  // unknown to NSS: the daemon decides
-        if (pw.pw_uid < *o.minimum_uid) {
+        if (pw.pw_uid < minimum) {
             if (o.debug)
-                pam_syslog(pamh, LOG_DEBUG, "user %s has uid %u below minimum_uid, ignored",
-                           log_safe(user).c_str(), static_cast<unsigned>(pw.pw_uid));
+                pam_syslog(pamh, LOG_DEBUG, "user %s has uid %u, below %s, ignored", log_safe(user).c_str(),
+                           static_cast<unsigned>(pw.pw_uid), o.minimum_uid ? "minimum_uid" : "1 (root)");
             return true;
         }
         return false;
@@ -560,7 +570,7 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     std::string user;
     int rc = get_user(pamh, user);
     if (rc != PAM_SUCCESS) return rc;
-    if (below_minimum_uid(pamh, o, user)) return PAM_IGNORE;
+    if (not_ours(pamh, o, user)) return PAM_IGNORE;
 
     proto::Request request{std::in_place_type<proto::AuthRequest>};
     auto& req = std::get<proto::AuthRequest>(request);
@@ -652,6 +662,15 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
         pam_syslog(pamh, LOG_ERR, "cvat-authd returned a malformed canonical name");
         return PAM_SYSTEM_ERR;
     }
+    if (canonical != user && not_ours(pamh, o, canonical, true)) {
+        // The backend let the user have a local account's name (an IdP whose users pick their
+        // preferred_username, say "root"): as PAM_USER it would be that account for whatever
+        // reads PAM_USER after authentication (login and su start its session).
+        pam_syslog(pamh, LOG_ERR,
+                   "refused: user %s signed in as %s, a local account (uid 0 or below minimum_uid); rhost=%s",
+                   log_safe(user).c_str(), log_safe(canonical).c_str(), rhost_for_log(req.rhost));
+        return PAM_AUTH_ERR;
+    }
     if (canonical != user) {
         rc = pam_set_item(pamh, PAM_USER, canonical.c_str());
         if (rc != PAM_SUCCESS) return rc;
@@ -702,7 +721,7 @@ int acct_mgmt(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     std::string user;
     int rc = get_user(pamh, user);
     if (rc != PAM_SUCCESS) return rc;
-    if (below_minimum_uid(pamh, o, user)) return PAM_IGNORE;
+    if (not_ours(pamh, o, user)) return PAM_IGNORE;
 
     if (const auto* data = transaction_data(pamh);
         data != nullptr && data->user == user && data->signed_in_ms != 0 && !data->new_authtok_reqd &&
@@ -755,7 +774,7 @@ int open_session(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     std::string user;
     int rc = get_user(pamh, user);
     if (rc != PAM_SUCCESS) return rc;
-    if (below_minimum_uid(pamh, o, user)) return PAM_IGNORE;
+    if (not_ours(pamh, o, user)) return PAM_IGNORE;
 
     if (const auto* data = transaction_data(pamh);
         data != nullptr && !data->new_authtok_reqd && data->user == user) {
@@ -791,7 +810,7 @@ int chauthtok(pam_handle_t* pamh, int flags, int argc, const char** argv) {
     std::string user;
     int rc = get_user(pamh, user);
     if (rc != PAM_SUCCESS) return rc;
-    if (below_minimum_uid(pamh, o, user)) return PAM_IGNORE;
+    if (not_ours(pamh, o, user)) return PAM_IGNORE;
     // The directory changes a password as its owner, proving the current one, so the current
     // password is asked even of root (as pam_ldap without an administrator DN).
     if (flags & PAM_PRELIM_CHECK) {

@@ -1113,6 +1113,36 @@ void test_minimum_uid(void**) {
     assert_int_equal(g_peer->connections(), 1);
 }
 
+// A canonical name from the daemon that is a local account not ours (uid 0; with minimum_uid,
+// any uid below it) never becomes PAM_USER: an IdP whose users pick their preferred_username
+// could otherwise sign "mallory@example.test" in as root for login and su.
+void test_canonical_local_account_refused(void**) {
+    g_peer->script({respond(verdict(Status::ok, "root", Role::admin))});
+    auto r = run_pam("cvat-peer", "mallory@example.test", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTH_ERR)});
+    expect_cases(r);
+    assert_int_equal(g_peer->connections(), 1);
+    assert_true(r.env.find("CVAT_ROLE") == r.env.end());
+    // daemon (uid 1): below minimum_uid=1000, refused there; without minimum_uid only root is
+    // refused.
+    g_peer->script({respond(verdict(Status::ok, "daemon", Role::user))});
+    r = run_pam("cvat-peer-minuid", "mallory@example.test", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTH_ERR)});
+    expect_cases(r);
+    g_peer->script({respond(verdict(Status::ok, "daemon", Role::user))});
+    r = run_pam("cvat-peer", "mallory@example.test", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    expect_cases(r);
+    // A canonical name NSS does not know is the daemon's to judge, as a typed one.
+    g_peer->script({respond(verdict(Status::ok, "cvat-nss-unknown", Role::user))});
+    r = run_pam("cvat-peer-minuid", "mallory@example.test", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+    expect_cases(r);
+    // root typed is not ours even without minimum_uid: the daemon is not asked.
+    g_peer->script({respond(verdict(Status::ok, "root", Role::admin))});
+    r = run_pam("cvat-peer", "root", {"pw"}, {tc(PAMTEST_AUTHENTICATE, kIgnored)});
+    expect_cases(r);
+    r = run_pam("cvat-peer", "root", {}, {tc(PAMTEST_ACCOUNT, kIgnored)});
+    expect_cases(r);
+    assert_true(g_peer->take_received().empty());
+}
+
 void test_bad_arguments_are_service_err(void**) {
     for (const char* service : {"cvat-bad-timeout", "cvat-bad-timeout2", "cvat-bad-role",
                                 "cvat-bad-method", "cvat-bad-uid", "cvat-bad-socket"}) {
@@ -1581,6 +1611,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_require_role_checked_locally_too),
         cmocka_unit_test(test_session_without_auth_asks_daemon),
         cmocka_unit_test(test_minimum_uid),
+        cmocka_unit_test(test_canonical_local_account_refused),
         cmocka_unit_test(test_bad_arguments_are_service_err),
         cmocka_unit_test(test_socket_from_environment),
         cmocka_unit_test(test_chauthtok),
