@@ -2,6 +2,7 @@
 #include "transport.hpp"
 
 #include "kept_fds.hpp"
+#include "peer_trust.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -178,6 +179,15 @@ Result<Link> open_connection(const std::string& path, Deadline deadline) {
     Link l{UniqueFd(), false, ::getpid(), ::geteuid(), ::getegid()};
     auto fd = connect_unix(path, deadline);
     if (!fd) return tl::unexpected(fd.error());
+    // Nothing is sent to a listener that is not the daemon's (peer_trust.hpp).
+    uid_t uid = 0;
+    if (!trust::peer_uid(fd->get(), uid))
+        return fail(ErrorCode::unavailable, "cannot tell who listens on " + path + ": " + std::strerror(errno));
+    if (!trust::owner_trusted(uid, path.c_str()))
+        return fail(ErrorCode::unavailable, "not sent: the process listening on " + path + " runs as uid " +
+                                                std::to_string(uid) +
+                                                ", neither root nor this user, and others can write to where "
+                                                "its socket is (a directory on the way is not only root's and its)");
     l.fd = std::move(*fd);
     return l;
 }

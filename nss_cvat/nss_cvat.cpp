@@ -35,6 +35,7 @@
 
 #include "kept_fds.hpp"
 #include "nss_mc.hpp"
+#include "peer_trust.hpp"
 #include "nss_pack.hpp"
 #include "protocol.hpp"  // only its enums and caps: nothing here calls into common/'s library
 #include "wire.hpp"
@@ -136,9 +137,10 @@ const mc::Reader* mapped_locked(const char* path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) return nullptr;
     struct stat st;
+    // Only a file the daemon's user wrote where no one else can (peer_trust.hpp).
     bool usable = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
                   st.st_size >= static_cast<off_t>(mc::kHeaderSize) &&
-                  st.st_size <= static_cast<off_t>(mc::kMaxFileSize);
+                  st.st_size <= static_cast<off_t>(mc::kMaxFileSize) && cvat::trust::owner_trusted(st.st_uid, path);
     void* p = usable ? mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
     close(fd);
     if (p == MAP_FAILED) return nullptr;
@@ -383,6 +385,10 @@ Outcome ask(const char* socket_path, const Request& req, MsgType want, Reply& re
         if (!was_kept) {
             o = connect_to(fd.get(), socket_path, deadline);
             if (o.status != NSS_STATUS_SUCCESS) return o;
+            // Only the daemon is asked (peer_trust.hpp).
+            uid_t peer = 0;
+            if (!cvat::trust::peer_uid(fd.get(), peer) || !cvat::trust::owner_trusted(peer, socket_path))
+                return unavailable(EPERM);
         }
         o = exchange(fd.get(), req, want, reply, deadline, whole);
         if (whole) {

@@ -28,8 +28,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "nobody_peer.hpp"
 #include "nss_mc_writer.hpp"
 #include "nss_module.hpp"
 #include "protocol.hpp"
@@ -303,6 +305,41 @@ void test_daemon_down_unavail(void**) {
     a = getpwnam("alice");
     assert_int_equal(a.st, NSS_STATUS_UNAVAIL);
     assert_int_equal(a.err, ECONNREFUSED);
+    use_socket(socket_path());
+}
+
+// nss_cvat believes only the daemon: it asks nothing of a listener that another user runs in
+// a world-writable directory (it could answer with any uid and shell), and it does not read an
+// nss.mc that such a user wrote there.
+void test_untrusted_listener_and_file(void**) {
+    if (::geteuid() != 0) skip();  // nobody's listener needs root; CI counts a skip as a failure
+    const std::string open = g_dir + "/open";
+    std::filesystem::create_directories(open);
+    assert_int_equal(::chmod(g_dir.c_str(), 0711), 0);
+    assert_int_equal(::chmod(open.c_str(), 01777), 0);
+    {
+        test::NobodyPeer peer(open + "/socket", nullptr);
+        if (!peer.started()) fail_msg("the listener run by nobody did not start");
+        use_socket(open + "/socket");
+        Pw a = getpwnam("alice");
+        const int read = peer.finish();
+        assert_int_equal(a.st, NSS_STATUS_UNAVAIL);
+        if (read > 0) fail_msg("nss_cvat sent %d bytes to a listener run by nobody", read);
+    }
+    // A well-formed nss.mc in the same place: not read while nobody owns it; read once root does.
+    namespace w = cvat::helper::nss_mc;
+    const std::string file = open + "/nss.mc";
+    assert_true(w::publish(file, {{"planted", 4242, 4242, "Planted", "/root", "/bin/sh", {}, std::time(nullptr) + 3600}},
+                           {}, false).has_value());
+    assert_int_equal(::chown(file.c_str(), 65534, 65534), 0);
+    use_socket(open + "/absent.sock");
+    Pw p = getpwnam("planted");
+    assert_int_not_equal(p.st, NSS_STATUS_SUCCESS);
+    assert_int_equal(::chown(file.c_str(), 0, 0), 0);
+    p = getpwnam("planted");
+    assert_int_equal(p.st, NSS_STATUS_SUCCESS);
+    assert_int_equal(p.pw.pw_uid, 4242);
+    assert_true(w::withdraw(file).has_value());
     use_socket(socket_path());
 }
 
@@ -707,6 +744,7 @@ int main(int argc, char** argv) {
                 cmocka_unit_test_setup(test_small_buffer_then_success, reset),
                 cmocka_unit_test_setup(test_daemon_down_unavail, reset),
                 cmocka_unit_test_setup(test_not_supported_unavail, reset),
+                cmocka_unit_test_setup(test_untrusted_listener_and_file, reset),
                 cmocka_unit_test_setup(test_disable_env, reset),
                 cmocka_unit_test_setup(test_hostile_names_stay_local, reset),
                 cmocka_unit_test_setup(test_errno_preserved, reset),

@@ -39,12 +39,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <security/pam_appl.h>
+#include <grp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "fixture.hpp"
+#include "nobody_peer.hpp"
 #include "protocol.hpp"
 #include "transport.hpp"
 
@@ -77,6 +81,18 @@ std::string peer_socket() {
 }
 std::string absent_socket() {
     return g_dir + "/absent.sock";
+}
+// A socket in a world-writable directory, where any local user could bind it.
+std::string untrusted_socket() {
+    return g_dir + "/open/u.sock";
+}
+// A socket whose directories up to / are root's and, the last, its listener's only (as the
+// packaged daemon's /run/cvat-auth): under /run, since /tmp is world-writable.
+std::string owned_dir() {
+    return "/run/" + g_dir.substr(g_dir.rfind('/') + 1);
+}
+std::string owned_socket() {
+    return owned_dir() + "/d/o.sock";
 }
 std::string daemon_dir() {
     return g_dir + "/authd";
@@ -139,6 +155,8 @@ std::vector<std::pair<std::string, std::string>> services() {
         {"cvat-peer-auto", stack(peer + " method=auto idp=company-oidc")},
         {"cvat-peer-admin", stack(peer + " require_role=admin")},
         {"cvat-peer-minuid", stack(peer + " minimum_uid=1000")},
+        {"cvat-untrusted", stack("socket=" + untrusted_socket() + " timeout=2")},
+        {"cvat-owned", stack("socket=" + owned_socket() + " timeout=2")},
         {"cvat-peer-unknown-arg", stack(peer + " debug frobnicate=7 no_such_flag")},
         {"cvat-peer-items", stack(peer, set_items)},
         {"cvat-peer-authtok", stack(peer + " use_authtok")},
@@ -1143,6 +1161,39 @@ void test_canonical_local_account_refused(void**) {
     assert_true(g_peer->take_received().empty());
 }
 
+// pam_cvat sends nothing to a listener that is not root's, the caller's or its place's owner's:
+// one in a world-writable directory (while the daemon is stopped, anyone may bind the path) is
+// refused without a byte; the packaged layout (a directory of the listener's own under
+// root's) is trusted.
+void test_untrusted_listener_gets_nothing(void**) {
+    if (::geteuid() != 0) skip();  // nobody's listener needs root; CI counts a skip as a failure
+    auto frame = proto::encode_response(verdict(Status::ok, "alice", Role::user));
+    assert_true(frame.has_value());
+    std::filesystem::create_directories(g_dir + "/open");
+    assert_int_equal(::chmod(g_dir.c_str(), 0711), 0);
+    assert_int_equal(::chmod((g_dir + "/open").c_str(), 01777), 0);
+    {
+        test::NobodyPeer peer(untrusted_socket(), &*frame);
+        if (!peer.started()) fail_msg("the listener run by nobody did not start");
+        auto r = run_pam("cvat-untrusted", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
+        expect_cases(r);
+        const int read = peer.finish();
+        if (read > 0) fail_msg("a listener run by nobody in a world-writable directory read %d bytes", read);
+    }
+    std::filesystem::create_directories(owned_dir() + "/d");
+    assert_int_equal(::chmod(owned_dir().c_str(), 0755), 0);
+    assert_int_equal(::chown((owned_dir() + "/d").c_str(), 65534, 65534), 0);
+    assert_int_equal(::chmod((owned_dir() + "/d").c_str(), 0755), 0);
+    {
+        test::NobodyPeer peer(owned_socket(), &*frame);
+        if (!peer.started()) fail_msg("the listener run by nobody did not start");
+        auto r = run_pam("cvat-owned", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
+        expect_cases(r);
+        if (peer.finish() <= 0) fail_msg("the listener in its own directory got no request");
+    }
+    std::filesystem::remove_all(owned_dir());
+}
+
 void test_bad_arguments_are_service_err(void**) {
     for (const char* service : {"cvat-bad-timeout", "cvat-bad-timeout2", "cvat-bad-role",
                                 "cvat-bad-method", "cvat-bad-uid", "cvat-bad-socket"}) {
@@ -1612,6 +1663,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_session_without_auth_asks_daemon),
         cmocka_unit_test(test_minimum_uid),
         cmocka_unit_test(test_canonical_local_account_refused),
+        cmocka_unit_test(test_untrusted_listener_gets_nothing),
         cmocka_unit_test(test_bad_arguments_are_service_err),
         cmocka_unit_test(test_socket_from_environment),
         cmocka_unit_test(test_chauthtok),
