@@ -1581,6 +1581,7 @@ void remove_test_dir() {
     if (g_dir.empty() || std::getenv("CVAT_TEST_KEEP") != nullptr) return;
     std::error_code ec;
     std::filesystem::remove_all(g_dir, ec);
+    std::filesystem::remove_all(owned_dir(), ec);  // test_untrusted_listener_gets_nothing's, if it failed
 }
 
 }  // namespace
