@@ -89,7 +89,8 @@ std::string untrusted_socket() {
 // A socket whose directories up to / are root's and, the last, its listener's only (as the
 // packaged daemon's /run/cvat-auth): under /run, since /tmp is world-writable.
 std::string owned_dir() {
-    return "/run/" + g_dir.substr(g_dir.rfind('/') + 1);
+    const std::string base = g_dir.substr(g_dir.rfind('/') + 1);  // cvat-pam-XXXXXX
+    return "/run/" + (base.rfind("cvat-pam-", 0) == 0 ? base : std::string("cvat-pam-unnamed"));
 }
 std::string owned_socket() {
     return owned_dir() + "/d/o.sock";
