@@ -1142,17 +1142,20 @@ void test_canonical_local_account_refused(void**) {
     assert_int_equal(g_peer->connections(), 1);
     assert_true(r.env.find("CVAT_ROLE") == r.env.end());
     // daemon (uid 1): below minimum_uid=1000, refused there; without minimum_uid only root is
-    // refused.
-    g_peer->script({respond(verdict(Status::ok, "daemon", Role::user))});
-    r = run_pam("cvat-peer-minuid", "mallory@example.test", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTH_ERR)});
-    expect_cases(r);
-    g_peer->script({respond(verdict(Status::ok, "daemon", Role::user))});
-    r = run_pam("cvat-peer", "mallory@example.test", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
-    expect_cases(r);
-    // A canonical name NSS does not know is the daemon's to judge, as a typed one.
-    g_peer->script({respond(verdict(Status::ok, "cvat-nss-unknown", Role::user))});
-    r = run_pam("cvat-peer-minuid", "mallory@example.test", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_SUCCESS)});
-    expect_cases(r);
+    // refused. A canonical name NSS does not know is the daemon's to judge, as a typed one.
+    static const struct {
+        const char* service;
+        const char* canonical;
+        int rc;
+    } kCases[] = {{"cvat-peer-minuid", "daemon", PAM_AUTH_ERR},
+                  {"cvat-peer", "daemon", PAM_SUCCESS},
+                  {"cvat-peer-minuid", "cvat-nss-unknown", PAM_SUCCESS}};
+    for (const auto& c : kCases) {
+        g_peer->script({respond(verdict(Status::ok, c.canonical, Role::user))});
+        r = run_pam(c.service, "mallory@example.test", {"pw"}, {tc(PAMTEST_AUTHENTICATE, c.rc)});
+        if (r.err != PAMTEST_ERR_OK) print_error("%s, canonical name %s\n", c.service, c.canonical);
+        expect_cases(r);
+    }
     // root typed is not ours even without minimum_uid: the daemon is not asked.
     g_peer->script({respond(verdict(Status::ok, "root", Role::admin))});
     r = run_pam("cvat-peer", "root", {"pw"}, {tc(PAMTEST_AUTHENTICATE, kIgnored)});
