@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Who the modules take for cvat-authd. A password goes only to a socket whose listener runs as
 // root, as this process's own user, or as a user that owns the socket's place outright; nss.mc,
-// which every process on the host believes, counts only when such a user owns it. "Owns its
-// place": every directory from the file's up to / belongs to root or to that user and is
-// writable by no one else, so no third user can have put a socket or a file there (the
-// packaged daemon runs as _cvat-auth in /run/cvat-auth, 0755, its own). A daemon socket an
-// admin put under /tmp (world-writable) is then believed only from root: while the daemon is
-// stopped, any local user could bind that path. libc only: nss_cvat links nothing else.
+// which every process on the host believes, counts only when root or such a user owns it.
+// "Owns its place": every directory from the file's up to / (links resolved) belongs to root or
+// to that user and is writable by no one else, so no third user can have put a socket or a file
+// there (the packaged daemon runs as _cvat-auth in /run/cvat-auth, 0755, its own). And every
+// symbolic link on the way must be root's (in a directory only root can write): a link planted
+// in /tmp could point at another root service's socket. A daemon socket an admin put under /tmp
+// is then believed only from root (or the caller's own user): while the daemon is stopped, any
+// local user could bind that path. libc only: nss_cvat links nothing else.
 #pragma once
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,15 +21,41 @@
 
 namespace cvat::trust {
 
-// May a file or socket at `path` owned (or listened on) by `uid` be taken for the daemon's?
-inline bool owner_trusted(uid_t uid, const char* path) {
-    if (uid == 0 || uid == geteuid()) return true;
-    char dir[PATH_MAX];
+// Is every symbolic link on the way to `path` (an absolute path) root's doing: in a directory
+// that root owns and no one else may write? A link a user planted in a directory of theirs
+// (or in /tmp) could lead anywhere, to another root service's socket too.
+inline bool links_safe(const char* path) {
+    char prefix[PATH_MAX];
     const size_t n = strlen(path);
-    if (n == 0 || n >= sizeof dir || path[0] != '/') return false;
-    memcpy(dir, path, n + 1);
+    if (n == 0 || n >= sizeof prefix || path[0] != '/') return false;
+    for (size_t end = 1; end <= n; ++end) {
+        if (end < n && path[end] != '/') continue;
+        if (path[end - 1] == '/') continue;  // "//", or a trailing '/'
+        memcpy(prefix, path, end);
+        prefix[end] = '\0';
+        struct stat st;
+        if (lstat(prefix, &st) != 0) return false;
+        if (!S_ISLNK(st.st_mode)) continue;
+        // The directory holding the link (as reached by the path so far).
+        char* slash = strrchr(prefix, '/');
+        if (slash == prefix) prefix[1] = '\0';
+        else *slash = '\0';
+        if (stat(prefix, &st) != 0 || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) return false;
+    }
+    return true;
+}
+
+// May a file or socket at `path` owned (or listened on) by `uid` be taken for the daemon's?
+// `self`: the caller's own effective user counts as trusted too (a listener: a user's own daemon
+// in a test; not for nss.mc, which a process maps once and keeps across seteuid()).
+inline bool owner_trusted(uid_t uid, const char* path, bool self = true) {
+    if (!links_safe(path)) return false;
+    if (uid == 0 || (self && uid == geteuid())) return true;
+    char dir[PATH_MAX];
+    if (realpath(path, dir) == nullptr) return false;
     for (;;) {
         char* slash = strrchr(dir, '/');
+        if (slash == nullptr) return false;
         if (slash == dir) dir[1] = '\0';  // up to "/"
         else *slash = '\0';
         struct stat st;

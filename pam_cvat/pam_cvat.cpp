@@ -354,18 +354,17 @@ void show(pam_handle_t* pamh, const Options& o, int style, std::string_view text
     (void)converse(pamh, style, screen_text(text), nullptr);
 }
 
-// A local account that is not a CVAT user's: root always (whatever a directory or an IdP
-// calls its users), and, with minimum_uid, any name NSS resolves to a uid below it (system
-// users). `look_up` asks NSS even without minimum_uid, for uid 0 (the canonical name a sign-in
-// ends with; the name typed is not looked up then: a web server signs in on every request). A
-// name NSS does not know is the daemon's to judge.
-bool not_ours(pam_handle_t* pamh, const Options& o, const std::string& user, bool look_up = false) {
+// A local account that is not a CVAT user's: root always, by name (whatever a directory or an
+// IdP calls its users), and, with minimum_uid, any name NSS resolves to a uid below it (system
+// users, another uid-0 name). Without minimum_uid nothing is looked up: a web server signs in on
+// every request. A name NSS does not know is the daemon's to judge.
+bool not_ours(pam_handle_t* pamh, const Options& o, const std::string& user) {
     if (user == "root") {
         if (o.debug) pam_syslog(pamh, LOG_DEBUG, "user root is not a CVAT user, ignored");
         return true;
     }
-    if (!o.minimum_uid && !look_up) return false;
-    const std::uint32_t minimum = std::max<std::uint32_t>(o.minimum_uid.value_or(0), 1);
+    if (!o.minimum_uid) return false;
+    const std::uint32_t minimum = *o.minimum_uid;
     long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
     std::size_t size = hint > 0 ? static_cast<std::size_t>(hint) : 1024;
     constexpr std::size_t kMaxBuffer = 1 << 20;  // an entry larger than 1 MiB is not a user
@@ -381,8 +380,8 @@ bool not_ours(pam_handle_t* pamh, const Options& o, const std::string& user, boo
         if (rc != 0 || found == nullptr) return false;  // unknown to NSS: the daemon decides
         if (pw.pw_uid < minimum) {
             if (o.debug)
-                pam_syslog(pamh, LOG_DEBUG, "user %s has uid %u, below %s, ignored", log_safe(user).c_str(),
-                           static_cast<unsigned>(pw.pw_uid), o.minimum_uid ? "minimum_uid" : "1 (root)");
+                pam_syslog(pamh, LOG_DEBUG, "user %s has uid %u below minimum_uid, ignored", log_safe(user).c_str(),
+                           static_cast<unsigned>(pw.pw_uid));
             return true;
         }
         return false;
@@ -662,12 +661,12 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
         pam_syslog(pamh, LOG_ERR, "cvat-authd returned a malformed canonical name");
         return PAM_SYSTEM_ERR;
     }
-    if (canonical != user && not_ours(pamh, o, canonical, true)) {
+    if (canonical != user && not_ours(pamh, o, canonical)) {
         // The backend let the user have a local account's name (an IdP whose users pick their
         // preferred_username, say "root"): as PAM_USER it would be that account for whatever
         // reads PAM_USER after authentication (login and su start its session).
         pam_syslog(pamh, LOG_ERR,
-                   "refused: user %s signed in as %s, a local account (uid 0 or below minimum_uid); rhost=%s",
+                   "refused: user %s signed in as %s, a local account (root, or below minimum_uid); rhost=%s",
                    log_safe(user).c_str(), log_safe(canonical).c_str(), rhost_for_log(req.rhost));
         return PAM_AUTH_ERR;
     }

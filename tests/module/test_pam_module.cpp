@@ -86,6 +86,10 @@ std::string absent_socket() {
 std::string untrusted_socket() {
     return g_dir + "/open/u.sock";
 }
+// A link in that directory (to the scripted peer's socket).
+std::string linked_socket() {
+    return g_dir + "/open/l.sock";
+}
 // A socket whose directories up to / are root's and, the last, its listener's only (as the
 // packaged daemon's /run/cvat-auth): under /run, since /tmp is world-writable.
 std::string owned_dir() {
@@ -158,6 +162,7 @@ std::vector<std::pair<std::string, std::string>> services() {
         {"cvat-peer-minuid", stack(peer + " minimum_uid=1000")},
         {"cvat-untrusted", stack("socket=" + untrusted_socket() + " timeout=2")},
         {"cvat-owned", stack("socket=" + owned_socket() + " timeout=2")},
+        {"cvat-linked", stack("socket=" + linked_socket() + " timeout=2")},
         {"cvat-peer-unknown-arg", stack(peer + " debug frobnicate=7 no_such_flag")},
         {"cvat-peer-items", stack(peer, set_items)},
         {"cvat-peer-authtok", stack(peer + " use_authtok")},
@@ -1141,8 +1146,9 @@ void test_canonical_local_account_refused(void**) {
     expect_cases(r);
     assert_int_equal(g_peer->connections(), 1);
     assert_true(r.env.find("CVAT_ROLE") == r.env.end());
-    // daemon (uid 1): below minimum_uid=1000, refused there; without minimum_uid only root is
-    // refused. A canonical name NSS does not know is the daemon's to judge, as a typed one.
+    // daemon (uid 1): below minimum_uid=1000, refused there; without minimum_uid only root (by
+    // name) is refused. A canonical name NSS does not know is the daemon's to judge, as a typed
+    // one.
     static const struct {
         const char* service;
         const char* canonical;
@@ -1182,7 +1188,17 @@ void test_untrusted_listener_gets_nothing(void**) {
         auto r = run_pam("cvat-untrusted", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
         expect_cases(r);
         const int read = peer.finish();
-        if (read > 0) fail_msg("a listener run by nobody in a world-writable directory read %d bytes", read);
+        // 0: connected (to learn who listens), and sent nothing.
+        if (read != 0) fail_msg("a listener run by nobody in a world-writable directory read %d bytes", read);
+    }
+    // A link planted in a world-writable directory, to a socket that root listens on (the
+    // scripted peer: this process): not followed, whoever listens at its end.
+    assert_int_equal(::symlink(peer_socket().c_str(), linked_socket().c_str()), 0);
+    g_peer->script({respond(verdict(Status::ok, "alice", Role::user))});
+    {
+        auto r = run_pam("cvat-linked", "alice", {"pw"}, {tc(PAMTEST_AUTHENTICATE, PAM_AUTHINFO_UNAVAIL)});
+        expect_cases(r);
+        assert_true(g_peer->take_received().empty());
     }
     std::filesystem::create_directories(owned_dir() + "/d");
     assert_int_equal(::chmod(owned_dir().c_str(), 0755), 0);
