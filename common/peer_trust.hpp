@@ -21,6 +21,13 @@
 
 namespace cvat::trust {
 
+// Is the directory `dir` owned by root or `uid`, and writable by no one else?
+inline bool only_theirs(const char* dir, uid_t uid) {
+    struct stat st;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_uid == 0 || st.st_uid == uid) &&
+           (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
 // Is every symbolic link on the way to `path` (an absolute path) root's doing: in a directory
 // that root owns and no one else may write? A link a user planted in a directory of theirs
 // (or in /tmp) could lead anywhere, to another root service's socket too.
@@ -40,7 +47,7 @@ inline bool links_safe(const char* path) {
         char* slash = strrchr(prefix, '/');
         if (slash == prefix) prefix[1] = '\0';
         else *slash = '\0';
-        if (stat(prefix, &st) != 0 || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) return false;
+        if (!only_theirs(prefix, 0)) return false;
     }
     return true;
 }
@@ -58,9 +65,7 @@ inline bool owner_trusted(uid_t uid, const char* path, bool self = true) {
         if (slash == nullptr) return false;
         if (slash == dir) dir[1] = '\0';  // up to "/"
         else *slash = '\0';
-        struct stat st;
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return false;
-        if ((st.st_uid != 0 && st.st_uid != uid) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) return false;
+        if (!only_theirs(dir, uid)) return false;
         if (dir[1] == '\0') return true;
     }
 }

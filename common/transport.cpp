@@ -184,10 +184,10 @@ Result<Link> open_connection(const std::string& path, Deadline deadline) {
     if (!trust::peer_uid(fd->get(), uid))
         return fail(ErrorCode::unavailable, "cannot tell who listens on " + path + ": " + std::strerror(errno));
     if (!trust::owner_trusted(uid, path.c_str()))
-        return fail(ErrorCode::unavailable, "not sent: the process listening on " + path + " runs as uid " +
-                                                std::to_string(uid) +
-                                                ", neither root nor this user, and others can write to where "
-                                                "its socket is (a directory on the way is not only root's and its)");
+        return fail(ErrorCode::unavailable,
+                    "not sent to " + path + ": a symbolic link on the way is not root's, or its listener (uid " +
+                        std::to_string(uid) +
+                        ") is neither root nor this user and does not own every directory on the way alone");
     l.fd = std::move(*fd);
     return l;
 }

@@ -35,8 +35,8 @@
 
 #include "kept_fds.hpp"
 #include "nss_mc.hpp"
-#include "peer_trust.hpp"
 #include "nss_pack.hpp"
+#include "peer_trust.hpp"
 #include "protocol.hpp"  // only its enums and caps: nothing here calls into common/'s library
 #include "wire.hpp"
 

@@ -33,7 +33,6 @@
 //    expired password's last grace login is not spent on a separate check).
 //  - close_session and setcred have nothing to do: PAM_SUCCESS.
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -364,7 +363,6 @@ bool not_ours(pam_handle_t* pamh, const Options& o, const std::string& user) {
         return true;
     }
     if (!o.minimum_uid) return false;
-    const std::uint32_t minimum = *o.minimum_uid;
     long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
     std::size_t size = hint > 0 ? static_cast<std::size_t>(hint) : 1024;
     constexpr std::size_t kMaxBuffer = 1 << 20;  // an entry larger than 1 MiB is not a user
@@ -378,10 +376,10 @@ bool not_ours(pam_handle_t* pamh, const Options& o, const std::string& user) {
             continue;
         }
         if (rc != 0 || found == nullptr) return false;  // unknown to NSS: the daemon decides
-        if (pw.pw_uid < minimum) {
+        if (pw.pw_uid < *o.minimum_uid) {
             if (o.debug)
-                pam_syslog(pamh, LOG_DEBUG, "user %s has uid %u below minimum_uid, ignored", log_safe(user).c_str(),
-                           static_cast<unsigned>(pw.pw_uid));
+                pam_syslog(pamh, LOG_DEBUG, "user %s has uid %u below minimum_uid, ignored",
+                           log_safe(user).c_str(), static_cast<unsigned>(pw.pw_uid));
             return true;
         }
         return false;
