@@ -61,7 +61,7 @@ constexpr Sv kLdapKeys[] = {"server_uri", "dns_srv", "start_tls", "tls", "referr
                             "bind_password", "bind_password_file", "user_search", "group_search",
                             "group_type", "user_attr_map", "role_groups", "default_role",
                             "connect_timeout", "timeout", "pool_size", "max_nesting",
-                            "max_groups", "group_cache_ttl", "allow_cleartext_password"};
+                            "max_groups", "group_cache_ttl", "group_mirror", "allow_cleartext_password"};
 constexpr Sv kTlsKeys[] = {"ca_file", "require_cert"};
 constexpr Sv kSearchKeys[] = {"base", "scope", "filter"};
 constexpr Sv kAttrMapKeys[] = {"user_name", "first_name", "last_name", "email"};
@@ -1176,6 +1176,7 @@ void Loader::load_ldap(const Map& top, LdapConfig& ldap) {
     read_int_as(*m, "max_nesting", 0, 64, ldap.max_nesting);
     read_int_as(*m, "max_groups", 1, 65536, ldap.max_groups);
     read_duration(*m, "group_cache_ttl", 0, 86400, ldap.group_cache_ttl_s);
+    read_bool(*m, "group_mirror", ldap.group_mirror);
 }
 
 void Loader::load_idp(const YAML::Node& n, std::size_t index, IdentityProvider& idp,

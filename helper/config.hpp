@@ -72,6 +72,9 @@ struct LdapConfig {
     unsigned max_nesting = 16;       // nested group levels followed before the walk stops
     unsigned max_groups = 4096;      // groups collected per user before the walk stops
     std::int64_t group_cache_ttl_s = 60;  // nested types: the groups above a user's direct groups; 0 = ask every time
+    // The groups from an in-memory copy kept current by the directory's change feed (RFC 4533)
+    // while the directory offers one; searched per login otherwise.
+    bool group_mirror = true;
     bool allow_cleartext_password = false;  // send user passwords over plain ldap:// to a non-loopback host
 };
 

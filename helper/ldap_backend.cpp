@@ -29,6 +29,7 @@
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -38,6 +39,7 @@
 #include <sys/time.h>
 
 #include "dns_srv.hpp"
+#include "group_mirror.hpp"
 #include "idmap.hpp"
 #include "ldap_conn.hpp"
 #include "ldap_text.hpp"
@@ -89,6 +91,18 @@ constexpr std::size_t kMaxUserName = proto::kMaxName;
 // The group graph cache (ldap.group_cache_ttl) holds at most this many bytes of group DNs; an
 // entry that would pass it is not kept, and a full cache drops its expired entries first.
 constexpr std::size_t kGroupCacheBytes = 8u << 20;
+// The group mirror (ldap.group_mirror): at most this many bytes of groups (past it the feed is
+// dropped and logins search); believed while the feed's connection was heard from within
+// kMirrorBelievedFor, kept so by a root DSE read after kMirrorProbeAfter of silence; after a
+// lost feed the next is tried after 1 s, doubling to kMirrorRetryMax; a directory without
+// content synchronisation (or with more groups than fit) is asked again after kMirrorRecheck.
+constexpr std::size_t kMirrorBytes = 64u << 20;
+constexpr auto kMirrorProbeAfter = std::chrono::seconds(1);
+constexpr auto kMirrorBelievedFor = std::chrono::seconds(3);
+constexpr auto kMirrorRetryMax = std::chrono::seconds(60);
+constexpr auto kMirrorRecheck = std::chrono::minutes(10);
+// UUIDs in one syncIdSet message (20 bytes each on the wire: 2 MB).
+constexpr std::size_t kMirrorMaxUuids = 100000;
 // AD ACCOUNTDISABLE flag of userAccountControl (MS-ADTS 2.2.16).
 constexpr long long kUacAccountDisable = 0x2;
 
@@ -693,12 +707,23 @@ public:
           user_pool_("user-bind", cfg_.pool_size),
           servers_(cfg_.server_uri, make_discovery(cfg_),
                    [this](const std::string& uri) { return describe_server(uri, cfg_.start_tls); }),
-          group_graph_(std::chrono::seconds(cfg_.group_cache_ttl_s)) {
+          group_graph_(std::chrono::seconds(cfg_.group_cache_ttl_s)),
+          mirror_(kMirrorBelievedFor) {
         fill_default_attr("user_name", "uid");
         fill_default_attr("email", "mail");
         fill_default_attr("first_name", "givenName");
         fill_default_attr("last_name", "sn");
     }
+    ~LdapBackendImpl() override {
+        {
+            std::lock_guard lock(mirror_m_);
+            mirror_stop_ = true;
+        }
+        mirror_cv_.notify_all();
+        if (mirror_thread_.joinable()) mirror_thread_.join();
+    }
+    LdapBackendImpl(const LdapBackendImpl&) = delete;
+    LdapBackendImpl& operator=(const LdapBackendImpl&) = delete;
 
     LdapOutcome authenticate(std::string_view user, const Secret& password) override {
         return guarded([&](LdapOutcome& out) { resolve(user, &password, out, Trace(nullptr)); });
@@ -882,6 +907,32 @@ private:
     Outcome<Membership> check_role_group(const std::string& group, const Entry& entry, const LdapUser& user,
                                          Trace& trace);
 
+    // --- the group mirror (group_mirror.hpp) ---
+    // member_of reads the user's own entry: nothing to mirror.
+    bool mirror_wanted() const {
+        return cfg_.group_mirror && cfg_.group_type != GroupType::member_of && cfg_.group_cache_ttl_s > 0;
+    }
+    // The believed copy for a group walk, or none (then the walk searches). The first call
+    // starts the feed.
+    std::optional<GroupMirror::View> mirror_view();
+    // The user's groups from the copy, as collect_groups() would find them by searching.
+    void groups_from_mirror(const GroupMirror::View& view, const Entry& entry, LdapUser& user,
+                            std::string& incomplete, Trace& trace) const;
+    // The feed's thread: a server, a refresh, then changes as they come, until the feed is lost;
+    // again after a pause.
+    void mirror_feed();
+    enum class FeedEnd { stopped, lost, unsupported, too_big };
+    FeedEnd mirror_session(Conn& conn, const std::string& uri, std::string& why);
+    // One entry of the feed into `building` (the refresh's copy) or, when null, the believed one.
+    // `moved` is set when a group of the believed copy went or changed its DN.
+    Result<void> mirror_entry(LDAP* ld, LDAPMessage* e, GroupSet* building, bool& moved);
+    // Waits `d` unless the backend is going away; false when it is.
+    bool mirror_pause(Clock::duration d);
+    bool mirror_stopping() {
+        std::lock_guard lock(mirror_m_);
+        return mirror_stop_;
+    }
+
     LdapConfig cfg_;
     Pool service_pool_;
     Pool user_pool_;
@@ -892,6 +943,13 @@ private:
     GroupGraphCache group_graph_;
     RecentFailures recent_failures_;
     DnPattern dn_pattern_;
+    GroupMirror mirror_;
+    std::once_flag mirror_once_;
+    std::mutex mirror_m_;
+    std::condition_variable mirror_cv_;
+    bool mirror_stop_ = false;  // guarded by mirror_m_
+    std::string mirror_state_;  // for probe(): what the feed is doing; guarded by mirror_m_
+    std::thread mirror_thread_;  // last: joined in the destructor before the members go
 };
 
 Outcome<ConnPtr> LdapBackendImpl::open_server(std::size_t i, bool& fatal) {
@@ -1802,6 +1860,12 @@ Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user
     const std::string gf = group_filter_part(cfg_.group_search.filter);
     trace.add("group_type ", group_type_name(cfg_.group_type), ": group_search base \"", cfg_.group_search.base,
               "\" scope ", scope_name(cfg_.group_search.scope), " filter ", gf);
+    // While the directory's change feed is up, the groups come from its copy (no round trip).
+    if (cfg_.group_type != GroupType::member_of)
+        if (auto view = mirror_view()) {
+            groups_from_mirror(*view, entry, user, incomplete, trace);
+            return {};
+        }
     std::string filter;
     switch (cfg_.group_type) {
     case GroupType::member_of: {
@@ -1979,7 +2043,7 @@ void LdapBackendImpl::resolve(std::string_view name, const Secret* password, Lda
     const bool dn_groups = cfg_.group_type == GroupType::nested_group_of_names ||
                            cfg_.group_type == GroupType::group_of_names ||
                            cfg_.group_type == GroupType::active_directory;
-    if (password == nullptr && !trace.on() && dn_groups) {
+    if (password == nullptr && !trace.on() && dn_groups && !mirror_view()) {
         if (auto dn = dn_pattern_.guess(name))
             prefetched.filter = member_filter(group_filter_part(cfg_.group_search.filter), *dn);
     }
@@ -2261,6 +2325,369 @@ void LdapBackendImpl::resolve_uid(std::uint32_t uid, LdapOutcome& out) {
     }
 }
 
+// --- the group mirror ------------------------------------------------------------------------
+
+std::optional<GroupMirror::View> LdapBackendImpl::mirror_view() {
+    // group_cache_ttl 0 asks the directory every time; the copy may lag by up to it.
+    if (!mirror_wanted()) return std::nullopt;
+    std::call_once(mirror_once_, [this] { mirror_thread_ = std::thread([this] { mirror_feed(); }); });
+    return mirror_.view();
+}
+
+void LdapBackendImpl::groups_from_mirror(const GroupMirror::View& view, const Entry& entry, LdapUser& user,
+                                         std::string& incomplete, Trace& trace) const {
+    const GroupSet& set = view.groups();
+    trace.add("groups from the group mirror of ", view.source(), " (", std::to_string(set.size()),
+              " groups, kept current by the directory's change feed)");
+    auto take = [&](const GroupSet::Group& g, const std::string& how) {
+        trace.add("group: ", g.dn, " (", how, ")");
+        user.groups.push_back(g.dn);
+        if (user.groups.size() < cfg_.max_groups) return true;
+        incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
+        return false;
+    };
+    if (cfg_.group_type == GroupType::posix_group) {
+        // As the search: (|(memberUid=<uid>)(gidNumber=<the user's gidNumber>)).
+        std::string uid = entry.first("uid");
+        if (uid.empty()) uid = user.username;
+        std::optional<std::int64_t> gid;
+        if (std::string text = entry.first("gidNumber"); !text.empty()) {
+            std::int64_t v = 0;
+            auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+            if (ec == std::errc() && p == text.data() + text.size() && text.front() != '+') gid = v;
+        }
+        for (const GroupSet::Group* g : set.with_uid_or_gid(uid, gid))
+            if (!take(*g, "direct member")) return;
+        return;
+    }
+    // The member types, level by level as walk_levels() searches: level 0 is the user's own
+    // groups; the nested types go on to the groups those are members of.
+    const bool nested = cfg_.group_type == GroupType::nested_group_of_names ||
+                        cfg_.group_type == GroupType::nested_active_directory;
+    std::set<std::string> seen{dn_key(user.dn)};
+    std::vector<const std::string*> frontier;
+    const std::string user_key = dn_key(user.dn);
+    frontier.push_back(&user_key);
+    std::vector<std::string> via{user.dn};
+    for (unsigned level = 0; !frontier.empty(); ++level) {
+        if (level > cfg_.max_nesting) {
+            incomplete = "groups nest deeper than max_nesting " + std::to_string(cfg_.max_nesting);
+            return;
+        }
+        std::vector<const std::string*> next;
+        std::vector<std::string> next_via;
+        for (std::size_t i = 0; i < frontier.size(); ++i) {
+            for (const GroupSet::Group* g : set.with_member(*frontier[i])) {
+                if (!seen.insert(g->key).second) continue;
+                if (!take(*g, level == 0 ? std::string("direct member")
+                                         : "nesting level " + std::to_string(level) + ", via " + via[i]))
+                    return;
+                next.push_back(&g->key);
+                next_via.push_back(g->dn);
+            }
+        }
+        if (!nested) return;
+        frontier = std::move(next);
+        via = std::move(next_via);
+    }
+}
+
+bool LdapBackendImpl::mirror_pause(Clock::duration d) {
+    std::unique_lock lock(mirror_m_);
+    return !mirror_cv_.wait_for(lock, d, [this] { return mirror_stop_; });
+}
+
+void LdapBackendImpl::mirror_feed() {
+    Clock::duration retry = std::chrono::seconds(1);
+    bool said_unsupported = false;
+    std::string said;  // the last reason logged for a feed that would not start
+    for (;;) {
+        if (mirror_stopping()) return;
+        std::string why;
+        std::string uri;
+        FeedEnd end = FeedEnd::lost;
+        {
+            ConnPtr conn;
+            for (std::size_t i : server_order()) {
+                if (!servers_[i].parse_error.empty()) continue;
+                bool fatal = false;
+                auto c = open_server(i, fatal);
+                if (c) {
+                    conn = std::move(*c);
+                    uri = servers_[i].uri;
+                    break;
+                }
+                if (!why.empty()) why += "; ";
+                why += servers_[i].uri + ": " + c.error().message;
+                if (fatal) break;
+            }
+            if (conn) end = mirror_session(*conn, uri, why);
+        }
+        const bool was_held = mirror_.held();
+        mirror_.down();
+        Clock::duration pause = retry;
+        switch (end) {
+        case FeedEnd::stopped:
+            return;
+        case FeedEnd::unsupported:
+            if (!said_unsupported)
+                log::info("ldap: group mirror: ", log_safe(uri),
+                          " offers no content synchronisation (RFC 4533 syncprov) to the bind DN: logins search "
+                          "the directory for groups (asked again every 10 minutes)");
+            said_unsupported = true;
+            why = "the directory offers no content synchronisation (RFC 4533)";
+            pause = kMirrorRecheck;
+            break;
+        case FeedEnd::too_big:
+            log::warning("ldap: group mirror: ", log_safe(why), ": logins search the directory for groups (tried again "
+                         "in 10 minutes)");
+            pause = kMirrorRecheck;
+            break;
+        case FeedEnd::lost:
+            if (was_held)
+                log::warning("ldap: group mirror: the feed from ", log_safe(uri), " was lost (", log_safe(why),
+                             "): logins search the directory for groups until it is back");
+            // A feed that was up starts again at once, one that failed waits longer each time.
+            retry = was_held ? std::chrono::seconds(1) : std::min<Clock::duration>(retry * 2, kMirrorRetryMax);
+            pause = was_held ? std::chrono::seconds(1) : retry;
+            if (!was_held && why != said)  // each new reason once, the repeats at debug
+                log::info("ldap: group mirror: no feed (", log_safe(why), "): logins search the directory for groups");
+            else if (!was_held)
+                log::debug("ldap: group mirror: no feed (", log_safe(why), ")");
+            said = was_held ? std::string() : why;
+            break;
+        }
+        {
+            std::lock_guard lock(mirror_m_);
+            mirror_state_ = why;
+        }
+        if (!mirror_pause(pause)) return;
+    }
+}
+
+Result<void> LdapBackendImpl::mirror_entry(LDAP* ld, LDAPMessage* e, GroupSet* building, bool& moved) {
+    LDAPControl** raw = nullptr;
+    if (ldap_get_entry_controls(ld, e, &raw) != LDAP_SUCCESS) return fail(ErrorCode::protocol, "unreadable entry");
+    ControlsPtr ctrls(raw);
+    const LDAPControl* c = ldap_control_find(LDAP_CONTROL_SYNC_STATE, ctrls.get(), nullptr);
+    if (c == nullptr) return fail(ErrorCode::protocol, "an entry without a sync state control");
+    auto state = parse_sync_state(c->ldctl_value);
+    if (!state) return tl::unexpected<Error>(state.error());
+    if (state->state == LDAP_SYNC_DELETE) {
+        if (building != nullptr) building->erase(state->uuid);
+        else mirror_.update([&](GroupSet& s) { moved = s.erase(state->uuid) || moved; return true; });
+        return {};
+    }
+    // A refresh without a cookie sends every entry whole (add); present comes only with one.
+    if (state->state == LDAP_SYNC_PRESENT) return fail(ErrorCode::protocol, "an entry in state present");
+    MirrorEntry entry;
+    LdapString dn(ldap_get_dn(ld, e));
+    if (!dn) return fail(ErrorCode::protocol, "an entry without a DN");
+    entry.dn = dn.get();
+    auto values = [&](const char* attr, std::vector<std::string>& out) {
+        ValuesPtr vals(ldap_get_values_len(ld, e, attr));
+        for (berval** v = vals.get(); v != nullptr && *v != nullptr; ++v) out.emplace_back((*v)->bv_val, (*v)->bv_len);
+    };
+    values("member", entry.member);
+    values("memberUid", entry.member_uid);
+    std::vector<std::string> gid;
+    values("gidNumber", gid);
+    if (!gid.empty()) entry.gid_number = gid.front();
+    // Normalised outside the copy's lock: logins read on meanwhile.
+    auto group = GroupSet::make(state->uuid, entry);
+    if (!group) return tl::unexpected<Error>(group.error());
+    if (building != nullptr) return building->put(state->uuid, std::move(*group));
+    Result<void> put;
+    mirror_.update([&](GroupSet& s) {
+        const std::string* was = s.dn_of(state->uuid);
+        moved = moved || (was != nullptr && *was != entry.dn);
+        put = s.put(state->uuid, std::move(*group));
+        return put.has_value();  // a copy that cannot take a change is not believed any more
+    });
+    return put;
+}
+
+LdapBackendImpl::FeedEnd LdapBackendImpl::mirror_session(Conn& conn, const std::string& uri, std::string& why) {
+    LDAP* ld = conn.ld.get();
+    static const std::vector<std::string> kControls = {"supportedControl"};
+    auto dse = search(conn, "", Scope::base, "(objectClass=*)", kControls, 1, 1, false, nullptr);
+    if (!dse) {
+        why = dse.error().text;
+        return FeedEnd::lost;
+    }
+    const auto* offered = dse->empty() ? nullptr : dse->front().values("supportedControl");
+    if (offered == nullptr || std::find(offered->begin(), offered->end(), LDAP_CONTROL_SYNC) == offered->end())
+        return FeedEnd::unsupported;
+
+    auto value = sync_request_value();
+    if (!value) {
+        why = value.error().detail;
+        return FeedEnd::lost;
+    }
+    // One feed: a refresh into `building`, then changes into the believed copy.
+    struct Feed {
+        int id = -1;
+        std::unique_ptr<GroupSet> building;
+        Clock::time_point started{};
+    };
+    auto start_feed = [&](Feed& f) -> bool {
+        LDAPControl request{const_cast<char*>(LDAP_CONTROL_SYNC), {value->size(), value->data()}, 1};
+        LDAPControl* server_ctrls[] = {&request, nullptr};
+        // What the group types compare, nothing more.
+        static char kMember[] = "member", kMemberUid[] = "memberUid", kGidNumber[] = "gidNumber";
+        char* member_attrs[] = {kMember, nullptr};
+        char* posix_attrs[] = {kMemberUid, kGidNumber, nullptr};
+        char** attrs = cfg_.group_type == GroupType::posix_group ? posix_attrs : member_attrs;
+        const std::string filter = group_filter_part(cfg_.group_search.filter);
+        GuardScope io(*conn.guard, Clock::now() + op_timeout());
+        const int rc = ldap_search_ext(ld, cfg_.group_search.base.c_str(), ldap_scope(cfg_.group_search.scope),
+                                       filter.c_str(), attrs, 0, server_ctrls, nullptr, nullptr, 0, &f.id);
+        if (rc != LDAP_SUCCESS) {
+            why = describe(ld, rc);
+            return false;
+        }
+        f.building = std::make_unique<GroupSet>(kMirrorBytes);
+        f.started = Clock::now();
+        return true;
+    };
+    // The feed tells every change a client made, but not those a directory's overlays make
+    // on their own and leave to each replica to redo (slapd's memberof and refint: the member
+    // values of a renamed or deleted entry). So a copy is rebuilt by a second feed on the same
+    // connection every group_cache_ttl, and the first one is dropped once the second's refresh
+    // is done: such a change shows within that time, as the nesting cache's do.
+    const auto rebuild_after = std::chrono::seconds(cfg_.group_cache_ttl_s);
+    Feed current, next;
+    if (!start_feed(current)) return FeedEnd::lost;
+    {
+        std::lock_guard lock(mirror_m_);
+        mirror_state_ = "refreshing from " + uri;
+    }
+    auto installed = Clock::time_point{};
+    int probe = -1;
+    auto probe_sent = Clock::time_point{};
+    auto last_heard = Clock::now();
+    while (!mirror_stopping()) {
+        timeval tv{0, 200000};
+        LDAPMessage* raw = nullptr;
+        int rc;
+        {
+            // A message that began to arrive is read whole within ldap.timeout.
+            GuardScope io(*conn.guard, Clock::now() + op_timeout());
+            rc = ldap_result(ld, LDAP_RES_ANY, LDAP_MSG_ONE, &tv, &raw);
+        }
+        MessagePtr msg(raw);
+        const auto now = Clock::now();
+        if (rc < 0) {
+            int err = LDAP_SERVER_DOWN;
+            ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
+            why = describe(ld, err);
+            return FeedEnd::lost;
+        }
+        if (!current.building && next.id < 0 && now - installed >= rebuild_after && !start_feed(next))
+            return FeedEnd::lost;
+        if (rc == 0) {
+            // Silence: is the server still there? (A connection that died without a word would
+            // otherwise leave a copy believed that no change can reach.)
+            if (probe >= 0 && now - probe_sent > op_timeout()) {
+                why = "no answer to a keepalive within ldap.timeout";
+                return FeedEnd::lost;
+            }
+            if (probe < 0 && now - last_heard >= kMirrorProbeAfter) {
+                static char kNoAttr[] = "1.1";
+                char* none[] = {kNoAttr, nullptr};
+                GuardScope io(*conn.guard, now + op_timeout());
+                rc = ldap_search_ext(ld, "", LDAP_SCOPE_BASE, "(objectClass=*)", none, 0, nullptr, nullptr, nullptr,
+                                     1, &probe);
+                if (rc != LDAP_SUCCESS) {
+                    why = "keepalive: " + describe(ld, rc);
+                    return FeedEnd::lost;
+                }
+                probe_sent = now;
+            }
+            continue;
+        }
+        last_heard = now;
+        if (!current.building) mirror_.heard();
+        const int id = ldap_msgid(msg.get());
+        if (id == probe) {
+            if (rc == LDAP_RES_SEARCH_RESULT) probe = -1;
+            continue;
+        }
+        Feed* f = id == current.id ? &current : id == next.id ? &next : nullptr;
+        if (f == nullptr) continue;  // an abandoned feed's last words
+        switch (rc) {
+        case LDAP_RES_SEARCH_ENTRY: {
+            bool moved = false;
+            if (auto r = mirror_entry(ld, msg.get(), f->building.get(), moved); !r) {
+                why = r.error().detail;
+                return r.error().code == ErrorCode::too_large ? FeedEnd::too_big : FeedEnd::lost;
+            }
+            // The member values naming a group that went or moved may change unannounced
+            // (memberof, refint): rebuild now rather than at the next period.
+            if (moved && next.id < 0 && !start_feed(next)) return FeedEnd::lost;
+            break;
+        }
+        case LDAP_RES_INTERMEDIATE: {
+            char* oid_raw = nullptr;
+            berval* data = nullptr;
+            rc = ldap_parse_intermediate(ld, msg.get(), &oid_raw, &data, nullptr, 0);
+            LdapString oid(oid_raw);
+            std::unique_ptr<berval, decltype(&ber_bvfree)> data_owner(data, &ber_bvfree);
+            if (rc != LDAP_SUCCESS || !oid || std::string_view(oid.get()) != LDAP_SYNC_INFO || data == nullptr)
+                break;  // not the feed's
+            auto info = parse_sync_info(*data, kMirrorMaxUuids);
+            if (!info) {
+                why = info.error().detail;
+                return FeedEnd::lost;
+            }
+            if (info->kind == SyncInfo::Kind::id_set && info->refresh_deletes) {
+                for (const std::string& u : info->uuids)
+                    if (f->building) f->building->erase(u);
+                    else mirror_.update([&](GroupSet& set) { set.erase(u); return true; });
+            }
+            const bool refresh_end = (info->kind == SyncInfo::Kind::refresh_delete ||
+                                      info->kind == SyncInfo::Kind::refresh_present) && info->refresh_done;
+            if (!refresh_end || !f->building) break;
+            const std::size_t n = f->building->size(), bytes = f->building->bytes();
+            const auto took = std::chrono::duration_cast<Ms>(now - f->started).count();
+            mirror_.install(std::move(f->building), uri);
+            installed = now;
+            if (f == &next) {
+                // The rebuilt copy is believed now; the old feed goes.
+                ldap_abandon_ext(ld, current.id, nullptr, nullptr);
+                current = std::move(next);
+                next = Feed{};
+                log::debug("ldap: group mirror: rebuilt, ", std::to_string(n), " groups in ", std::to_string(took),
+                           " ms");
+                break;
+            }
+            {
+                std::lock_guard lock(mirror_m_);
+                mirror_state_.clear();
+            }
+            log::info("ldap: group mirror: ", std::to_string(n), " groups (", std::to_string((bytes + 1023) / 1024),
+                      " KiB) from ", log_safe(uri), " in ", std::to_string(took),
+                      " ms; logins take their groups from it while its change feed is up");
+            break;
+        }
+        case LDAP_RES_SEARCH_RESULT: {
+            int err = LDAP_OTHER;
+            char* diag_raw = nullptr;
+            ldap_parse_result(ld, msg.get(), &err, nullptr, &diag_raw, nullptr, nullptr, 0);
+            LdapString diag(diag_raw);
+            why = "the directory ended the feed: " + describe(ld, err, diag.get());
+            if (err == LDAP_SIZELIMIT_EXCEEDED)
+                why += " (the bind DN's size limit is below the number of groups: raise it, as "
+                       "limits dn.exact=... size=unlimited, or set ldap.group_mirror: false)";
+            return err == LDAP_SIZELIMIT_EXCEEDED ? FeedEnd::too_big : FeedEnd::lost;
+        }
+        default:
+            break;
+        }
+    }
+    return FeedEnd::stopped;
+}
+
 std::vector<proto::BackendState> LdapBackendImpl::probe() {
     std::vector<proto::BackendState> states;
     try {
@@ -2299,6 +2726,21 @@ std::vector<proto::BackendState> LdapBackendImpl::probe() {
         }
         if (!dns_problem.empty()) states.push_back(proto::BackendState{"ldap dns_srv " + cfg_.dns_srv, false, dns_problem});
         if (states.empty()) states.push_back(proto::BackendState{"ldap", false, "no server configured"});
+        // The group mirror is a shortcut, not a server: without it logins search, so it is
+        // never reported down.
+        if (mirror_wanted()) {
+            std::string detail;
+            if (auto view = mirror_.view()) {
+                detail = std::to_string(view->groups().size()) + " groups from " + log_safe(view->source()) +
+                         ", kept current by its change feed";
+            } else {
+                std::lock_guard lock(mirror_m_);
+                detail = "not in use (logins search the directory): " +
+                         (mirror_state_.empty() ? std::string("not started; the first login starts it")
+                                                : log_safe(mirror_state_));
+            }
+            states.push_back(proto::BackendState{"ldap group mirror", true, std::move(detail)});
+        }
     } catch (const std::exception& e) {
         log::error("ldap: probe failed: ", log_safe(e.what()));
     } catch (...) {

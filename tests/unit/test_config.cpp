@@ -144,6 +144,8 @@ void wrong_type(void**) {
     expect_line(d, "6:14", "ldap.start_tls: expected a boolean (true/false), found 'yes please'");
     d = load_error(std::string(kLdapMin) + "  start_tls: \"true\"\n");
     expect_line(d, "6:14", "ldap.start_tls: expected a boolean (true/false), found the quoted string 'true'");
+    d = load_error(std::string(kLdapMin) + "  group_mirror: sometimes\n");
+    expect_line(d, "6:17", "ldap.group_mirror: expected a boolean (true/false), found 'sometimes'");
     d = load_error(std::string(kLdapMin) + "  pool_size: many\n");
     expect_line(d, "6:14", "ldap.pool_size: expected a whole number from 1 to 256, found 'many'");
     d = load_error(std::string(kLdapMin) + "  timeout: [1]\n");
@@ -753,6 +755,7 @@ void minimal_ldap_defaults(void**) {
     assert_int_equal(c.ldap.connect_timeout_ms, 3000);
     assert_int_equal(c.ldap.timeout_ms, 5000);
     assert_int_equal(c.ldap.pool_size, 4);
+    assert_true(c.ldap.group_mirror);
     assert_false(c.ldap.start_tls);
     assert_true(c.ldap.tls.require_cert);
     assert_true(c.ldap.bind_dn.empty());
@@ -815,6 +818,7 @@ void full_config_values(void**) {
         "  pool_size: 2\n"
         "  max_nesting: 4\n"
         "  max_groups: 100\n"
+        "  group_mirror: false\n"
         "  tls: {require_cert: false}\n"
         "helper:\n"
         "  socket: /tmp/cvat.sock\n"
@@ -861,8 +865,9 @@ void full_config_values(void**) {
     assert_int_equal(l.connect_timeout_ms, 500);
     assert_int_equal(l.timeout_ms, 2000);
     assert_int_equal(l.max_groups, 100);
+    assert_false(l.group_mirror);
     assert_false(l.tls.require_cert);
-    expect_warning(c, "50:23", "ldap.tls.require_cert: certificate checks are off");
+    expect_warning(c, "51:23", "ldap.tls.require_cert: certificate checks are off");
     assert_string_equal(c.helper.user.c_str(), "cvat-auth");
     assert_int_equal(c.helper.client_timeout_ms, 1500);
     assert_int_equal(static_cast<int>(c.helper.log_level), static_cast<int>(cvat::log::Level::debug));
