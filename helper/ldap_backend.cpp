@@ -921,6 +921,8 @@ private:
     // The feed's thread: a server, a refresh, then changes as they come, until the feed is lost;
     // again after a pause.
     void mirror_feed();
+    // The thread's body: mirror_feed() again after an exception, which must not end the daemon.
+    void mirror_thread() noexcept;
     enum class FeedEnd { stopped, lost, unsupported, too_big };
     FeedEnd mirror_session(Conn& conn, const std::string& uri, std::string& why);
     // One entry of the feed into `building` (the refresh's copy) or, when null, the believed one.
@@ -2330,7 +2332,7 @@ void LdapBackendImpl::resolve_uid(std::uint32_t uid, LdapOutcome& out) {
 std::optional<GroupMirror::View> LdapBackendImpl::mirror_view() {
     // group_cache_ttl 0 asks the directory every time; the copy may lag by up to it.
     if (!mirror_wanted()) return std::nullopt;
-    std::call_once(mirror_once_, [this] { mirror_thread_ = std::thread([this] { mirror_feed(); }); });
+    std::call_once(mirror_once_, [this] { mirror_thread_ = std::thread([this] { mirror_thread(); }); });
     return mirror_.view();
 }
 
@@ -2389,6 +2391,26 @@ void LdapBackendImpl::groups_from_mirror(const GroupMirror::View& view, const En
         if (!nested) return;
         frontier = std::move(next);
         via = std::move(next_via);
+    }
+}
+
+void LdapBackendImpl::mirror_thread() noexcept {
+    // An exception must not end the daemon (std::terminate): the copy goes, logins search, and
+    // the feed starts again a minute later.
+    for (;;) {
+        try {
+            mirror_feed();
+            return;
+        } catch (const std::exception& e) {
+            log::error("ldap: group mirror: internal error: ", log_safe(e.what()), "; logins search");
+        } catch (...) {
+            log::error("ldap: group mirror: internal error; logins search");
+        }
+        try {
+            mirror_.down();
+        } catch (...) {
+        }
+        if (!mirror_pause(kMirrorRetryMax)) return;
     }
 }
 
