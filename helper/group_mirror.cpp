@@ -26,6 +26,18 @@ std::optional<std::int64_t> integer_value(std::string_view text) {
     return v;
 }
 
+// caseExactIA5Match's insignificant spaces (RFC 4518 §2.6.1): none at either end, runs as one.
+std::string squash_spaces(std::string_view v) {
+    std::string out;
+    out.reserve(v.size());
+    for (char c : v) {
+        if (c == ' ' && (out.empty() || out.back() == ' ')) continue;
+        out.push_back(c);
+    }
+    if (!out.empty() && out.back() == ' ') out.pop_back();
+    return out;
+}
+
 void sort_unique(std::vector<std::string>& v) {
     std::sort(v.begin(), v.end());
     v.erase(std::unique(v.begin(), v.end()), v.end());
@@ -68,7 +80,8 @@ Result<GroupSet::Group> GroupSet::make(const std::string& uuid, const MirrorEntr
         if (k) g.member_keys.push_back(std::move(*k));
     }
     sort_unique(g.member_keys);
-    g.member_uids = entry.member_uid;
+    g.member_uids.reserve(entry.member_uid.size());
+    for (const std::string& u : entry.member_uid) g.member_uids.push_back(squash_spaces(u));
     sort_unique(g.member_uids);
     g.gid = integer_value(entry.gid_number);
     g.bytes = kGroupOverhead + uuid.size() + g.dn.size() + g.key.size();
@@ -107,6 +120,11 @@ void GroupSet::unindex(Index<Key>& index, const Key& key, const Group* g) {
     if (v.empty()) index.erase(it);
 }
 
+const GroupSet::Group* GroupSet::find(const std::string& uuid) const {
+    auto it = groups_.find(uuid);
+    return it == groups_.end() ? nullptr : &it->second;
+}
+
 const std::string* GroupSet::dn_of(const std::string& uuid) const {
     auto it = groups_.find(uuid);
     return it == groups_.end() ? nullptr : &it->second.dn;
@@ -133,7 +151,7 @@ const std::vector<const GroupSet::Group*>& GroupSet::with_member(const std::stri
 std::vector<const GroupSet::Group*> GroupSet::with_uid_or_gid(std::string_view uid,
                                                               std::optional<std::int64_t> gid) const {
     std::vector<const Group*> out;
-    if (auto it = by_uid_.find(std::string(uid)); it != by_uid_.end()) out = it->second;
+    if (auto it = by_uid_.find(squash_spaces(uid)); it != by_uid_.end()) out = it->second;
     if (gid)
         if (auto it = by_gid_.find(*gid); it != by_gid_.end())
             for (const Group* g : it->second)

@@ -34,8 +34,10 @@ struct MirrorEntry {
 };
 
 // One copy of the groups, keyed by entryUUID, with the indexes the group types ask: which groups
-// have a given member DN (distinguishedNameMatch: compared normalised, as the directory does),
-// memberUid (caseExactIA5Match, RFC 2307: compared exactly) or gidNumber (integerMatch).
+// have a given member DN (distinguishedNameMatch: compared normalised, as the directory does;
+// normalize_dn folds ASCII case only, so the backend does not use the copy for DNs with other
+// bytes), memberUid (caseExactIA5Match, RFC 2307: exact but for insignificant spaces) or
+// gidNumber (integerMatch).
 // Bounded by bytes: put() refuses an entry that would pass the bound. Not thread-safe: the
 // feed builds a copy alone, then GroupMirror guards it.
 class GroupSet {
@@ -60,6 +62,8 @@ public:
     // leaves the copy as it was.
     [[nodiscard]] Result<void> put(const std::string& uuid, Group group);
     [[nodiscard]] Result<void> put(const std::string& uuid, const MirrorEntry& entry);
+    // The group `uuid`, or null.
+    const Group* find(const std::string& uuid) const;
     // Removes the group `uuid`; false when it was not held.
     bool erase(const std::string& uuid);
     // The DN of group `uuid` as held, or null.
@@ -67,8 +71,15 @@ public:
 
     // Groups with a `member` value whose normalised DN is `member_key`, in no particular order.
     const std::vector<const Group*>& with_member(const std::string& member_key) const;
-    // Groups with `memberUid` exactly `uid`, then those whose gidNumber is `gid` (each once).
+    // Groups with `memberUid` `uid` (as caseExactIA5Match: leading, trailing and repeated spaces
+    // do not count), then those whose gidNumber is `gid` (each once).
     std::vector<const Group*> with_uid_or_gid(std::string_view uid, std::optional<std::int64_t> gid) const;
+
+    // fn(const Group&) for every group, in no particular order.
+    template <typename Fn>
+    void each(Fn&& fn) const {
+        for (const auto& kv : groups_) fn(kv.second);
+    }
 
     std::size_t size() const noexcept { return groups_.size(); }
     std::size_t bytes() const noexcept { return bytes_; }
@@ -134,16 +145,19 @@ public:
     // A complete copy from `source` (the server's URI) replaces what was held and is believed.
     void install(std::unique_ptr<GroupSet> set, std::string source);
     // Runs fn(GroupSet&) on the believed copy under the exclusive lock; false when none is held
-    // (or fn returned false: then the copy is dropped, as one that missed a change).
+    // (or fn returned false or threw: then the copy is dropped, as one that missed a change).
     template <typename Fn>
     bool update(Fn&& fn) {
         std::unique_lock lock(m_);
         if (!set_) return false;
-        if (!fn(*set_)) {
-            set_.reset();
-            return false;
+        bool ok = false;
+        try {
+            ok = fn(*set_);
+        } catch (...) {
+            ok = false;  // half a change (out of memory): the copy cannot be believed
         }
-        return true;
+        if (!ok) set_.reset();
+        return ok;
     }
     void heard() noexcept;
     // Drops the copy: from now on logins search.

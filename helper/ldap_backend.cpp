@@ -101,6 +101,8 @@ constexpr auto kMirrorProbeAfter = std::chrono::seconds(1);
 constexpr auto kMirrorBelievedFor = std::chrono::seconds(3);
 constexpr auto kMirrorRetryMax = std::chrono::seconds(60);
 constexpr auto kMirrorRecheck = std::chrono::minutes(10);
+// The copy is rebuilt every group_cache_ttl, and at least this often.
+constexpr auto kMirrorRebuildMax = std::chrono::minutes(5);
 // UUIDs in one syncIdSet message (20 bytes each on the wire: 2 MB).
 constexpr std::size_t kMirrorMaxUuids = 100000;
 // AD ACCOUNTDISABLE flag of userAccountControl (MS-ADTS 2.2.16).
@@ -915,19 +917,28 @@ private:
     // The believed copy for a group walk, or none (then the walk searches). The first call
     // starts the feed.
     std::optional<GroupMirror::View> mirror_view();
-    // The user's groups from the copy, as collect_groups() would find them by searching.
-    void groups_from_mirror(const GroupMirror::View& view, const Entry& entry, LdapUser& user,
+    // The user's groups from the copy, as collect_groups() would find them by searching; false
+    // (nothing added) when the copy cannot answer for this user, who is then searched.
+    bool groups_from_mirror(const GroupMirror::View& view, const Entry& entry, LdapUser& user,
                             std::string& incomplete, Trace& trace) const;
     // The feed's thread: a server, a refresh, then changes as they come, until the feed is lost;
     // again after a pause.
     void mirror_feed();
     // The thread's body: mirror_feed() again after an exception, which must not end the daemon.
     void mirror_thread() noexcept;
-    enum class FeedEnd { stopped, lost, unsupported, too_big };
+    // lost: the connection or the feed failed; unsupported: no RFC 4533 here; too_big: past the
+    // copy's bounds or the size limit; unreadable: member values the bind DN may not read;
+    // moved: logins now prefer another server, the feed follows.
+    enum class FeedEnd { stopped, lost, unsupported, too_big, unreadable, moved };
+    // Whether the copy holds the values the directory has: a group that came without any is
+    // asked (up to 64 such) whether the directory sees some. Not: the bind DN may search them
+    // but not read them, and the copy would hold groups without members.
+    Result<void> mirror_readable(Conn& conn, const GroupSet& set);
     FeedEnd mirror_session(Conn& conn, const std::string& uri, std::string& why);
     // One entry of the feed into `building` (the refresh's copy) or, when null, the believed one.
-    // `moved` is set when a group of the believed copy went or changed its DN.
-    Result<void> mirror_entry(LDAP* ld, LDAPMessage* e, GroupSet* building, bool& moved);
+    // `moved` is set when a group of the believed copy went or changed its DN; `uuid` gets the
+    // entry's entryUUID.
+    Result<void> mirror_entry(LDAP* ld, LDAPMessage* e, GroupSet* building, bool& moved, std::string& uuid);
     // Waits `d` unless the backend is going away; false when it is.
     bool mirror_pause(Clock::duration d);
     bool mirror_stopping() {
@@ -1864,10 +1875,8 @@ Outcome<void> LdapBackendImpl::collect_groups(const Entry& entry, LdapUser& user
               "\" scope ", scope_name(cfg_.group_search.scope), " filter ", gf);
     // While the directory's change feed is up, the groups come from its copy (no round trip).
     if (cfg_.group_type != GroupType::member_of)
-        if (auto view = mirror_view()) {
-            groups_from_mirror(*view, entry, user, incomplete, trace);
+        if (auto view = mirror_view(); view && groups_from_mirror(*view, entry, user, incomplete, trace))
             return {};
-        }
     std::string filter;
     switch (cfg_.group_type) {
     case GroupType::member_of: {
@@ -2336,15 +2345,37 @@ std::optional<GroupMirror::View> LdapBackendImpl::mirror_view() {
     return mirror_.view();
 }
 
-void LdapBackendImpl::groups_from_mirror(const GroupMirror::View& view, const Entry& entry, LdapUser& user,
+bool LdapBackendImpl::groups_from_mirror(const GroupMirror::View& view, const Entry& entry, LdapUser& user,
                                          std::string& incomplete, Trace& trace) const {
     const GroupSet& set = view.groups();
+    // normalize_dn folds ASCII case only; the directory folds and normalises Unicode too. A DN
+    // with other bytes could match there and not here: such a login searches.
+    auto ascii = [](const std::string& dn) {
+        return std::none_of(dn.begin(), dn.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+    };
+    const std::size_t had = user.groups.size();
+    auto give_up = [&](const std::string& dn) {
+        user.groups.resize(had);
+        incomplete.clear();
+        trace.add("not from the group mirror: ", dn, " has non-ASCII characters, which the directory compares "
+                  "by its own Unicode rules");
+        return false;
+    };
+    if (!ascii(user.dn)) return give_up(user.dn);
     trace.add("groups from the group mirror of ", view.source(), " (", std::to_string(set.size()),
               " groups, kept current by the directory's change feed)");
+    const bool nested = cfg_.group_type == GroupType::nested_group_of_names ||
+                        cfg_.group_type == GroupType::nested_active_directory;
+    // max_groups as the search path counts it: the walk stops once it holds max_groups; one
+    // search is cut only past max_groups.
     auto take = [&](const GroupSet::Group& g, const std::string& how) {
+        if (!nested && user.groups.size() - had >= cfg_.max_groups) {
+            incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
+            return false;
+        }
         trace.add("group: ", g.dn, " (", how, ")");
         user.groups.push_back(g.dn);
-        if (user.groups.size() < cfg_.max_groups) return true;
+        if (!nested || user.groups.size() - had < cfg_.max_groups) return true;
         incomplete = "more than max_groups " + std::to_string(cfg_.max_groups) + " groups";
         return false;
     };
@@ -2352,6 +2383,7 @@ void LdapBackendImpl::groups_from_mirror(const GroupMirror::View& view, const En
         // As the search: (|(memberUid=<uid>)(gidNumber=<the user's gidNumber>)).
         std::string uid = entry.first("uid");
         if (uid.empty()) uid = user.username;
+        if (!ascii(uid)) return give_up(uid);
         std::optional<std::int64_t> gid;
         if (std::string text = entry.first("gidNumber"); !text.empty()) {
             std::int64_t v = 0;
@@ -2359,13 +2391,11 @@ void LdapBackendImpl::groups_from_mirror(const GroupMirror::View& view, const En
             if (ec == std::errc() && p == text.data() + text.size() && text.front() != '+') gid = v;
         }
         for (const GroupSet::Group* g : set.with_uid_or_gid(uid, gid))
-            if (!take(*g, "direct member")) return;
-        return;
+            if (!take(*g, "direct member")) break;
+        return true;
     }
     // The member types, level by level as walk_levels() searches: level 0 is the user's own
     // groups; the nested types go on to the groups those are members of.
-    const bool nested = cfg_.group_type == GroupType::nested_group_of_names ||
-                        cfg_.group_type == GroupType::nested_active_directory;
     std::set<std::string> seen{dn_key(user.dn)};
     std::vector<const std::string*> frontier;
     const std::string user_key = dn_key(user.dn);
@@ -2374,24 +2404,26 @@ void LdapBackendImpl::groups_from_mirror(const GroupMirror::View& view, const En
     for (unsigned level = 0; !frontier.empty(); ++level) {
         if (level > cfg_.max_nesting) {
             incomplete = "groups nest deeper than max_nesting " + std::to_string(cfg_.max_nesting);
-            return;
+            return true;
         }
         std::vector<const std::string*> next;
         std::vector<std::string> next_via;
         for (std::size_t i = 0; i < frontier.size(); ++i) {
             for (const GroupSet::Group* g : set.with_member(*frontier[i])) {
                 if (!seen.insert(g->key).second) continue;
+                if (nested && !ascii(g->dn)) return give_up(g->dn);
                 if (!take(*g, level == 0 ? std::string("direct member")
                                          : "nesting level " + std::to_string(level) + ", via " + via[i]))
-                    return;
+                    return true;
                 next.push_back(&g->key);
                 next_via.push_back(g->dn);
             }
         }
-        if (!nested) return;
+        if (!nested) return true;
         frontier = std::move(next);
         via = std::move(next_via);
     }
+    return true;
 }
 
 void LdapBackendImpl::mirror_thread() noexcept {
@@ -2402,9 +2434,15 @@ void LdapBackendImpl::mirror_thread() noexcept {
             mirror_feed();
             return;
         } catch (const std::exception& e) {
-            log::error("ldap: group mirror: internal error: ", log_safe(e.what()), "; logins search");
+            try {
+                log::error("ldap: group mirror: internal error: ", log_safe(e.what()), "; logins search");
+            } catch (...) {
+            }
         } catch (...) {
-            log::error("ldap: group mirror: internal error; logins search");
+            try {
+                log::error("ldap: group mirror: internal error; logins search");
+            } catch (...) {
+            }
         }
         try {
             mirror_.down();
@@ -2431,6 +2469,7 @@ void LdapBackendImpl::mirror_feed() {
         {
             ConnPtr conn;
             for (std::size_t i : server_order()) {
+                if (mirror_stopping()) return;
                 if (!servers_[i].parse_error.empty()) continue;
                 bool fatal = false;
                 auto c = open_server(i, fatal);
@@ -2443,7 +2482,11 @@ void LdapBackendImpl::mirror_feed() {
                 why += servers_[i].uri + ": " + c.error().message;
                 if (fatal) break;
             }
-            if (conn) end = mirror_session(*conn, uri, why);
+            if (conn) {
+                end = mirror_session(*conn, uri, why);
+                // The unbind as the connection goes writes too: not past ldap.timeout.
+                conn->guard->until(Clock::now() + op_timeout());
+            }
         }
         const bool was_held = mirror_.held();
         mirror_.down();
@@ -2461,9 +2504,14 @@ void LdapBackendImpl::mirror_feed() {
             pause = kMirrorRecheck;
             break;
         case FeedEnd::too_big:
+        case FeedEnd::unreadable:
             log::warning("ldap: group mirror: ", log_safe(why), ": logins search the directory for groups (tried again "
                          "in 10 minutes)");
             pause = kMirrorRecheck;
+            break;
+        case FeedEnd::moved:
+            log::info("ldap: group mirror: ", log_safe(why));
+            pause = Clock::duration::zero();
             break;
         case FeedEnd::lost:
             if (was_held)
@@ -2487,7 +2535,8 @@ void LdapBackendImpl::mirror_feed() {
     }
 }
 
-Result<void> LdapBackendImpl::mirror_entry(LDAP* ld, LDAPMessage* e, GroupSet* building, bool& moved) {
+Result<void> LdapBackendImpl::mirror_entry(LDAP* ld, LDAPMessage* e, GroupSet* building, bool& moved,
+                                           std::string& uuid) {
     LDAPControl** raw = nullptr;
     if (ldap_get_entry_controls(ld, e, &raw) != LDAP_SUCCESS) return fail(ErrorCode::protocol, "unreadable entry");
     ControlsPtr ctrls(raw);
@@ -2495,6 +2544,7 @@ Result<void> LdapBackendImpl::mirror_entry(LDAP* ld, LDAPMessage* e, GroupSet* b
     if (c == nullptr) return fail(ErrorCode::protocol, "an entry without a sync state control");
     auto state = parse_sync_state(c->ldctl_value);
     if (!state) return tl::unexpected<Error>(state.error());
+    uuid = state->uuid;
     if (state->state == LDAP_SYNC_DELETE) {
         if (building != nullptr) building->erase(state->uuid);
         else mirror_.update([&](GroupSet& s) { moved = s.erase(state->uuid) || moved; return true; });
@@ -2529,6 +2579,34 @@ Result<void> LdapBackendImpl::mirror_entry(LDAP* ld, LDAPMessage* e, GroupSet* b
     return put;
 }
 
+Result<void> LdapBackendImpl::mirror_readable(Conn& conn, const GroupSet& set) {
+    constexpr std::size_t kMaxAsked = 64;
+    const bool posix = cfg_.group_type == GroupType::posix_group;
+    const std::string filter = posix ? "(|(memberUid=*)(gidNumber=*))" : "(member=*)";
+    static const std::vector<std::string> kNoAttrs = {"1.1"};
+    std::size_t asked = 0;
+    std::string unreadable;
+    Result<void> failed;
+    set.each([&](const GroupSet::Group& g) {
+        if (asked >= kMaxAsked || !unreadable.empty() || !failed) return;
+        if (posix ? (!g.member_uids.empty() || g.gid) : !g.member_keys.empty()) return;
+        ++asked;
+        auto r = search(conn, g.dn, Scope::base, filter, kNoAttrs, 1, 1, false, nullptr);
+        if (!r) {
+            if (r.error().rc != LDAP_NO_SUCH_OBJECT) failed = fail(ErrorCode::unavailable, r.error().text);
+        } else if (!r->empty()) {
+            unreadable = g.dn;
+        }
+    });
+    if (!failed) return failed;
+    if (!unreadable.empty())
+        return fail(ErrorCode::permission_denied,
+                    std::string("the bind DN may search but not read ") + (posix ? "memberUid" : "member") +
+                        " values (give it read access, or set ldap.group_mirror: false): group " + unreadable +
+                        " came without the values the directory has");
+    return {};
+}
+
 LdapBackendImpl::FeedEnd LdapBackendImpl::mirror_session(Conn& conn, const std::string& uri, std::string& why) {
     LDAP* ld = conn.ld.get();
     static const std::vector<std::string> kControls = {"supportedControl"};
@@ -2541,6 +2619,17 @@ LdapBackendImpl::FeedEnd LdapBackendImpl::mirror_session(Conn& conn, const std::
     if (offered == nullptr || std::find(offered->begin(), offered->end(), LDAP_CONTROL_SYNC) == offered->end())
         return FeedEnd::unsupported;
 
+    // A refresh may take longer than ldap.timeout (the handle's time limit): none on this
+    // connection's requests. One message is bounded instead (a group's values come whole).
+    int no_limit = 0;
+    ber_len_t max_message = kMirrorBytes / 4;
+    Sockbuf* sb = nullptr;
+    if (ldap_set_option(ld, LDAP_OPT_TIMELIMIT, &no_limit) != LDAP_OPT_SUCCESS ||
+        ldap_get_option(ld, LDAP_OPT_SOCKBUF, &sb) != LDAP_OPT_SUCCESS || sb == nullptr ||
+        ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_MAX_INCOMING, &max_message) != 1) {
+        why = "cannot set the feed connection's limits";
+        return FeedEnd::lost;
+    }
     auto value = sync_request_value();
     if (!value) {
         why = value.error().detail;
@@ -2574,11 +2663,16 @@ LdapBackendImpl::FeedEnd LdapBackendImpl::mirror_session(Conn& conn, const std::
     };
     // The feed tells every change a client made, but not those a directory's overlays make
     // on their own and leave to each replica to redo (slapd's memberof and refint: the member
-    // values of a renamed or deleted entry). So a copy is rebuilt by a second feed on the same
-    // connection every group_cache_ttl, and the first one is dropped once the second's refresh
-    // is done: such a change shows within that time, as the nesting cache's do.
-    const auto rebuild_after = std::chrono::seconds(cfg_.group_cache_ttl_s);
+    // values of a renamed or deleted entry), nor a renamed container above the groups. So a
+    // copy is rebuilt by a second feed on the same connection every group_cache_ttl (at most
+    // kMirrorRebuildMax), and at once when a group goes or moves; the first feed is dropped
+    // once the second's refresh is done. A rebuild must be done within that time plus
+    // ldap.timeout, or the copy goes.
+    const auto rebuild_after =
+        std::min<Clock::duration>(std::chrono::seconds(cfg_.group_cache_ttl_s), kMirrorRebuildMax);
     Feed current, next;
+    bool again = false;               // a group went or moved while `next` was refreshing
+    std::set<std::string> changed;    // groups `current` changed while `next` refreshed
     if (!start_feed(current)) return FeedEnd::lost;
     {
         std::lock_guard lock(mirror_m_);
@@ -2588,6 +2682,19 @@ LdapBackendImpl::FeedEnd LdapBackendImpl::mirror_session(Conn& conn, const std::
     int probe = -1;
     auto probe_sent = Clock::time_point{};
     auto last_heard = Clock::now();
+    auto rebuild = [&]() -> bool {
+        changed.clear();
+        again = false;
+        return start_feed(next);
+    };
+    auto rebuild_soon = [&]() -> bool {
+        if (current.building) return true;  // the first refresh is still on
+        if (next.id >= 0) {
+            again = true;
+            return true;
+        }
+        return rebuild();
+    };
     while (!mirror_stopping()) {
         timeval tv{0, 200000};
         LDAPMessage* raw = nullptr;
@@ -2605,8 +2712,20 @@ LdapBackendImpl::FeedEnd LdapBackendImpl::mirror_session(Conn& conn, const std::
             why = describe(ld, err);
             return FeedEnd::lost;
         }
-        if (!current.building && next.id < 0 && now - installed >= rebuild_after && !start_feed(next))
+        if (!current.building && next.id < 0 && now - installed >= rebuild_after) {
+            // Logins went back to a server preferred over this one (it failed, and answers
+            // again): the feed follows them there.
+            const std::vector<std::size_t> order = server_order();
+            if (!order.empty() && order.front() != conn.server) {
+                why = "moving the feed from " + uri + " to " + servers_[order.front()].uri + ", which logins use";
+                return FeedEnd::moved;
+            }
+            if (!rebuild()) return FeedEnd::lost;
+        }
+        if (next.id >= 0 && now - next.started > rebuild_after + op_timeout()) {
+            why = "a rebuild of the copy took longer than group_cache_ttl and ldap.timeout";
             return FeedEnd::lost;
+        }
         if (rc == 0) {
             // Silence: is the server still there? (A connection that died without a word would
             // otherwise leave a copy believed that no change can reach.)
@@ -2637,16 +2756,23 @@ LdapBackendImpl::FeedEnd LdapBackendImpl::mirror_session(Conn& conn, const std::
         }
         Feed* f = id == current.id ? &current : id == next.id ? &next : nullptr;
         if (f == nullptr) continue;  // an abandoned feed's last words
+        // A change `current` applies while `next` refreshes may miss `next` (sent before it):
+        // noted, and carried over when `next` is installed.
+        auto note = [&](const std::string& uuid) {
+            if (f == &current && !current.building && next.id >= 0) changed.insert(uuid);
+        };
         switch (rc) {
         case LDAP_RES_SEARCH_ENTRY: {
             bool moved = false;
-            if (auto r = mirror_entry(ld, msg.get(), f->building.get(), moved); !r) {
+            std::string uuid;
+            if (auto r = mirror_entry(ld, msg.get(), f->building.get(), moved, uuid); !r) {
                 why = r.error().detail;
                 return r.error().code == ErrorCode::too_large ? FeedEnd::too_big : FeedEnd::lost;
             }
+            note(uuid);
             // The member values naming a group that went or moved may change unannounced
             // (memberof, refint): rebuild now rather than at the next period.
-            if (moved && next.id < 0 && !start_feed(next)) return FeedEnd::lost;
+            if (moved && !rebuild_soon()) return FeedEnd::lost;
             break;
         }
         case LDAP_RES_INTERMEDIATE: {
@@ -2663,24 +2789,59 @@ LdapBackendImpl::FeedEnd LdapBackendImpl::mirror_session(Conn& conn, const std::
                 return FeedEnd::lost;
             }
             if (info->kind == SyncInfo::Kind::id_set && info->refresh_deletes) {
-                for (const std::string& u : info->uuids)
-                    if (f->building) f->building->erase(u);
-                    else mirror_.update([&](GroupSet& set) { set.erase(u); return true; });
+                if (f->building) {
+                    for (const std::string& u : info->uuids) f->building->erase(u);
+                } else {
+                    bool gone = false;
+                    mirror_.update([&](GroupSet& set) {
+                        for (const std::string& u : info->uuids) gone = set.erase(u) || gone;
+                        return true;
+                    });
+                    for (const std::string& u : info->uuids) note(u);
+                    if (gone && !rebuild_soon()) return FeedEnd::lost;
+                }
             }
             const bool refresh_end = (info->kind == SyncInfo::Kind::refresh_delete ||
                                       info->kind == SyncInfo::Kind::refresh_present) && info->refresh_done;
             if (!refresh_end || !f->building) break;
+            if (auto ok = mirror_readable(conn, *f->building); !ok) {
+                why = ok.error().detail;
+                return ok.error().code == ErrorCode::permission_denied ? FeedEnd::unreadable : FeedEnd::lost;
+            }
+            if (f == &next) {
+                // What `current` changed meanwhile, as `current` has it (as new as any).
+                bool carried = true;
+                mirror_.update([&](GroupSet& live) {
+                    for (const std::string& u : changed) {
+                        if (const GroupSet::Group* g = live.find(u)) {
+                            if (!next.building->put(u, *g)) carried = false;
+                        } else {
+                            next.building->erase(u);
+                        }
+                    }
+                    return true;
+                });
+                if (!carried) {
+                    why = "the rebuilt copy is past its bound";
+                    return FeedEnd::too_big;
+                }
+            }
             const std::size_t n = f->building->size(), bytes = f->building->bytes();
             const auto took = std::chrono::duration_cast<Ms>(now - f->started).count();
             mirror_.install(std::move(f->building), uri);
             installed = now;
             if (f == &next) {
                 // The rebuilt copy is believed now; the old feed goes.
-                ldap_abandon_ext(ld, current.id, nullptr, nullptr);
+                {
+                    GuardScope io(*conn.guard, Clock::now() + op_timeout());
+                    ldap_abandon_ext(ld, current.id, nullptr, nullptr);
+                }
                 current = std::move(next);
                 next = Feed{};
+                changed.clear();
                 log::debug("ldap: group mirror: rebuilt, ", std::to_string(n), " groups in ", std::to_string(took),
                            " ms");
+                if (again && !rebuild()) return FeedEnd::lost;
                 break;
             }
             {

@@ -87,6 +87,11 @@ void test_uid_and_gid(void**) {
     assert_int_equal(set.with_uid_or_gid("carol", 2000).size(), 1);
     assert_int_equal(set.with_uid_or_gid("alice", 3000).size(), 2);  // by both: listed once
     assert_int_equal(set.with_uid_or_gid("carol", 4000).size(), 0);  // "+4000" is no integer
+    // caseExactIA5Match's insignificant spaces: at either end and repeated.
+    assert_true(set.put(kUuidC, group("cn=spaced,dc=x", {}, {" dora  lee "})).has_value());
+    assert_int_equal(set.with_uid_or_gid("dora lee", std::nullopt).size(), 1);
+    assert_int_equal(set.with_uid_or_gid("  dora lee", std::nullopt).size(), 1);
+    assert_int_equal(set.with_uid_or_gid("doralee", std::nullopt).size(), 0);
 }
 
 // Past the byte bound a put is refused and the copy stays as it was.
@@ -110,7 +115,7 @@ void test_byte_bound(void**) {
 
 // A copy is believed from install() to down(), and only while the feed was heard lately.
 void test_believed(void**) {
-    GroupMirror m(std::chrono::milliseconds(150));
+    GroupMirror m(std::chrono::milliseconds(500));
     assert_false(m.view().has_value());
     auto set = std::make_unique<GroupSet>(1 << 20);
     assert_true(set->put(kUuidA, group("cn=g,dc=x", {"uid=a,dc=x"})).has_value());
@@ -121,7 +126,7 @@ void test_believed(void**) {
         assert_string_equal(v->source().c_str(), "ldap://one");
         assert_int_equal(v->groups().with_member("uid=a,dc=x").size(), 1);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
     assert_false(m.view().has_value());  // silent too long
     m.heard();
     assert_true(m.view().has_value());
