@@ -3,6 +3,7 @@
 # cvat-auth next to SSSD and nss-pam-ldapd (nslcd), against one slapd, in one run.
 #
 #   bench/compare.sh [--users 10000|100000] [--runs N] [--seconds S] [--out DIR] [--no-nginx]
+#                    [--no-syncprov]
 #
 # As root. Installs what it needs (bench/install-deps.sh: wrk, gnuplot, jq, slapd; nslcd and
 # sssd only UNPACKED into /var/cache/cvat-bench/root, never installed), builds the project in
@@ -25,9 +26,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=$PWD
 ROOT=${CVAT_BENCH_ROOT:-/var/cache/cvat-bench/root}
-USERS=10000 RUNS=3 SECS=3 OUT="" NGINX=1
+USERS=10000 RUNS=3 SECS=3 OUT="" NGINX=1 SYNCPROV=1
 ARGS=("$@")
-usage() { echo "usage: bench/compare.sh [--users 10000|100000] [--runs N] [--seconds S] [--out DIR] [--no-nginx]" >&2; exit 64; }
+usage() { echo "usage: bench/compare.sh [--users 10000|100000] [--runs N] [--seconds S] [--out DIR] [--no-nginx] [--no-syncprov]" >&2; exit 64; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --users) USERS=${2:-}; shift 2 ;;
@@ -35,6 +36,7 @@ while [[ $# -gt 0 ]]; do
     --seconds) SECS=${2:-}; shift 2 ;;
     --out) OUT=${2:-}; shift 2 ;;
     --no-nginx) NGINX=""; shift ;;
+    --no-syncprov) SYNCPROV=""; shift ;;
     *) usage ;;
   esac
 done
@@ -61,7 +63,7 @@ if [[ -z "${CVAT_BENCH_INSIDE:-}" ]]; then
   # CVAT_BENCH_KEEP=1 keeps the work directory (configs, daemons' logs).
   trap '[[ -n "${CVAT_BENCH_KEEP:-}" ]] && echo "kept $W" || rm -rf "$W"' EXIT
   mkdir -p "$OUT"
-  echo "== compare.sh: $USERS users, $RUNS runs, ${SECS} s per measurement; $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "== compare.sh: $USERS users, $RUNS runs, ${SECS} s per measurement; slapd ${SYNCPROV:+with}${SYNCPROV:-without} syncprov; $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
   CVAT_BENCH_INSIDE=1 W=$W unshare -m --propagation private bash ${CVAT_BENCH_TRACE:+-x} "$SRC/bench/compare.sh" "${ARGS[@]}"
   cp "$W/raw.jsonl" "$OUT/raw.jsonl"
   uptime >"$OUT/uptime.txt"
@@ -141,6 +143,7 @@ include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
+${SYNCPROV:+moduleload syncprov}
 pidfile $SL/slapd.pid
 # As Debian's slapd package sets it (olcLogLevel: none, /usr/share/slapd/slapd.init.ldif):
 # slapd's own default, stats, syslogs several lines per operation.
@@ -153,6 +156,8 @@ rootdn "cn=admin,$BASE"
 rootpw admin-Secret
 directory $SL/db
 index objectClass,uid,cn,member,memberUid,uidNumber,gidNumber eq
+${SYNCPROV:+index entryCSN,entryUUID eq}
+${SYNCPROV:+overlay syncprov}
 limits * size.soft=unlimited size.hard=unlimited
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by * read
@@ -215,6 +220,21 @@ start_cvat() {  # VERDICT_TTL
   CVAT_PID=$!; PIDS+=("$CVAT_PID")
   for _ in $(seq 200); do [[ -S "$CV/socket" ]] && break; sleep 0.05; done
   [[ -S "$CV/socket" ]] || { tail "$CV/authd.log" >&2; exit 1; }
+  mirror_ready "$CV"
+}
+# mirror_ready DIR: with syncprov, the group mirror of the daemon of DIR/auth_config.yml (socket
+# DIR/socket) in use before anything is measured, unless that config turns it off (the first
+# login starts its feed: here one of a name the directory does not have).
+mirror_ready() {
+  [[ -n "$SYNCPROV" ]] || return 0
+  ! grep -qE '^  (group_mirror: false|group_type: member_of)$' "$1/auth_config.yml" || return 0
+  echo not-a-password | "$BUILD/helper/cvat-authctl" --socket "$1/socket" login cvat-bench-nobody >/dev/null 2>&1 || true
+  for _ in $(seq 100); do
+    "$BUILD/helper/cvat-authctl" --socket "$1/socket" status 2>/dev/null | grep -q 'group mirror .*kept current' && return 0
+    sleep 0.05
+  done
+  log "the group mirror did not come up: $("$BUILD/helper/cvat-authctl" --socket "$1/socket" status 2>&1 | grep 'group mirror')"
+  exit 1
 }
 stop_cvat() { [[ -z "$CVAT_PID" ]] || { kill "$CVAT_PID" 2>/dev/null; wait "$CVAT_PID" 2>/dev/null || true; CVAT_PID=""; }; }
 # getgrnam like for like: a second cvat-authd (own socket, nss.mc and a fresh cache) with
@@ -233,6 +253,7 @@ cvat_groups_getgrnam() {
   pid=$!; PIDS+=("$pid")
   for _ in $(seq 200); do [[ -S "$dir/socket" ]] && break; sleep 0.05; done
   [[ -S "$dir/socket" ]] || { tail "$dir/authd.log" >&2; exit 1; }
+  mirror_ready "$dir"
   CVAT_AUTH_SOCKET=$dir/socket "$BENCH" nss system=cvat-fill so="$BUILD/nss_cvat/libnss_cvat.so.2" symprefix=_nss_cvat \
     op=initgroups from="$1" count="$2" warm_seconds=0 settle=1.5 | sed -n 1p | jq -e '.errors == 0' >/dev/null ||
     { log "cvat-authd (directory groups) failed lookups of users $1..: see $dir/authd.log"; exit 1; }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
-# What a login's group search costs cvat-authd here: its cache-off logins (right password, 8 and
-# 1 threads) as bench/compare.sh configures it, next to the same daemon with group_type
-# member_of on the benchmark's directory, which has no memberOf, so that a login asks the
-# directory two things (user search and bind) and takes default_role user: the most that
-# taking the user's groups from memory could save. nslcd's logins and the libldap floor (search
-# + bind) in the same rounds, for scale. compare.sh's directory, setup and table.
+# What a login's group search costs cvat-authd here, and what the group mirror saves of it: its
+# cache-off logins (right password, 8 and 1 threads) as bench/compare.sh configures it (the
+# groups from the mirror, the directory having syncprov), next to the same daemon with
+# ldap.group_mirror false (a group search per login), and with group_type member_of on the
+# benchmark's directory, which has no memberOf, so that a login asks the directory two things
+# (user search and bind) and takes default_role user: the most that taking the user's groups
+# from memory could save. nslcd's logins and the libldap floor (search + bind) in the same
+# rounds, for scale. compare.sh's directory, setup and table.
 #
 #   bench/group_search_cost.sh [--rounds N] [--users N] [--seconds S] [--out DIR]
 #
@@ -40,12 +42,16 @@ gsc_start() {  # SED [MUST]: cvat_config 0 edited by SED, which must leave a lin
   CVAT_PID=$!; PIDS+=("$CVAT_PID")
   for _ in $(seq 200); do [[ -S "$CV/socket" ]] && break; sleep 0.05; done
   [[ -S "$CV/socket" ]] || { tail "$CV/authd.log" >&2; exit 1; }
+  mirror_ready "$CV"
 }
 for ((RUN = 1; RUN <= CVAT_GSC_ROUNDS; RUN++)); do
   log "round $RUN of $CVAT_GSC_ROUNDS"
   gsc_start ''
   login cvat-cache-off bench-cvat 8 ok "$LOGIN_POOL" "$CVAT_PID"
   login cvat-cache-off bench-cvat 1 ok "$LOGIN_POOL" "$CVAT_PID"
+  gsc_start 's/^\(  default_role: none\)$/\1\n  group_mirror: false/' 'group_mirror: false'
+  login cvat-searched bench-cvat 8 ok "$LOGIN_POOL" "$CVAT_PID"
+  login cvat-searched bench-cvat 1 ok "$LOGIN_POOL" "$CVAT_PID"
   gsc_start 's/group_type: nested_group_of_names/group_type: member_of/; s/default_role: none/default_role: user/' \
     'group_type: member_of'
   login cvat-no-groups bench-cvat 8 ok "$LOGIN_POOL" "$CVAT_PID"

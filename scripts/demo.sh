@@ -26,8 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== starting a private slapd (AD-shaped tree) in $DEMO"
-bash tests/fixtures/slapd.sh start "$DEMO/slapd" ad >/dev/null
+echo "== starting a private slapd (AD-shaped tree; syncprov feeds the daemon's group mirror) in $DEMO"
+SLAPD_SYNCPROV=1 bash tests/fixtures/slapd.sh start "$DEMO/slapd" ad >/dev/null
 # shellcheck disable=SC1091
 . "$DEMO/slapd/env"
 
