@@ -40,15 +40,10 @@ const char* kFromMirror = "groups from the group mirror of ";
 
 struct World {
     TempDir tmp;
-    int counter = 0;
 };
 World* g = nullptr;
 
-std::string fresh_dir(const std::string& name) {
-    std::string d = g->tmp.path() + "/" + name + std::to_string(++g->counter);
-    ::mkdir(d.c_str(), 0700);
-    return d;
-}
+std::string fresh_dir(const std::string& name) { return g->tmp.fresh(name); }
 
 // A slapd of its own (the tests change its data) with the tree `tree`, and syncprov unless
 // `syncprov` is false; `env` more slapd.sh settings ("SLAPD_SIZELIMIT=3").
@@ -188,6 +183,19 @@ void mirror_up(const Setup& s) {
     });
 }
 
+// A syncprov slapd of its own and a daemon on it (`spec` with its URI), the mirror up.
+struct Mirrored {
+    std::unique_ptr<Slapd> sl;
+    Setup s;
+};
+Mirrored mirrored(const std::string& name, Spec spec = {}) {
+    Mirrored m{slapd(name), {}};
+    spec.uris = m.sl->uri();
+    m.s = start(name, spec);
+    mirror_up(m.s);
+    return m;
+}
+
 void expect_roles(const Setup& s, const std::vector<std::pair<std::string, std::string>>& want, bool mirror = true) {
     for (const auto& [user, role] : want) role_becomes(s, user, role, 0, mirror);
 }
@@ -197,30 +205,30 @@ void expect_roles(const Setup& s, const std::vector<std::pair<std::string, std::
 // nested_group_of_names from the copy: every user's role, then changes as an admin makes them.
 void follows_changes(void**) {
     require_program("ldapmodify");
-    auto sl = slapd("follow");
-    Setup s = start("follow", Spec{sl->uri()});
-    mirror_up(s);
+    Mirrored m = mirrored("follow");
+    Slapd& sl = *m.sl;
+    Setup& s = m.s;
     expect_roles(s, {{"ivan", "admin"}, {"olga", "admin"}, {"irene", "user"}, {"igor", "worker"},
                      {"ida", "worker"}, {"ines", "user"}});
 
     // A member in, a member out.
-    modify(*sl, "dn: cn=cvat-admins," + kGroups + "\nchangetype: modify\nadd: member\nmember: uid=irene," + kUsers + "\n");
+    modify(sl, "dn: cn=cvat-admins," + kGroups + "\nchangetype: modify\nadd: member\nmember: uid=irene," + kUsers + "\n");
     role_becomes(s, "irene", "admin");
-    modify(*sl, "dn: cn=cvat-workers," + kGroups + "\nchangetype: modify\ndelete: member\nmember: uid=igor," + kUsers + "\n");
+    modify(sl, "dn: cn=cvat-workers," + kGroups + "\nchangetype: modify\ndelete: member\nmember: uid=igor," + kUsers + "\n");
     role_becomes(s, "igor", "user");
 
     // A new group, nested under a role group; then deleted (memberof drops it from the role
     // group without a word on the feed: the copy is rebuilt at once).
-    modify(*sl, "dn: cn=team," + kGroups + "\nchangetype: add\nobjectClass: groupOfNames\ncn: team\nmember: uid=ines," +
+    modify(sl, "dn: cn=team," + kGroups + "\nchangetype: add\nobjectClass: groupOfNames\ncn: team\nmember: uid=ines," +
                     kUsers + "\n\ndn: cn=cvat-workers," + kGroups + "\nchangetype: modify\nadd: member\nmember: cn=team," +
                     kGroups + "\n");
     role_becomes(s, "ines", "worker");
-    modify(*sl, "dn: cn=team," + kGroups + "\nchangetype: delete\n");
+    modify(sl, "dn: cn=team," + kGroups + "\nchangetype: delete\n");
     role_becomes(s, "ines", "user");
 
     // A renamed group: memberof renames the member value in cvat-admins unannounced; olga,
     // admin through it, stays admin.
-    modify(*sl, "dn: cn=ipa-ops," + kGroups + "\nchangetype: modrdn\nnewrdn: cn=ipa-ops2\ndeleteoldrdn: 1\n");
+    modify(sl, "dn: cn=ipa-ops," + kGroups + "\nchangetype: modrdn\nnewrdn: cn=ipa-ops2\ndeleteoldrdn: 1\n");
     within(2, "the renamed group shows", [&]() -> std::string {
         const std::string e = s.ctl("explain olga");
         return contains(e, "cn=ipa-ops2," + kGroups) ? "" : e;
@@ -234,14 +242,14 @@ void follows_changes(void**) {
 // no group by the directory's word, and logs in as that within the TTL and a margin.
 void rebuilds_unannounced(void**) {
     require_program("ldapmodify");
-    auto sl = slapd("rebuild");
-    Spec spec{sl->uri()};
+    Spec spec;
     spec.extra = "  group_cache_ttl: 2\n";
-    Setup s = start("rebuild", spec);
-    mirror_up(s);
+    Mirrored m = mirrored("rebuild", spec);
+    Slapd& sl = *m.sl;
+    Setup& s = m.s;
     role_becomes(s, "ida", "worker", 0);
-    modify(*sl, "dn: uid=ida," + kUsers + "\nchangetype: delete\n");
-    modify(*sl, "dn: uid=ida," + kUsers + "\nchangetype: add\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n"
+    modify(sl, "dn: uid=ida," + kUsers + "\nchangetype: delete\n");
+    modify(sl, "dn: uid=ida," + kUsers + "\nchangetype: add\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n"
                 "uid: ida\ncn: Ida Again\nsn: Again\nuidNumber: 1800004\ngidNumber: 1800004\nhomeDirectory: /home/ida\n"
                 "userPassword: ida-Passw0rd\n");
     role_becomes(s, "ida", "user", 4);
@@ -250,13 +258,13 @@ void rebuilds_unannounced(void**) {
 // posix_group from the copy: memberUid and the user's gidNumber, then a memberUid added.
 void posix_group(void**) {
     require_program("ldapmodify");
-    auto sl = slapd("posix");
-    Spec spec{sl->uri()};
+    Spec spec;
     spec.group_type = "posix_group";
-    Setup s = start("posix", spec);
-    mirror_up(s);
+    Mirrored m = mirrored("posix", spec);
+    Slapd& sl = *m.sl;
+    Setup& s = m.s;
     expect_roles(s, {{"ivan", "admin"}, {"irene", "user"}, {"igor", "worker"}, {"ida", "worker"}, {"ines", "user"}});
-    modify(*sl, "dn: cn=cvat-admins," + kCompat + "\nchangetype: modify\nadd: memberUid\nmemberUid: ines\n");
+    modify(sl, "dn: cn=cvat-admins," + kCompat + "\nchangetype: modify\nadd: memberUid\nmemberUid: ines\n");
     role_becomes(s, "ines", "admin");
 }
 
@@ -290,20 +298,20 @@ void silent_feed_dropped(void**) {
 // slapd restarted: the feed is lost, logged, and back with a fresh copy that follows changes.
 void feed_comes_back(void**) {
     require_program("ldapmodify");
-    auto sl = slapd("restart");
-    Setup s = start("restart", Spec{sl->uri()});
-    mirror_up(s);
+    Mirrored m = mirrored("restart");
+    Slapd& sl = *m.sl;
+    Setup& s = m.s;
     ::setenv("SLAPD_SYNCPROV", "1", 1);
-    sl->restart();
+    sl.restart();
     ::unsetenv("SLAPD_SYNCPROV");
     within(6, "the feed is back", [&]() -> std::string {
         const std::string l = s.log();
         const auto lost = l.find("was lost");
         return lost != std::string::npos && l.find(" KiB) from ", lost) != std::string::npos ? "" : l;
     });
-    modify(*sl, "dn: cn=cvat-admins," + kGroups + "\nchangetype: modify\ndelete: member\nmember: uid=ivan," + kUsers + "\n");
+    modify(sl, "dn: cn=cvat-admins," + kGroups + "\nchangetype: modify\ndelete: member\nmember: uid=ivan," + kUsers + "\n");
     role_becomes(s, "ivan", "user");
-    modify(*sl, "dn: cn=cvat-admins," + kGroups + "\nchangetype: modify\nadd: member\nmember: uid=ines," + kUsers + "\n");
+    modify(sl, "dn: cn=cvat-admins," + kGroups + "\nchangetype: modify\nadd: member\nmember: uid=ines," + kUsers + "\n");
     role_becomes(s, "ines", "admin");
 }
 

@@ -44,15 +44,10 @@ struct World {
     TempDir tmp;
     std::unique_ptr<Slapd> ad;   // with TLS, slapd logs every operation (SLAPD_DEBUG=stats)
     std::unique_ptr<Slapd> ipa;  // with TLS
-    int counter = 0;
 };
 World* g = nullptr;
 
-std::string fresh_dir(const std::string& name) {
-    std::string d = g->tmp.path() + "/" + name + std::to_string(++g->counter);
-    ::mkdir(d.c_str(), 0700);
-    return d;
-}
+std::string fresh_dir(const std::string& name) { return g->tmp.fresh(name); }
 
 
 std::string env_of(const PamOutcome& o, const char* key) {

@@ -63,15 +63,10 @@ struct World {
     TempDir tmp;
     std::unique_ptr<Idp> idp;
     std::string stranger_key;  // an RSA key the IdP never saw
-    int counter = 0;
 };
 World* g = nullptr;
 
-std::string fresh_dir(const std::string& name) {
-    std::string d = g->tmp.path() + "/" + name + std::to_string(++g->counter);
-    ::mkdir(d.c_str(), 0700);
-    return d;
-}
+std::string fresh_dir(const std::string& name) { return g->tmp.fresh(name); }
 
 
 std::string lower(std::string s) {

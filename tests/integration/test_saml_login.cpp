@@ -69,15 +69,10 @@ struct World {
     std::unique_ptr<Idp> oidc;      // started by the one test that needs it
     std::string alice_post;          // a real HTTP-POST response for alice (forging base)
     std::string bob_post;            // and for bob
-    int counter = 0;
 };
 World* g = nullptr;
 
-std::string fresh_dir(const std::string& name) {
-    std::string d = g->tmp.path() + "/" + name + std::to_string(++g->counter);
-    ::mkdir(d.c_str(), 0700);
-    return d;
-}
+std::string fresh_dir(const std::string& name) { return g->tmp.fresh(name); }
 
 std::string email(const std::string& user) {
     return user + "@" + kDomain;

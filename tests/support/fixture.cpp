@@ -281,6 +281,12 @@ TempDir::TempDir() {
     path_ = buf.data();
 }
 
+std::string TempDir::fresh(const std::string& name) {
+    std::string d = path_ + "/" + name + std::to_string(++made_);
+    if (::mkdir(d.c_str(), 0700) != 0) fatal("mkdir " + d + ": " + std::strerror(errno));
+    return d;
+}
+
 TempDir::~TempDir() {
     if (std::getenv("CVAT_TEST_KEEP") != nullptr) {
         std::fprintf(stderr, "keeping %s\n", path_.c_str());

@@ -28,9 +28,12 @@ public:
     TempDir(const TempDir&) = delete;
     TempDir& operator=(const TempDir&) = delete;
     const std::string& path() const { return path_; }
+    // A new directory in here (mode 0700), named `name` and a number no other has.
+    std::string fresh(const std::string& name);
 
 private:
     std::string path_;
+    int made_ = 0;
 };
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
