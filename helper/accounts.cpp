@@ -218,6 +218,12 @@ bool Accounts::assign_ids(const Runtime& rt, CachedUser& u, std::optional<std::u
 namespace {
 
 // The same user facts, the timestamps aside.
+// "root" is the host's own superuser, never a directory's or an IdP's user (as SSSD's default
+// filter_users): no lookup of that name asks a backend, and no answer under it is stored,
+// published or given, so the NSS module never names a directory account root, and initgroups
+// of root never adds a directory's groups.
+bool reserved_name(const std::string& name) { return name == "root"; }
+
 bool same_facts(const CachedUser& a, const CachedUser& b) {
     return a.name == b.name && a.backend == b.backend && a.immutable_id == b.immutable_id && a.uid == b.uid &&
            a.gid == b.gid && a.gecos == b.gecos && a.home == b.home && a.shell == b.shell && a.role == b.role &&
@@ -228,6 +234,10 @@ bool same_facts(const CachedUser& a, const CachedUser& b) {
 }  // namespace
 
 Accounts::Fetch Accounts::store_ldap(const Runtime& rt, const LdapUser& lu, CachedUser& out) {
+    if (reserved_name(lu.username)) {
+        log::warning("nss: the directory's ", log_safe(lu.dn), " is named root: not a user of this host");
+        return Fetch::not_found;
+    }
     const NssSettings& nss = rt.config.nss;
     const std::int64_t now = now_s();
     CachedUser u;
@@ -413,7 +423,8 @@ proto::PasswdReply Accounts::passwd_reply(const CachedUser& u) const {
 namespace {
 
 bool nss_name_ok(const std::string& name) {
-    return plausible_user_name(name) && name.size() <= 255 && name.find(':') == std::string::npos;
+    return plausible_user_name(name) && name.size() <= 255 && name.find(':') == std::string::npos &&
+           !reserved_name(name);
 }
 
 }  // namespace
@@ -455,8 +466,9 @@ proto::PasswdReply Accounts::passwd_by_uid(const Runtime& rt, std::uint32_t uid)
     LdapOutcome o = rt.ldap->lookup_uid(uid);
     if (o.status == Status::ok) {
         CachedUser u;
-        if (store_ldap(rt, o.user, u) == Fetch::found && u.uid == uid) return passwd_reply(u);
-        r.status = Status::unavailable;
+        const Fetch f = store_ldap(rt, o.user, u);
+        if (f == Fetch::found && u.uid == uid) return passwd_reply(u);
+        if (f != Fetch::not_found) r.status = Status::unavailable;
         return r;
     }
     if (o.status == Status::unavailable || o.status == Status::internal) {

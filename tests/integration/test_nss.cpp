@@ -229,6 +229,35 @@ void lookups_of_directory_users(void**) {
     assert_int_equal(pwnam("alice").uid, alice.uid);
 }
 
+// A directory account named root (here in the admins' group) is never the host's root: not
+// by getpwnam in any case of the name, not by initgroups (which would give the real root the
+// directory's groups), not in the cache; the directory is not even asked for "root".
+void root_is_never_a_directory_user(void**) {
+    const std::string users = "CN=Users,DC=ad,DC=example,DC=test";
+    ldap_modify(*g->ad, "dn: CN=Root Imposter," + users + "\nchangetype: add\nobjectClass: user\ncn: Root Imposter\n"
+                        "sn: Imposter\nsAMAccountName: root\nuserAccountControl: 512\nuserPassword: root-Passw0rd\n\n"
+                        "dn: CN=CVAT Admins," + users + "\nchangetype: modify\nadd: member\nmember: CN=Root Imposter," +
+                        users + "\n");
+    struct Cleanup {
+        ~Cleanup() {
+            const std::string u = "CN=Users,DC=ad,DC=example,DC=test";
+            ldap_modify(*g->ad, "dn: CN=CVAT Admins," + u + "\nchangetype: modify\ndelete: member\nmember: CN=Root Imposter," +
+                                    u + "\n\ndn: CN=Root Imposter," + u + "\nchangetype: delete\n");
+        }
+    } cleanup;
+    Daemon d(subdir("root"), ad_config(g->tmp.path() + "/root"));
+    point_at(d);
+    assert_int_equal(pwnam("alice").status, NSS_STATUS_SUCCESS);  // the daemon answers
+    assert_int_equal(pwnam("root").status, NSS_STATUS_NOTFOUND);
+    assert_int_equal(pwnam("Root").status, NSS_STATUS_NOTFOUND);  // the directory's canonical name is root
+    assert_int_equal(grnam("root").status, NSS_STATUS_NOTFOUND);
+    assert_true(initgroups("root", 0).empty());
+    assert_false(has(grnam("cvat-admin").members, "root"));
+    const std::string log = read_file(d.log_path());
+    if (!contains(log, "is named root: not a user of this host"))
+        fail_msg("the directory's root (looked up as Root) was not refused: %s", log.c_str());
+}
+
 void lookups_with_uid_number(void**) {
     Daemon d(subdir("ipa"), ipa_config(g->tmp.path() + "/ipa"));
     point_at(d);
@@ -711,6 +740,7 @@ int main() {
     require_program("ldapmodify");
     const CMUnitTest tests[] = {
         cmocka_unit_test(lookups_of_directory_users),
+        cmocka_unit_test(root_is_never_a_directory_user),
         cmocka_unit_test(lookups_with_uid_number),
         cmocka_unit_test(group_search_with_user_search),
         cmocka_unit_test(directory_groups),
