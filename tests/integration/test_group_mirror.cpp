@@ -315,6 +315,35 @@ void feed_comes_back(void**) {
     role_becomes(s, "ines", "admin");
 }
 
+// The feed follows the server logins prefer: on the second while the first is down, back on
+// the first at the next rebuild once it answers again (a feed left on a replica would hold
+// that replica's view for as long as the replica answers).
+void feed_follows_preferred_server(void**) {
+    auto a = slapd("preferA");
+    auto b = slapd("preferB");
+    Spec spec{a->uri() + ", " + b->uri()};
+    spec.extra = "  group_cache_ttl: 2\n";
+    Setup s = start("prefer", spec);
+    mirror_up(s);
+    auto fed_by = [&](const Slapd& sl) {
+        return [&s, uri = sl.uri()]() -> std::string {
+            const std::string st = s.ctl("status");
+            return contains(st, "groups from " + uri + ", kept current") ? "" : st;
+        };
+    };
+    within(1, "fed by the first server", fed_by(*a));
+    a->stop();
+    within(8, "fed by the second server", fed_by(*b));
+    role_becomes(s, "olga", "admin");
+    ::setenv("SLAPD_SYNCPROV", "1", 1);
+    a->restart();
+    ::unsetenv("SLAPD_SYNCPROV");
+    within(10, "fed by the first server again", fed_by(*a));
+    if (!contains(s.log(), "moving the feed from " + b->uri() + " to " + a->uri()))
+        fail_msg("the move was not logged: %s", s.log().c_str());
+    role_becomes(s, "olga", "admin");
+}
+
 // No copy, and logins search, where: the directory offers no feed; its size limit is below the
 // number of groups (said, with the fix); the bind DN may search member values but not read them
 // (the copy would hold groups without members: said, with the fix); the config says
@@ -432,6 +461,7 @@ int main() {
         cmocka_unit_test(posix_group),
         cmocka_unit_test(silent_feed_dropped),
         cmocka_unit_test(feed_comes_back),
+        cmocka_unit_test(feed_follows_preferred_server),
         cmocka_unit_test(no_mirror),
         cmocka_unit_test(agrees_with_search),
     };
