@@ -212,9 +212,9 @@ ${3:-}
 YAML
 }
 CVAT_PID=""
-start_cvat() {  # VERDICT_TTL
+start_cvat() {  # VERDICT_TTL [SED]: the config of cvat_config VERDICT_TTL, edited by SED
   stop_cvat
-  cvat_config "$1" >"$CV/auth_config.yml"; chmod 600 "$CV/auth_config.yml"
+  cvat_config "$1" | sed -e "${2:-}" >"$CV/auth_config.yml"; chmod 600 "$CV/auth_config.yml"
   rm -f "$CV/socket"
   "$BUILD/helper/cvat-authd" --foreground --config "$CV/auth_config.yml" 2>>"$CV/authd.log" &
   CVAT_PID=$!; PIDS+=("$CVAT_PID")

@@ -32,17 +32,9 @@ fi
 # Sourced by compare.sh inside its namespace: its functions (login, cvat_config, stop_cvat) and
 # variables (CV, BUILD, LOGIN_POOL, NSLCD_PID, ...) are in scope.
 export CVAT_AUTH_SOCKET=$CV/socket
-gsc_start() {  # SED [MUST]: cvat_config 0 edited by SED, which must leave a line MUST
-  stop_cvat
-  cvat_config 0 | sed -e "$1" >"$CV/auth_config.yml"
-  chmod 600 "$CV/auth_config.yml"
+gsc_start() {  # SED [MUST]: compare.sh's daemon, its config edited by SED, which must leave a line MUST
+  start_cvat 0 "$1"
   [[ -z "${2:-}" ]] || grep -q "$2" "$CV/auth_config.yml" || { log "compare.sh's cvat config has changed: no \"$2\""; exit 1; }
-  rm -f "$CV/socket"
-  "$BUILD/helper/cvat-authd" --foreground --config "$CV/auth_config.yml" 2>>"$CV/authd.log" &
-  CVAT_PID=$!; PIDS+=("$CVAT_PID")
-  for _ in $(seq 200); do [[ -S "$CV/socket" ]] && break; sleep 0.05; done
-  [[ -S "$CV/socket" ]] || { tail "$CV/authd.log" >&2; exit 1; }
-  mirror_ready "$CV"
 }
 for ((RUN = 1; RUN <= CVAT_GSC_ROUNDS; RUN++)); do
   log "round $RUN of $CVAT_GSC_ROUNDS"

@@ -17,15 +17,6 @@ namespace {
 constexpr std::size_t kGroupOverhead = 160;
 constexpr std::size_t kValueOverhead = sizeof(std::string) + 2 * sizeof(void*);
 
-// integerMatch: the value as a number (no leading zeros or '+', as the syntax says).
-std::optional<std::int64_t> integer_value(std::string_view text) {
-    if (text.empty() || text.front() == '+') return std::nullopt;
-    std::int64_t v = 0;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || p != text.data() + text.size()) return std::nullopt;
-    return v;
-}
-
 // caseExactIA5Match's insignificant spaces (RFC 4518 §2.6.1): none at either end, runs as one.
 std::string squash_spaces(std::string_view v) {
     std::string out;
@@ -41,12 +32,6 @@ std::string squash_spaces(std::string_view v) {
 void sort_unique(std::vector<std::string>& v) {
     std::sort(v.begin(), v.end());
     v.erase(std::unique(v.begin(), v.end()), v.end());
-}
-
-template <typename Key>
-void index_into(std::unordered_map<Key, std::vector<const GroupSet::Group*>>& index, const Key& key,
-                const GroupSet::Group* g) {
-    index[key].push_back(g);
 }
 
 // A BER reader over its own copy of the bytes (null `ber`: no bytes, or out of memory). Values
@@ -83,7 +68,7 @@ Result<GroupSet::Group> GroupSet::make(const std::string& uuid, const MirrorEntr
     g.member_uids.reserve(entry.member_uid.size());
     for (const std::string& u : entry.member_uid) g.member_uids.push_back(squash_spaces(u));
     sort_unique(g.member_uids);
-    g.gid = integer_value(entry.gid_number);
+    g.gid = ldap_integer(entry.gid_number);
     g.bytes = kGroupOverhead + uuid.size() + g.dn.size() + g.key.size();
     for (const std::string& k : g.member_keys) g.bytes += k.size() + kValueOverhead;
     for (const std::string& u : g.member_uids) g.bytes += u.size() + kValueOverhead;
@@ -104,9 +89,9 @@ Result<void> GroupSet::put(const std::string& uuid, Group g) {
     erase(uuid);
     auto [it, inserted] = groups_.emplace(uuid, std::move(g));
     const Group* p = &it->second;
-    for (const std::string& k : p->member_keys) index_into(by_member_, k, p);
-    for (const std::string& u : p->member_uids) index_into(by_uid_, u, p);
-    if (p->gid) index_into(by_gid_, *p->gid, p);
+    for (const std::string& k : p->member_keys) by_member_[k].push_back(p);
+    for (const std::string& u : p->member_uids) by_uid_[u].push_back(p);
+    if (p->gid) by_gid_[*p->gid].push_back(p);
     bytes_ += p->bytes;
     return {};
 }
@@ -123,11 +108,6 @@ void GroupSet::unindex(Index<Key>& index, const Key& key, const Group* g) {
 const GroupSet::Group* GroupSet::find(const std::string& uuid) const {
     auto it = groups_.find(uuid);
     return it == groups_.end() ? nullptr : &it->second;
-}
-
-const std::string* GroupSet::dn_of(const std::string& uuid) const {
-    auto it = groups_.find(uuid);
-    return it == groups_.end() ? nullptr : &it->second.dn;
 }
 
 bool GroupSet::erase(const std::string& uuid) {
@@ -159,6 +139,14 @@ std::vector<const GroupSet::Group*> GroupSet::with_uid_or_gid(std::string_view u
     return out;
 }
 
+std::optional<std::int64_t> ldap_integer(std::string_view text) {
+    if (text.empty() || text.front() == '+') return std::nullopt;
+    std::int64_t v = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || p != text.data() + text.size()) return std::nullopt;
+    return v;
+}
+
 WriterFirstLock::WriterFirstLock() {
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);
@@ -177,7 +165,7 @@ std::optional<GroupMirror::View> GroupMirror::view() const {
     if (now - heard_.load(std::memory_order_acquire) > believed_for_.count()) return std::nullopt;
     std::shared_lock lock(m_);
     if (!set_) return std::nullopt;
-    return View(std::move(lock), set_.get(), source_);
+    return View(std::move(lock), set_.get(), &source_);
 }
 
 void GroupMirror::install(std::unique_ptr<GroupSet> set, std::string source) {

@@ -66,8 +66,6 @@ public:
     const Group* find(const std::string& uuid) const;
     // Removes the group `uuid`; false when it was not held.
     bool erase(const std::string& uuid);
-    // The DN of group `uuid` as held, or null.
-    const std::string* dn_of(const std::string& uuid) const;
 
     // Groups with a `member` value whose normalised DN is `member_key`, in no particular order.
     const std::vector<const Group*>& with_member(const std::string& member_key) const;
@@ -129,15 +127,15 @@ public:
     class View {
     public:
         const GroupSet& groups() const { return *set_; }
-        const std::string& source() const { return source_; }
+        const std::string& source() const { return *source_; }
 
     private:
         friend class GroupMirror;
-        View(std::shared_lock<WriterFirstLock> lock, const GroupSet* set, std::string source)
-            : lock_(std::move(lock)), set_(set), source_(std::move(source)) {}
+        View(std::shared_lock<WriterFirstLock> lock, const GroupSet* set, const std::string* source)
+            : lock_(std::move(lock)), set_(set), source_(source) {}
         std::shared_lock<WriterFirstLock> lock_;
         const GroupSet* set_;
-        std::string source_;
+        const std::string* source_;  // the mirror's, which the lock keeps as it is
     };
     std::optional<View> view() const;
 
@@ -171,6 +169,9 @@ private:
     std::unique_ptr<GroupSet> set_;  // guarded by m_
     std::string source_;             // guarded by m_
 };
+
+// An INTEGER attribute's value as integerMatch compares it (no '+', no trailing bytes), or none.
+std::optional<std::int64_t> ldap_integer(std::string_view text);
 
 // --- the feed's messages (RFC 4533 §2) --------------------------------------------------------
 

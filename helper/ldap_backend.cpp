@@ -2384,13 +2384,7 @@ bool LdapBackendImpl::groups_from_mirror(const GroupMirror::View& view, const En
         std::string uid = entry.first("uid");
         if (uid.empty()) uid = user.username;
         if (!ascii(uid)) return give_up(uid);
-        std::optional<std::int64_t> gid;
-        if (std::string text = entry.first("gidNumber"); !text.empty()) {
-            std::int64_t v = 0;
-            auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-            if (ec == std::errc() && p == text.data() + text.size() && text.front() != '+') gid = v;
-        }
-        for (const GroupSet::Group* g : set.with_uid_or_gid(uid, gid))
+        for (const GroupSet::Group* g : set.with_uid_or_gid(uid, ldap_integer(entry.first("gidNumber"))))
             if (!take(*g, "direct member")) break;
         return true;
     }
@@ -2571,8 +2565,8 @@ Result<void> LdapBackendImpl::mirror_entry(LDAP* ld, LDAPMessage* e, GroupSet* b
     if (building != nullptr) return building->put(state->uuid, std::move(*group));
     Result<void> put;
     mirror_.update([&](GroupSet& s) {
-        const std::string* was = s.dn_of(state->uuid);
-        moved = moved || (was != nullptr && *was != entry.dn);
+        const GroupSet::Group* was = s.find(state->uuid);
+        moved = moved || (was != nullptr && was->dn != entry.dn);
         put = s.put(state->uuid, std::move(*group));
         return put.has_value();  // a copy that cannot take a change is not believed any more
     });

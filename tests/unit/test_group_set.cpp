@@ -67,10 +67,10 @@ void test_replace_and_erase(void**) {
     assert_int_equal(set.with_member("uid=a,dc=x").size(), 0);
     assert_int_equal(set.with_uid_or_gid("a", 1000).size(), 0);
     assert_string_equal(set.with_member("uid=b,dc=x")[0]->dn.c_str(), "cn=g2,dc=x");
-    assert_string_equal(set.dn_of(kUuidA)->c_str(), "cn=g2,dc=x");
+    assert_string_equal(set.find(kUuidA)->dn.c_str(), "cn=g2,dc=x");
     assert_true(set.erase(kUuidA));
     assert_false(set.erase(kUuidA));
-    assert_null(set.dn_of(kUuidA));
+    assert_null(set.find(kUuidA));
     assert_int_equal(set.with_member("uid=b,dc=x").size(), 0);
     assert_int_equal(set.with_uid_or_gid("b", 1001).size(), 0);
     assert_int_equal(set.bytes(), 0);
