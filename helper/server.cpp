@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <optional>
@@ -41,9 +40,11 @@ constexpr int kAcceptPauseMs = 100;
 // At most one warning about it per this long (the rest are counted).
 constexpr std::int64_t kAcceptWarnEveryMs = 10000;
 
-// reading: waiting for a request (or for the answer to a Prompt); busy: a worker owns it;
-// waiting: a conversation sleeps until its timer (e.g. the next device-flow poll).
-enum class ConnState { reading, busy, waiting };
+// reading: the I/O thread waits for a request (or for the answer to a Prompt); busy: a worker
+// owns it; waiting: a conversation sleeps until its timer (e.g. the next device-flow poll);
+// parked: kept by its client after a plain answer, watched by the workers' epoll, so that the
+// worker woken by its next request reads and serves it (no hand-off through the I/O thread).
+enum class ConnState { reading, busy, waiting, parked };
 
 struct Connection {
     UniqueFd fd;
@@ -57,7 +58,9 @@ struct Connection {
     bool answered = false;  // has had a final answer (a client keeping it for its next request)
 
     // Kept by a client between requests, nothing pending: may be closed for a newcomer.
-    bool idle() const { return answered && state == ConnState::reading && buf.empty() && !conv; }
+    bool idle() const {
+        return answered && !conv && (state == ConnState::parked || (state == ConnState::reading && buf.empty()));
+    }
 };
 
 enum class JobKind { request, answer, wake };
@@ -65,6 +68,7 @@ enum class JobKind { request, answer, wake };
 struct Job {
     JobKind kind = JobKind::request;
     int fd = -1;
+    std::uint64_t id = 0;  // the connection's (Connection::id)
     Peer peer;
     proto::Request request{std::in_place_type<proto::StatusRequest>};
     Conversation* conv = nullptr;  // answer/wake: the connection's conversation (owned there)
@@ -73,12 +77,30 @@ struct Job {
 // What a worker tells the I/O thread when it is done with a connection.
 struct Done {
     int fd = -1;
+    std::uint64_t id = 0;  // a record for a connection closed since (its number reused) is dropped
     bool keep = false;
     std::unique_ptr<Conversation> start;  // a conversation begun by this request
     bool end = false;                     // the conversation is over
     std::int64_t wake_at_ms = 0;          // sleep until then, then wake() the conversation
-    bool rearmed = false;                 // the worker put the connection back in epoll itself
+    bool parked = false;                  // the worker parked it in the workers' epoll itself
+    bool rearmed = false;                 // the worker put it back into the I/O thread's epoll itself
+    // A parked connection whose next frame had not all arrived: the bytes read so far and the
+    // frame's length (header included, or kHeaderSize while the header is short); the I/O
+    // thread reads the rest, within client_timeout.
+    SecureBytes partial;
+    std::size_t want = 0;
 };
+
+// A parked connection as the workers see it. Whoever takes it out of `parked` (a worker woken
+// by its next request, or the I/O thread closing it) owns it; the other finds it gone or busy.
+struct ParkedConn {
+    int fd = -1;
+    Peer peer;
+    bool busy = false;   // a worker is serving it
+    bool armed = false;  // registered in the workers' epoll (ADD once, then MOD to re-arm)
+};
+// The workers' epoll: the job queue's eventfd carries this tag; a parked connection, its id.
+constexpr std::uint64_t kJobsTag = ~std::uint64_t{0};
 
 struct Timer {
     std::int64_t at_ms;
@@ -155,13 +177,26 @@ struct Server::Impl {
     std::unordered_map<uid_t, unsigned> per_uid;  // open connections of each peer uid; I/O thread only
 
     std::mutex jobs_mutex;
-    std::condition_variable jobs_cv;
     std::deque<Job> jobs;
+    // Requests read and not yet answered, by any thread.
+    std::atomic<int> in_flight{0};
+    // Workers waiting for something to do. The last to get busy hands every parked connection
+    // back to the I/O thread (unpark_all): a verdict-cache hit must never wait for a worker
+    // (all of them may be waiting on a hung directory).
+    std::atomic<int> idle_workers{0};
     bool stopping = false;
     std::vector<std::thread> workers;
+    // The workers wait in one epoll of their own: for jobs (an eventfd in semaphore mode, one
+    // count per job, and one per worker to stop) and for the parked connections' next requests.
+    UniqueFd workers_epoll;
+    UniqueFd jobs_ready;
 
     std::mutex done_mutex;
     std::vector<Done> done;
+
+    // Taken after done_mutex where both are held.
+    std::mutex park_mutex;
+    std::unordered_map<std::uint64_t, ParkedConn> parked;
 
     std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers;  // I/O thread only
     std::uint64_t next_id = 0;
@@ -204,6 +239,15 @@ struct Server::Impl {
             if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
                 return fail(ErrorCode::io, std::string("epoll_ctl: ") + std::strerror(errno));
         }
+        workers_epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
+        jobs_ready.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE));
+        if (!workers_epoll || !jobs_ready)
+            return fail(ErrorCode::io, std::string("the workers' epoll: ") + std::strerror(errno));
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = kJobsTag;
+        if (::epoll_ctl(workers_epoll.get(), EPOLL_CTL_ADD, jobs_ready.get(), &ev) != 0)
+            return fail(ErrorCode::io, std::string("epoll_ctl: ") + std::strerror(errno));
         return {};
     }
 
@@ -212,49 +256,266 @@ struct Server::Impl {
     }
 
     void stop_workers() {
+        std::uint64_t count;
         {
             std::lock_guard lock(jobs_mutex);
             stopping = true;
+            count = workers.size();  // one each: a worker that finds the queue empty then stops
         }
-        jobs_cv.notify_all();
+        [[maybe_unused]] auto n = ::write(jobs_ready.get(), &count, sizeof(count));
         for (auto& t : workers) t.join();
         workers.clear();
     }
 
+    // Workers never take signals: the I/O thread reads them from the signalfd.
     void worker_loop() {
-        // Workers never take signals: the I/O thread reads them from the signalfd.
+        idle_workers.fetch_add(1, std::memory_order_acq_rel);
         for (;;) {
+            epoll_event ev{};
+            int n = ::epoll_wait(workers_epoll.get(), &ev, 1, -1);
+            if (n < 0 && errno != EINTR) {
+                log::error("epoll_wait (a worker): ", std::strerror(errno));
+                ::usleep(10 * 1000);
+            }
+            if (n != 1) continue;
+            if (ev.data.u64 != kJobsTag) {
+                serve_parked(ev.data.u64);
+                continue;
+            }
+            std::uint64_t one;
+            if (::read(jobs_ready.get(), &one, sizeof(one)) != sizeof(one)) continue;  // another took it
             Job job;
             {
-                std::unique_lock lock(jobs_mutex);
-                jobs_cv.wait(lock, [this] { return stopping || !jobs.empty(); });
-                if (jobs.empty()) return;  // stopping and drained
+                std::lock_guard lock(jobs_mutex);
+                if (jobs.empty()) {
+                    if (stopping) return;  // stopping and drained
+                    continue;
+                }
                 job = std::move(jobs.front());
                 jobs.pop_front();
             }
-            Done d = serve(job);
-            // A connection answered and waiting for its next request, with nothing for the
-            // I/O thread to do now (no conversation, no timer, no close), goes back into epoll
-            // from here and its record into `done` unannounced: the I/O thread takes the record
-            // before it handles any event (the record is listed before the connection can have
-            // one), so it is not woken for it (a thread wake-up per request saved). Anything
-            // else wakes it.
-            const bool quiet = d.keep && !d.start && !d.end && d.wake_at_ms == 0 && job.kind == JobKind::request;
-            {
-                std::lock_guard lock(done_mutex);
-                done.push_back(std::move(d));
-                if (quiet) done.back().rearmed = watch(done.back().fd);
-                if (done.back().rearmed) continue;
-            }
-            std::uint64_t one = 1;
-            [[maybe_unused]] auto n = ::write(wakeup.get(), &one, sizeof(one));
+            Busy busy(*this);
+            finish(job, serve(job));
         }
+    }
+
+    // A worker at work: the last one idle to get busy sends the parked connections back to
+    // the I/O thread first.
+    struct Busy {
+        Impl& impl;
+        explicit Busy(Impl& i) : impl(i) {
+            if (impl.idle_workers.fetch_sub(1, std::memory_order_acq_rel) == 1) impl.unpark_all();
+        }
+        ~Busy() { impl.idle_workers.fetch_add(1, std::memory_order_acq_rel); }
+        Busy(const Busy&) = delete;
+        Busy& operator=(const Busy&) = delete;
+    };
+
+    // Every parked connection no worker is serving goes back into the I/O thread's epoll,
+    // unannounced (the records say so before any event can come).
+    void unpark_all() {
+        bool wake = false;
+        {
+            std::lock_guard lock(done_mutex);
+            std::lock_guard plock(park_mutex);
+            for (auto it = parked.begin(); it != parked.end();) {
+                if (it->second.busy) {
+                    ++it;
+                    continue;
+                }
+                const int fd = it->second.fd;
+                if (it->second.armed) ::epoll_ctl(workers_epoll.get(), EPOLL_CTL_DEL, fd, nullptr);
+                Done d;
+                d.fd = fd;
+                d.id = it->first;
+                d.keep = true;
+                done.push_back(std::move(d));
+                if (!(done.back().rearmed = watch(fd))) wake = true;
+                it = parked.erase(it);
+            }
+        }
+        if (wake) wake_io();
+    }
+
+    // After serve(): a connection answered and waiting for its next request, with nothing for
+    // the I/O thread to do now (no conversation, no timer, no close), is parked in the
+    // workers' epoll from here and its record goes into `done` unannounced: the I/O thread
+    // takes the record before it handles any event and looks at the connection only through
+    // `parked`, so it is not woken for it (a thread wake-up per request saved, and the next
+    // request one more). Anything else goes back to the I/O thread, which is woken for it.
+    //
+    // Parked only while nothing else is in flight: then the next request costs one thread
+    // wake-up instead of two. Under load the I/O thread reads many ready connections per
+    // wake-up and answers verdict-cache hits itself, which many workers each woken for one
+    // request cannot match: the connection goes back into its epoll, unannounced all the same.
+    void finish(const Job& job, Done d) {
+        const bool quiet = d.keep && !d.start && !d.end && d.wake_at_ms == 0 && job.kind == JobKind::request;
+        const bool alone = in_flight.fetch_sub(1, std::memory_order_acq_rel) == 1;
+        if (quiet && alone) return repark(std::move(d), job.peer);
+        if (!quiet) return hand_back(std::move(d));
+        {
+            std::lock_guard lock(done_mutex);
+            unpark(d.id, d.fd);
+            const int fd = d.fd;
+            done.push_back(std::move(d));
+            // Listed before it is watched: the I/O thread takes the record before any event.
+            if ((done.back().rearmed = watch(fd))) return;
+        }
+        wake_io();
+    }
+
+    // Parks a connection this worker answered (d.keep) and owns. Its record is listed before
+    // it is armed: a worker woken by its next request may hand it back (or close it) at once,
+    // and the I/O thread must see the records in that order.
+    void repark(Done d, const Peer& peer) {
+        const int fd = d.fd;
+        const std::uint64_t id = d.id;
+        {
+            std::lock_guard lock(done_mutex);
+            d.parked = true;
+            done.push_back(std::move(d));
+            if (park(fd, id, peer)) return;
+            done.back().parked = false;  // the I/O thread watches it instead
+            unpark(id, fd);
+        }
+        wake_io();
+    }
+
+    void wake_io() {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(wakeup.get(), &one, sizeof(one));
+    }
+
+    // Arms `fd` in the workers' epoll for its next request; false if epoll refused.
+    bool park(int fd, std::uint64_t id, const Peer& peer) {
+        bool armed;
+        {
+            std::lock_guard lock(park_mutex);
+            ParkedConn& p = parked[id];
+            armed = p.armed;
+            p = ParkedConn{fd, peer, false, true};
+        }
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+        ev.data.u64 = id;
+        if (::epoll_ctl(workers_epoll.get(), armed ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0) return true;
+        log::warning("epoll_ctl (parking a connection): ", std::strerror(errno));
+        return false;
+    }
+
+    // Takes a connection the caller owns out of the workers' epoll (nothing if it was never
+    // parked): the I/O thread watches it from now on.
+    void unpark(std::uint64_t id, int fd) {
+        bool armed = false;
+        {
+            std::lock_guard lock(park_mutex);
+            if (auto it = parked.find(id); it != parked.end()) {
+                armed = it->second.armed;
+                parked.erase(it);
+            }
+        }
+        if (armed) ::epoll_ctl(workers_epoll.get(), EPOLL_CTL_DEL, fd, nullptr);
+    }
+
+    // The I/O thread's claim on a parked connection it wants to close (idle past
+    // client_timeout, or room for a newcomer): false while a worker serves it.
+    bool claim_parked(std::uint64_t id) {
+        std::lock_guard lock(park_mutex);
+        auto it = parked.find(id);
+        if (it == parked.end() || it->second.busy) return false;
+        parked.erase(it);  // closing the descriptor takes it out of the workers' epoll
+        return true;
+    }
+
+    // Hands a parked connection this worker owns back to the I/O thread.
+    void hand_back(Done d) {
+        {
+            std::lock_guard lock(done_mutex);
+            unpark(d.id, d.fd);
+            done.push_back(std::move(d));
+        }
+        wake_io();
+    }
+
+    // A parked connection's client wrote (or hung up): this worker reads the request without
+    // waiting and serves it as the I/O thread would have. A frame not all there yet goes
+    // back to the I/O thread with what came of it (a slow client never holds a worker).
+    void serve_parked(std::uint64_t id) {
+        Job job;
+        {
+            std::lock_guard lock(park_mutex);
+            auto it = parked.find(id);
+            if (it == parked.end() || it->second.busy) return;  // closed meanwhile, or a stale event
+            it->second.busy = true;
+            job.fd = it->second.fd;
+            job.peer = it->second.peer;
+        }
+        Busy busy(*this);
+        job.id = id;
+        Done back;
+        back.fd = job.fd;
+        back.id = id;
+        SecureBytes buf(proto::kHeaderSize);
+        std::size_t have = 0, want = proto::kHeaderSize;
+        for (;;) {
+            ssize_t n = ::recv(job.fd, buf.data() + have, want - have, MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                if (have == 0) {
+                    // Woken with nothing to read: parked again as it was (no record: nothing
+                    // changed for the I/O thread), or closed if epoll refuses.
+                    {
+                        std::lock_guard lock(done_mutex);
+                        if (park(job.fd, id, job.peer)) return;
+                    }
+                    return hand_back(std::move(back));
+                }
+                buf.resize(have);
+                back.keep = true;
+                back.partial = std::move(buf);
+                back.want = want;
+                return hand_back(std::move(back));
+            }
+            if (n <= 0) {
+                log::debug("peer ", peer_text(job.peer), ": disconnected");
+                return hand_back(std::move(back));  // keep false: the I/O thread closes it
+            }
+            have += static_cast<std::size_t>(n);
+            if (have < want) continue;
+            if (want == proto::kHeaderSize) {
+                auto len = proto::frame_length(std::span<const std::uint8_t, proto::kHeaderSize>(buf.data(), proto::kHeaderSize));
+                if (!len) return refuse_parked(std::move(back), job.peer, len.error());
+                want = proto::kHeaderSize + *len;
+                buf.resize(want);
+                continue;
+            }
+            break;
+        }
+        auto request = proto::decode_request(
+            std::span<const std::uint8_t>(buf.data() + proto::kHeaderSize, buf.size() - proto::kHeaderSize));
+        explicit_bzero(buf.data(), buf.size());  // the frame may hold a password
+        if (!request) return refuse_parked(std::move(back), job.peer, request.error());
+        job.request = std::move(*request);
+        in_flight.fetch_add(1, std::memory_order_acq_rel);
+        if (auto delivered = answer_from_memory(job.fd, job.peer, job.request)) {
+            back.keep = *delivered;
+            return finish(job, std::move(back));
+        }
+        finish(job, serve(job));
+    }
+
+    void refuse_parked(Done back, const Peer& peer, const Error& err) {
+        log::warning("peer ", peer_text(peer), ": frame refused: ", err.detail);
+        send_refusal(back.fd, err);
+        back.keep = false;
+        hand_back(std::move(back));
     }
 
     // Runs one job and writes its answer, if it has one now.
     Done serve(Job& job) {
         Done d;
         d.fd = job.fd;
+        d.id = job.id;
         auto started = proto::monotonic_ms();
         std::string what;
         std::optional<proto::Response> response;
@@ -358,22 +619,32 @@ struct Server::Impl {
     // (transport.hpp, take_connection). False if every connection is in use: the newcomer is
     // refused. A connection that has not had an answer yet is never taken.
     bool close_idle(std::optional<uid_t> uid) {
+        std::vector<int> skipped;  // parked, but a worker is serving them
         auto find = [&] {
             int oldest = -1;
             std::int64_t oldest_deadline = 0;
             for (const auto& [fd, c] : conns)
-                if (c.idle() && (!uid || c.peer.uid == *uid) && (oldest < 0 || c.deadline_ms < oldest_deadline)) {
+                if (c.idle() && (!uid || c.peer.uid == *uid) && (oldest < 0 || c.deadline_ms < oldest_deadline) &&
+                    std::find(skipped.begin(), skipped.end(), fd) == skipped.end()) {
                     oldest = fd;
                     oldest_deadline = c.deadline_ms;
                 }
             return oldest;
         };
-        int oldest = find();
+        auto take = [&] {
+            for (;;) {
+                int fd = find();
+                if (fd < 0 || conns[fd].state != ConnState::parked || claim_parked(conns[fd].id)) return fd;
+                skipped.push_back(fd);
+            }
+        };
+        int oldest = take();
         if (oldest < 0) {
             // A worker may have answered and not been heard yet (its client can be faster
             // than this thread): take back what the workers finished, then look again.
             on_done();
-            oldest = find();
+            skipped.clear();
+            oldest = take();
         }
         if (oldest < 0) return false;
         log::debug("peer ", peer_text(conns[oldest].peer), ": idle connection closed to make room (",
@@ -416,14 +687,18 @@ struct Server::Impl {
         conns.erase(it);
     }
 
-    // Refuses a frame: tell the client why (best effort) and hang up.
-    void refuse(Connection& c, const Error& err) {
-        log::warning("peer ", peer_text(c.peer), ": frame refused: ", err.detail);
+    // Tells the client why its frame is refused (best effort); the caller hangs up.
+    static void send_refusal(int fd, const Error& err) {
         proto::Verdict v;
         v.status = proto::Status::bad_request;
         v.message = "request refused by cvat-authd: " + err.detail;
-        if (auto frame = proto::encode_response(v))
-            (void)proto::send_frame(c.fd.get(), *frame, proto::Deadline::after_ms(100));
+        if (auto frame = proto::encode_response(v)) (void)proto::send_frame(fd, *frame, proto::Deadline::after_ms(100));
+    }
+
+    // Refuses a frame: tell the client why (best effort) and hang up.
+    void refuse(Connection& c, const Error& err) {
+        log::warning("peer ", peer_text(c.peer), ": frame refused: ", err.detail);
+        send_refusal(c.fd.get(), err);
         close_conn(c.fd.get());
     }
 
@@ -480,6 +755,7 @@ struct Server::Impl {
     void submit(Connection& c, proto::Request request) {
         Job job;
         job.fd = c.fd.get();
+        job.id = c.id;
         job.peer = c.peer;
         if (c.conv) {
             // Only the answer to the last Prompt may come now.
@@ -493,21 +769,34 @@ struct Server::Impl {
         dispatch(c, std::move(job));
     }
 
-    // A request the service can answer from memory (a verdict cache hit) is answered here on
-    // the I/O thread: no hand-off to a worker and back (two thread wake-ups per request). The
-    // answer is small and the client is waiting for it, so it goes into the socket buffer at
-    // once; if it does not, the connection is dropped rather than the I/O thread wait.
-    bool answer_now(Connection& c, const proto::Request& request) {
+    // A request the service can answer from memory (a verdict cache hit) is answered by the
+    // thread that read it (the I/O thread, or a worker woken by a parked connection): no
+    // hand-off to a worker and back (two thread wake-ups per request). The answer is small and
+    // the client is waiting for it, so it goes into the socket buffer at once; if it does not,
+    // the connection is dropped rather than the thread wait. Nothing if the request needs a
+    // worker's way; else whether the answer was delivered.
+    std::optional<bool> answer_from_memory(int fd, const Peer& peer, const proto::Request& request) {
         const auto started = proto::monotonic_ms();
         auto response = service.answer_now(*current(), request);
-        if (!response) return false;
+        if (!response) return std::nullopt;
         auto frame = proto::encode_response(*response);
-        if (!frame) return false;  // the worker's way says why
+        if (!frame) return std::nullopt;  // the worker's way says why
         if (log::enabled(log::Level::info))
-            log::info("peer ", peer_text(c.peer), ": ", proto::describe_request(request), " -> ",
+            log::info("peer ", peer_text(peer), ": ", proto::describe_request(request), " -> ",
                       describe_response(*response), " (", std::to_string(proto::monotonic_ms() - started), " ms)");
-        if (auto sent = proto::send_frame(c.fd.get(), *frame, proto::Deadline::after_ms(0)); !sent) {
-            log::info("peer ", peer_text(c.peer), ": answer not delivered: ", sent.error().detail);
+        if (auto sent = proto::send_frame(fd, *frame, proto::Deadline::after_ms(0)); !sent) {
+            log::info("peer ", peer_text(peer), ": answer not delivered: ", sent.error().detail);
+            return false;
+        }
+        return true;
+    }
+
+    bool answer_now(Connection& c, const proto::Request& request) {
+        in_flight.fetch_add(1, std::memory_order_acq_rel);
+        auto delivered = answer_from_memory(c.fd.get(), c.peer, request);
+        in_flight.fetch_sub(1, std::memory_order_acq_rel);
+        if (!delivered) return false;
+        if (!*delivered) {
             close_conn(c.fd.get());
             return true;
         }
@@ -528,11 +817,13 @@ struct Server::Impl {
             if (jobs.size() < kMaxQueuedJobs) {
                 jobs.push_back(std::move(job));
                 queued = true;
+                in_flight.fetch_add(1, std::memory_order_acq_rel);  // finish() counts it off
             }
         }
-        // Woken after the lock is released: a worker woken under it would block on it at once.
+        // Counted after the lock is released: a worker woken under it would block on it at once.
         if (queued) {
-            jobs_cv.notify_one();
+            std::uint64_t one = 1;
+            [[maybe_unused]] auto n = ::write(jobs_ready.get(), &one, sizeof(one));
             return;
         }
         log::warning("peer ", peer_text(c.peer), ": refused, ", std::to_string(kMaxQueuedJobs),
@@ -559,7 +850,7 @@ struct Server::Impl {
     }
 
     // The workers' finished jobs: before the I/O thread looks at any event (a worker may have
-    // put a connection back into epoll without waking it, see worker_loop).
+    // parked a connection without waking it, see finish()).
     void take_done() {
         std::vector<Done> finished;
         {
@@ -569,7 +860,7 @@ struct Server::Impl {
         }
         for (auto& d : finished) {
             auto it = conns.find(d.fd);
-            if (it == conns.end()) continue;
+            if (it == conns.end() || it->second.id != d.id) continue;  // closed since
             if (!d.keep) {
                 close_conn(d.fd);
                 continue;
@@ -577,7 +868,15 @@ struct Server::Impl {
             Connection& c = it->second;
             if (d.start) c.conv = std::move(d.start);
             if (d.end) c.conv.reset();
-            if (!d.rearmed && !watch(d.fd)) {
+            if (d.parked || d.rearmed) {
+                c.state = d.parked ? ConnState::parked : ConnState::reading;
+                // A worker answered it and parked it or watches it again: its client has
+                // client_timeout for the next request.
+                c.answered = true;
+                c.deadline_ms = proto::monotonic_ms() + client_timeout_ms;
+                continue;
+            }
+            if (!watch(d.fd)) {
                 close_conn(d.fd);
                 continue;
             }
@@ -587,6 +886,13 @@ struct Server::Impl {
                 continue;
             }
             c.state = ConnState::reading;
+            if (d.want != 0) {
+                // The start of a parked connection's next frame: the rest comes here, within
+                // the deadline its parking gave it.
+                c.buf = std::move(d.partial);
+                c.want = d.want;
+                continue;
+            }
             // A conversation waits for the user as long as the flow allows; a plain client
             // gets client_timeout for its next request.
             c.deadline_ms = c.conv ? c.conv->answer_deadline_ms() : proto::monotonic_ms() + client_timeout_ms;
@@ -606,6 +912,7 @@ struct Server::Impl {
             Job job;
             job.kind = JobKind::wake;
             job.fd = t.fd;
+            job.id = t.id;
             job.peer = c.peer;
             job.conv = c.conv.get();
             dispatch(c, std::move(job));
@@ -625,9 +932,12 @@ struct Server::Impl {
         auto now = proto::monotonic_ms();
         std::vector<int> expired;
         for (auto& [fd, c] : conns)
-            if (c.state == ConnState::reading && now > c.deadline_ms) expired.push_back(fd);
+            if ((c.state == ConnState::reading || c.state == ConnState::parked) && now > c.deadline_ms)
+                expired.push_back(fd);
         for (int fd : expired) {
-            log::debug("peer ", peer_text(conns[fd].peer), ": idle past helper.client_timeout, closed");
+            Connection& c = conns[fd];
+            if (c.state == ConnState::parked && !claim_parked(c.id)) continue;  // a worker serves it
+            log::debug("peer ", peer_text(c.peer), ": idle past helper.client_timeout, closed");
             close_conn(fd);
         }
     }

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// The daemon's socket server: one epoll thread does all client I/O (so an idle or slow client
-// costs a few hundred bytes, not a thread); complete requests go to a bounded pool of worker
-// threads, which do the blocking backend work and write the answer.
+// The daemon's socket server: one epoll thread accepts clients and reads their first request
+// (so an idle or slow client costs a few hundred bytes, not a thread); complete requests go to
+// a bounded pool of worker threads, which do the blocking backend work and write the answer.
+// A connection its client keeps after a plain answer is then parked in the workers' own epoll:
+// the worker woken by its next request reads and serves it, with no hand-off through the I/O
+// thread, and hands it back to the I/O thread only for what takes time (a frame not all there,
+// a conversation, a close).
 #pragma once
 
 #include <atomic>

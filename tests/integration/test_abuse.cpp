@@ -280,7 +280,7 @@ void connection_cap_per_uid(void**) {
         if (!served(kept[0].get())) code |= 2;
         // kept[0] now sits idle after its answer, as a module keeps it for its next request:
         // a fifth connection closes it to make room and is served. (A moment first: the
-        // worker that answered hands the connection back to the I/O thread after the answer.)
+        // worker that answered parks the connection or hands it back to the I/O thread.)
         ::usleep(50 * 1000);
         auto fifth = proto::connect_unix(socket, proto::Deadline::after_ms(5000));
         if (!fifth || !served(fifth->get())) code |= 4;

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include <poll.h>
 #include <pwd.h>
 #include <security/pam_appl.h>
 #include <sys/socket.h>
@@ -23,6 +24,8 @@
 
 #include "fixture.hpp"
 #include "pam_driver.hpp"
+#include "protocol.hpp"
+#include "transport.hpp"
 
 using namespace cvat::test;
 
@@ -281,6 +284,80 @@ void oversize_frame_refused(void**) {
     assert_int_equal(alice.authenticate, PAM_SUCCESS);
 }
 
+bool served(int fd) {
+    auto r = cvat::proto::call(fd, cvat::proto::StatusRequest{}, cvat::proto::Deadline::after_ms(5000));
+    return r && std::holds_alternative<cvat::proto::StatusReply>(*r);
+}
+
+// Wake-ups of the daemon's I/O thread (its main thread) so far: its voluntary context switches.
+long io_thread_wakeups(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/status");
+    std::string line;
+    const std::string key = "voluntary_ctxt_switches:";
+    while (std::getline(f, line))
+        if (line.rfind(key, 0) == 0) return std::stol(line.substr(key.size()));
+    return -1;
+}
+
+// Seconds until the daemon hangs up on `fd` (at most `limit`; -1 if it did not).
+double seconds_to_hang_up(int fd, double limit) {
+    const auto t0 = cvat::proto::monotonic_ms();
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(limit * 1000)) != 1) return -1;
+    char c;
+    if (recv(fd, &c, 1, MSG_DONTWAIT) != 0) return -1;
+    return static_cast<double>(cvat::proto::monotonic_ms() - t0) / 1000.0;
+}
+
+// A connection its client keeps is parked with the workers after a plain answer: a worker
+// reads and answers its next requests without the I/O thread waking for them. A next frame
+// that comes in pieces goes back to the I/O thread and is served; a parked connection left
+// idle past client_timeout is closed, and one its client closes is let go.
+void kept_connection_parked(void**) {
+    std::string dir = subdir("parked");
+    Daemon d(dir, ad_config(dir, "", "  client_timeout: 2\n"));
+    int fd = connect_raw(d.socket());
+    assert_true(served(fd));
+    const long before = io_thread_wakeups(d.pid());
+    assert_true(before >= 0);
+    constexpr int kRequests = 300;
+    for (int i = 0; i < kRequests; ++i) assert_true(served(fd));
+    const long woke = io_thread_wakeups(d.pid()) - before;
+    print_message("# %d requests on a kept connection woke the I/O thread %ld times\n", kRequests, woke);
+    // Its sweep wakes it every 500 ms; a hand-off per request would wake it 300 times.
+    if (woke > 30) fail_msg("the I/O thread woke %ld times for %d requests", woke, kRequests);
+
+    // The next frame in two pieces, 300 ms apart.
+    auto frame = cvat::proto::encode_request(cvat::proto::StatusRequest{});
+    assert_true(frame.has_value() && frame->size() > 4);
+    assert_int_equal(send(fd, frame->data(), 3, MSG_NOSIGNAL), 3);
+    usleep(300 * 1000);
+    const auto rest = static_cast<ssize_t>(frame->size() - 3);
+    assert_int_equal(send(fd, frame->data() + 3, static_cast<size_t>(rest), MSG_NOSIGNAL), rest);
+    auto body = cvat::proto::recv_frame(fd, cvat::proto::Deadline::after_ms(5000));
+    assert_true(body.has_value());
+    auto answer = cvat::proto::decode_response(*body);
+    assert_true(answer && std::holds_alternative<cvat::proto::StatusReply>(*answer));
+    assert_true(served(fd));  // and parked again
+
+    // Idle: closed after client_timeout (2 s), not before.
+    const double idle = seconds_to_hang_up(fd, 5);
+    print_message("# the parked connection was closed after %.2f s idle\n", idle);
+    if (idle < 1.5 || idle > 3.5) fail_msg("a parked connection idle for 2 s closed after %.2f s", idle);
+    close(fd);
+
+    // Hung up by its client: the daemon lets it go (and serves the next one).
+    int gone = connect_raw(d.socket());
+    assert_true(served(gone));
+    close(gone);
+    int next = connect_raw(d.socket());
+    assert_true(served(next));
+    close(next);
+    usleep(100 * 1000);
+    std::string log = read_file(d.log_path());
+    if (!contains(log, "disconnected")) fail_msg("no line for the parked connection its client closed");
+}
+
 // cvat-authctl: config check, login, explain, status — the admin's view of each case.
 void authctl_commands(void**) {
     std::string dir = subdir("ctl");
@@ -363,6 +440,7 @@ int main() {
         cmocka_unit_test(many_clients_at_once),
         cmocka_unit_test(peer_logged_password_never),
         cmocka_unit_test(oversize_frame_refused),
+        cmocka_unit_test(kept_connection_parked),
         cmocka_unit_test(authctl_commands),
         cmocka_unit_test(auth_config_path_variable),
     };
