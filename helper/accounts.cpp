@@ -269,6 +269,13 @@ Accounts::Fetch Accounts::store_ldap(const Runtime& rt, const LdapUser& lu, Cach
     // which it leaves nss.mc (refresh_percent of cache_ttl), so a user who keeps logging in
     // still has the expiry moved on in time.
     const std::int64_t young = nss.cache_ttl_s * (nss.refresh_percent > 0 ? nss.refresh_percent : 100) / 200;
+    // Known without a read transaction when the store wrote or read the row last.
+    if (auto t = store_->same_as_stored(u); t && t->expires_at > now && now - t->fetched_at < young) {
+        u.fetched_at = t->fetched_at;
+        u.expires_at = t->expires_at;
+        out = std::move(u);
+        return Fetch::found;
+    }
     std::optional<CachedUser> before;
     if (auto b = logged(store_->user_by_name(u.name), "reading a user")) before = std::move(*b);
     if (before && before->expires_at > now && now - before->fetched_at < young && same_facts(*before, u)) {

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -515,6 +516,11 @@ Result<void> CacheStore::put_user(const CachedUser& u) {
         return fail(ErrorCode::too_large, "cache: user " + log_safe(u.name) + " has more than " +
                                               std::to_string(proto::kMaxGroups) + " groups");
     std::lock_guard lock(mutex_);
+    {
+        // Until the commit, the row may be the old one or the new one.
+        std::lock_guard memo(memo_mutex_);
+        memo_.erase(u.name);
+    }
     CVAT_BEGIN(tx);
     {
         Use s((*st_)[q_user_put]);
@@ -537,6 +543,7 @@ Result<void> CacheStore::put_user(const CachedUser& u) {
         ok = ok && drop_negative("group", gname) && drop_negative("gid", std::to_string(gid));
     if (!ok) CVAT_DB_FAIL("cannot clear negative entries");
     if (!tx.commit()) CVAT_DB_FAIL("cannot commit a user");
+    remember(u);
     return {};
 }
 
@@ -593,7 +600,73 @@ Result<std::optional<CachedUser>> CacheStore::user_by_name(std::string_view name
     auto r = select_users(db_, path_, q, (*st_)[q_groups_of]);
     if (!r) return tl::unexpected<Error>(r.error());
     if (r->empty()) return std::optional<CachedUser>();
+    remember(r->front());
     return std::optional<CachedUser>(std::move(r->front()));
+}
+
+namespace {
+
+// SHA-256 of every field of a user but the fetch and expiry times, each length-prefixed.
+std::array<unsigned char, 32> facts_digest(const CachedUser& u) {
+    std::array<unsigned char, 32> out{};
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    if (ctx == nullptr) return out;
+    auto number = [&](std::uint64_t v) {
+        unsigned char b[8];
+        for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
+        EVP_DigestUpdate(ctx, b, sizeof(b));
+    };
+    auto text = [&](std::string_view t) {
+        number(t.size());
+        EVP_DigestUpdate(ctx, t.data(), t.size());
+    };
+    bool ok = EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1;
+    if (ok) {
+        for (std::string_view t : {std::string_view(u.name), std::string_view(u.backend), std::string_view(u.immutable_id),
+                                   std::string_view(u.gecos), std::string_view(u.home), std::string_view(u.shell),
+                                   std::string_view(u.email), std::string_view(u.first_name),
+                                   std::string_view(u.last_name), std::string_view(u.dn)})
+            text(t);
+        number(u.uid);
+        number(u.gid);
+        number(static_cast<std::uint64_t>(u.role));
+        number(u.provisional ? 1 : 0);
+        number(u.groups.size());
+        for (const auto& [g, gid] : u.groups) {
+            text(g);
+            number(gid);
+        }
+        unsigned len = 0;
+        ok = EVP_DigestFinal_ex(ctx, out.data(), &len) == 1 && len == out.size();
+    }
+    EVP_MD_CTX_free(ctx);
+    if (!ok) out.fill(0);  // never equal to a real digest's: an all-zero one is not remembered
+    return out;
+}
+
+}  // namespace
+
+// Caller holds mutex_.
+void CacheStore::remember(const CachedUser& u) {
+    Remembered r;
+    r.facts = facts_digest(u);
+    r.times = Times{u.fetched_at, u.expires_at};
+    const bool usable = r.facts != std::array<unsigned char, 32>{};
+    std::lock_guard lock(memo_mutex_);
+    if (!usable) {
+        memo_.erase(u.name);
+        return;
+    }
+    if (memo_.size() >= kMaxRemembered && memo_.find(u.name) == memo_.end()) memo_.clear();
+    memo_[u.name] = r;
+}
+
+std::optional<CacheStore::Times> CacheStore::same_as_stored(const CachedUser& u) {
+    const auto facts = facts_digest(u);
+    std::lock_guard lock(memo_mutex_);
+    auto it = memo_.find(u.name);
+    if (it == memo_.end() || it->second.facts != facts) return std::nullopt;
+    return it->second.times;
 }
 
 Result<std::optional<CachedUser>> CacheStore::user_by_uid(std::uint32_t uid) {
@@ -674,6 +747,11 @@ Result<bool> CacheStore::negative(std::string_view kind, std::string_view key, s
 
 Result<std::size_t> CacheStore::expire(std::string_view name) {
     std::lock_guard lock(mutex_);
+    {
+        std::lock_guard memo(memo_mutex_);
+        if (name.empty()) memo_.clear();
+        else memo_.erase(std::string(name));
+    }
     CVAT_BEGIN(tx);
     std::size_t changed = 0;
     if (name.empty()) {
@@ -703,6 +781,10 @@ Result<std::size_t> CacheStore::expire(std::string_view name) {
 
 Result<void> CacheStore::flush() {
     std::lock_guard lock(mutex_);
+    {
+        std::lock_guard memo(memo_mutex_);
+        memo_.clear();
+    }
     CVAT_BEGIN(tx);
     if (exec(db_, "DELETE FROM users; DELETE FROM user_groups; DELETE FROM negative; DELETE FROM offline;") != SQLITE_OK)
         CVAT_DB_FAIL("cannot flush");

@@ -5,6 +5,7 @@
 // One connection behind a mutex; every method is safe to call from several threads.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -70,6 +72,15 @@ public:
     Result<void> put_user(const CachedUser& u);
     // Returned even when expired: callers decide (stale data serves offline).
     Result<std::optional<CachedUser>> user_by_name(std::string_view name);
+    // The fetch and expiry times of u.name's row, when the store knows without reading it
+    // that the row holds the same facts as `u` (every field but those two times): it keeps a
+    // digest of each row it wrote or read last (at most kMaxRemembered), forgotten when the
+    // row is expired or flushed. Nothing when it does not know: read the row.
+    struct Times {
+        std::int64_t fetched_at = 0, expires_at = 0;
+    };
+    std::optional<Times> same_as_stored(const CachedUser& u);
+    static constexpr std::size_t kMaxRemembered = 65536;
     // The most recently fetched user holding the uid (a renamed user may leave an old row).
     Result<std::optional<CachedUser>> user_by_uid(std::uint32_t uid);
     // Up to min(limit, kMaxUsersListed) users ordered by name: for the NSS file and `cache list`.
@@ -144,6 +155,15 @@ private:
     sqlite3* db_;
     std::unique_ptr<Statements> st_;
     std::mutex mutex_;
+    // What each row holds, by name (see same_as_stored). Changed only with mutex_ held, in
+    // the same step as the row, so it never runs ahead of or behind the row.
+    struct Remembered {
+        std::array<unsigned char, 32> facts{};
+        Times times;
+    };
+    void remember(const CachedUser& u);
+    std::mutex memo_mutex_;
+    std::unordered_map<std::string, Remembered> memo_;
     // users(): the read-only connection and its statements, under their own lock.
     sqlite3* list_db_ = nullptr;
     std::unique_ptr<Statements> list_st_;

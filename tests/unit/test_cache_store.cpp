@@ -593,6 +593,70 @@ void test_crash_safety(void**) {
     assert_int_equal(corrupt_copies(dir.path()).size(), 0);
 }
 
+// same_as_stored answers from what the store wrote or read last, and only while the row is
+// known to hold the same facts: a change to any field but the times, an expiry (one user or
+// all), a flush, or another process's store (nothing read yet) makes it say "read the row".
+void test_same_as_stored(void**) {
+    TempDir dir;
+    auto s = open_store(dir.path());
+    CachedUser alice = sample_user("alice", 1000);
+    assert_false(s->same_as_stored(alice).has_value());
+    assert_true(s->put_user(alice).has_value());
+    CachedUser again = alice;
+    again.fetched_at = 1;  // the times are not facts
+    again.expires_at = 2;
+    auto t = s->same_as_stored(again);
+    assert_true(t.has_value());
+    assert_int_equal(t->fetched_at, alice.fetched_at);
+    assert_int_equal(t->expires_at, alice.expires_at);
+    // Each fact counts, a group's gid and order too.
+    auto changed = [&](auto edit) {
+        CachedUser u = alice;
+        edit(u);
+        return !s->same_as_stored(u).has_value();
+    };
+    assert_true(changed([](CachedUser& u) { u.role = Role::user; }));
+    assert_true(changed([](CachedUser& u) { u.uid += 1; }));
+    assert_true(changed([](CachedUser& u) { u.gid += 1; }));
+    assert_true(changed([](CachedUser& u) { u.email += "x"; }));
+    assert_true(changed([](CachedUser& u) { u.home = "/home/other"; }));
+    assert_true(changed([](CachedUser& u) { u.dn += "x"; }));
+    assert_true(changed([](CachedUser& u) { u.provisional = false; }));
+    assert_true(changed([](CachedUser& u) { u.groups.pop_back(); }));
+    assert_true(changed([](CachedUser& u) { u.groups[0].second += 1; }));
+    assert_true(changed([](CachedUser& u) { std::swap(u.groups[0], u.groups[1]); }));
+    // Fields are length-prefixed: moving a byte from one to the next is a change.
+    assert_true(changed([](CachedUser& u) {
+        u.first_name = "Alic";
+        u.last_name = "eLiddell";
+    }));
+    // A rewrite with other facts is what it remembers then.
+    CachedUser demoted = alice;
+    demoted.role = Role::worker;
+    assert_true(s->put_user(demoted).has_value());
+    assert_false(s->same_as_stored(alice).has_value());
+    assert_true(s->same_as_stored(demoted).has_value());
+    // Expired by an admin: read the row (it says expires_at 0).
+    assert_true(s->expire("alice").has_value());
+    assert_false(s->same_as_stored(demoted).has_value());
+    assert_true(s->put_user(alice).has_value());
+    assert_true(s->put_user(sample_user("bob", 2000)).has_value());
+    assert_true(s->expire("").has_value());
+    assert_false(s->same_as_stored(alice).has_value());
+    assert_false(s->same_as_stored(sample_user("bob", 2000)).has_value());
+    assert_true(s->put_user(alice).has_value());
+    assert_true(s->flush().has_value());
+    assert_false(s->same_as_stored(alice).has_value());
+    // A store opened on an existing file knows a row once it has read it.
+    assert_true(s->put_user(alice).has_value());
+    s.reset();
+    auto reopened = open_store(dir.path());
+    assert_false(reopened->same_as_stored(alice).has_value());
+    auto row = reopened->user_by_name("alice");
+    assert_true(row && *row);
+    assert_true(reopened->same_as_stored(alice).has_value());
+}
+
 }  // namespace
 
 int main() {
@@ -610,6 +674,7 @@ int main() {
         cmocka_unit_test(test_listing_beside_writers),
         cmocka_unit_test(test_checkpoint),
         cmocka_unit_test(test_crash_safety),
+        cmocka_unit_test(test_same_as_stored),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
