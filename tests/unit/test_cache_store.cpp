@@ -421,6 +421,7 @@ void test_newer_schema_refused(void**) {
     auto domain_users = migrated->group_members("Domain Users", 0, 10);
     assert_int_equal(domain_users->members.size(), 1);
     assert_int_equal(domain_users->gid, 5002);
+    migrated.reset();  // the store's process is the file's only user while it is open
     assert_string_equal(sql_value(dir.path() + "/cache.sqlite", "SELECT version FROM schema_version").c_str(), "2");
     assert_string_equal(sql_value(dir.path() + "/cache.sqlite",
                                   "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
@@ -657,9 +658,54 @@ void test_same_as_stored(void**) {
     assert_true(reopened->same_as_stored(alice).has_value());
 }
 
+// Another process, reading the file as the store's own connections do, through SQLite (run
+// as this program with --probe PATH): 0 if it was locked out, 1 if it read the users, 2 else.
+int probe_from_another_process(const std::string& path, const char* mode = "--probe") {
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_cache_store", mode, path.c_str(), static_cast<char*>(nullptr));
+        _exit(3);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+}
+
+int probe(const char* path) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, nullptr);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "SELECT count(*) FROM users", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    return (rc & 0xff) == SQLITE_BUSY ? 0 : rc == SQLITE_OK ? 1 : 2;
+}
+
+// The daemon is the cache's one process (unix-excl): while a store is open, after writes, a
+// listing and a checkpoint (each on a connection of its own), another process cannot use the
+// file, which would keep a write-ahead log index of its own beside the store's in memory.
+void test_other_process_locked_out(void**) {
+    TempDir dir;
+    auto s = open_store(dir.path());
+    assert_true(s->put_user(sample_user("alice", 1000)).has_value());
+    assert_true(s->users(10).has_value());
+    assert_true(s->checkpoint().has_value());
+    assert_true(s->put_user(sample_user("bob", 2000)).has_value());
+    assert_true(s->users(10).has_value());
+    const std::string path = dir.path() + "/cache.sqlite";
+    assert_int_equal(probe_from_another_process(path), 0);
+    // A second daemon on the same directory is told why it cannot start.
+    assert_int_equal(probe_from_another_process(dir.path(), "--open"), 0);
+    s.reset();
+    assert_int_equal(probe_from_another_process(path), 1);  // free once the store is closed
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    if (argc == 3 && std::strcmp(argv[1], "--probe") == 0) return probe(argv[2]);
+    if (argc == 3 && std::strcmp(argv[1], "--open") == 0) {
+        auto other = CacheStore::open(argv[2]);
+        return !other && std::strstr(other.error().detail.c_str(), "in use by another process") != nullptr ? 0 : 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_by_uid_and_list),
@@ -675,6 +721,7 @@ int main() {
         cmocka_unit_test(test_checkpoint),
         cmocka_unit_test(test_crash_safety),
         cmocka_unit_test(test_same_as_stored),
+        cmocka_unit_test(test_other_process_locked_out),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
