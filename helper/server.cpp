@@ -84,6 +84,8 @@ struct Done {
     std::int64_t wake_at_ms = 0;          // sleep until then, then wake() the conversation
     bool parked = false;                  // the worker parked it in the workers' epoll itself
     bool rearmed = false;                 // the worker put it back into the I/O thread's epoll itself
+    bool moved = false;                   // rearmed by unpark_all: its idle deadline stays as it was
+    std::int64_t answered_ms = 0;         // parked/rearmed: when it was answered (the idle deadline's start)
     // A parked connection whose next frame had not all arrived: the bytes read so far and the
     // frame's length (header included, or kHeaderSize while the header is short); the I/O
     // thread reads the rest, within client_timeout.
@@ -180,6 +182,8 @@ struct Server::Impl {
     std::deque<Job> jobs;
     // Requests read and not yet answered, by any thread.
     std::atomic<int> in_flight{0};
+    unsigned worker_count = 0;
+    std::atomic<bool> winding_down{false};  // stopping: parked connections are no longer served
     // Workers waiting for something to do. The last to get busy hands every parked connection
     // back to the I/O thread (unpark_all): a verdict-cache hit must never wait for a worker
     // (all of them may be waiting on a hung directory).
@@ -252,10 +256,12 @@ struct Server::Impl {
     }
 
     void start_workers(unsigned n) {
+        worker_count = n;
         for (unsigned i = 0; i < n; ++i) workers.emplace_back([this] { worker_loop(); });
     }
 
     void stop_workers() {
+        winding_down.store(true, std::memory_order_release);
         std::uint64_t count;
         {
             std::lock_guard lock(jobs_mutex);
@@ -329,6 +335,7 @@ struct Server::Impl {
                 d.fd = fd;
                 d.id = it->first;
                 d.keep = true;
+                d.moved = true;
                 done.push_back(std::move(d));
                 if (!(done.back().rearmed = watch(fd))) wake = true;
                 it = parked.erase(it);
@@ -351,7 +358,9 @@ struct Server::Impl {
     void finish(const Job& job, Done d) {
         const bool quiet = d.keep && !d.start && !d.end && d.wake_at_ms == 0 && job.kind == JobKind::request;
         const bool alone = in_flight.fetch_sub(1, std::memory_order_acq_rel) == 1;
-        if (quiet && alone) return repark(std::move(d), job.peer);
+        d.answered_ms = proto::monotonic_ms();
+        // With one worker, every request of another connection would send it back (unpark_all).
+        if (quiet && alone && worker_count > 1) return repark(std::move(d), job.peer);
         if (!quiet) return hand_back(std::move(d));
         {
             std::lock_guard lock(done_mutex);
@@ -388,19 +397,20 @@ struct Server::Impl {
 
     // Arms `fd` in the workers' epoll for its next request; false if epoll refused.
     bool park(int fd, std::uint64_t id, const Peer& peer) {
-        bool armed;
-        {
-            std::lock_guard lock(park_mutex);
-            ParkedConn& p = parked[id];
-            armed = p.armed;
-            p = ParkedConn{fd, peer, false, true};
-        }
+        // Under the lock: a worker woken at once by its next request waits for the entry, and
+        // the I/O thread cannot claim (and close) the descriptor before it is armed.
+        std::lock_guard lock(park_mutex);
+        ParkedConn& p = parked[id];
         epoll_event ev{};
         ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
         ev.data.u64 = id;
-        if (::epoll_ctl(workers_epoll.get(), armed ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0) return true;
-        log::warning("epoll_ctl (parking a connection): ", std::strerror(errno));
-        return false;
+        if (::epoll_ctl(workers_epoll.get(), p.armed ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
+            log::warning("epoll_ctl (parking a connection): ", std::strerror(errno));
+            p.busy = true;  // still the caller's, which unparks it
+            return false;
+        }
+        p = ParkedConn{fd, peer, false, true};
+        return true;
     }
 
     // Takes a connection the caller owns out of the workers' epoll (nothing if it was never
@@ -441,6 +451,7 @@ struct Server::Impl {
     // waiting and serves it as the I/O thread would have. A frame not all there yet goes
     // back to the I/O thread with what came of it (a slow client never holds a worker).
     void serve_parked(std::uint64_t id) {
+        if (winding_down.load(std::memory_order_acquire)) return;  // closed with the server
         Job job;
         {
             std::lock_guard lock(park_mutex);
@@ -477,7 +488,7 @@ struct Server::Impl {
                 return hand_back(std::move(back));
             }
             if (n <= 0) {
-                log::debug("peer ", peer_text(job.peer), ": disconnected");
+                log::debug("peer ", peer_text(job.peer), ": disconnected (parked)");
                 return hand_back(std::move(back));  // keep false: the I/O thread closes it
             }
             have += static_cast<std::size_t>(n);
@@ -871,9 +882,10 @@ struct Server::Impl {
             if (d.parked || d.rearmed) {
                 c.state = d.parked ? ConnState::parked : ConnState::reading;
                 // A worker answered it and parked it or watches it again: its client has
-                // client_timeout for the next request.
+                // client_timeout for the next request, from the answer (this record may be
+                // taken up to a sweep later); moved back unanswered, it keeps its deadline.
                 c.answered = true;
-                c.deadline_ms = proto::monotonic_ms() + client_timeout_ms;
+                if (!d.moved) c.deadline_ms = (d.answered_ms != 0 ? d.answered_ms : proto::monotonic_ms()) + client_timeout_ms;
                 continue;
             }
             if (!watch(d.fd)) {

@@ -122,7 +122,8 @@ public:
 
     // The answer to `request` if it needs no directory, IdP, disk or wait (a password login
     // the verdict cache answers), else nothing and handle() must run. Never blocks and never
-    // throws: the server's I/O thread asks it before handing a request to a worker.
+    // throws: the thread that read the request (the server's I/O thread, or a worker serving a
+    // parked connection) asks it first, concurrently with other workers.
     std::optional<proto::Response> answer_now(const Runtime& rt, const proto::Request& request) const;
 
 private:

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -309,6 +310,13 @@ double seconds_to_hang_up(int fd, double limit) {
     return static_cast<double>(cvat::proto::monotonic_ms() - t0) / 1000.0;
 }
 
+// Open descriptors of the daemon.
+int open_fds(pid_t pid) {
+    int n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) ++n;
+    return n;
+}
+
 // A connection its client keeps is parked with the workers after a plain answer: a worker
 // reads and answers its next requests without the I/O thread waking for them. A next frame
 // that comes in pieces goes back to the I/O thread and is served; a parked connection left
@@ -318,18 +326,23 @@ void kept_connection_parked(void**) {
     Daemon d(dir, ad_config(dir, "", "  client_timeout: 2\n"));
     int fd = connect_raw(d.socket());
     assert_true(served(fd));
-    const long before = io_thread_wakeups(d.pid());
-    assert_true(before >= 0);
+    auto wakeups_for = [&](int requests) {
+        const long before = io_thread_wakeups(d.pid());
+        assert_true(before >= 0);
+        for (int i = 0; i < requests; ++i) assert_true(served(fd));
+        return io_thread_wakeups(d.pid()) - before;
+    };
     constexpr int kRequests = 300;
-    for (int i = 0; i < kRequests; ++i) assert_true(served(fd));
-    const long woke = io_thread_wakeups(d.pid()) - before;
+    const long woke = wakeups_for(kRequests);
     print_message("# %d requests on a kept connection woke the I/O thread %ld times\n", kRequests, woke);
     // Its sweep wakes it every 500 ms; a hand-off per request would wake it 300 times.
     if (woke > 30) fail_msg("the I/O thread woke %ld times for %d requests", woke, kRequests);
 
-    // The next frame in two pieces, 300 ms apart.
+    // The next frame in two pieces, 300 ms apart: the worker hands the first back to the I/O
+    // thread, which reads the rest (and is woken for it).
     auto frame = cvat::proto::encode_request(cvat::proto::StatusRequest{});
     assert_true(frame.has_value() && frame->size() > 4);
+    const long before_split = io_thread_wakeups(d.pid());
     assert_int_equal(send(fd, frame->data(), 3, MSG_NOSIGNAL), 3);
     usleep(300 * 1000);
     const auto rest = static_cast<ssize_t>(frame->size() - 3);
@@ -338,24 +351,37 @@ void kept_connection_parked(void**) {
     assert_true(body.has_value());
     auto answer = cvat::proto::decode_response(*body);
     assert_true(answer && std::holds_alternative<cvat::proto::StatusReply>(*answer));
-    assert_true(served(fd));  // and parked again
+    assert_true(io_thread_wakeups(d.pid()) - before_split >= 1);
+    // Parked again after that answer.
+    assert_true(served(fd));
+    const long after = wakeups_for(50);
+    if (after > 10) fail_msg("after the split frame, 50 requests woke the I/O thread %ld times", after);
 
-    // Idle: closed after client_timeout (2 s), not before.
+    // Idle: closed after client_timeout (2 s) from the last answer, not before.
     const double idle = seconds_to_hang_up(fd, 5);
     print_message("# the parked connection was closed after %.2f s idle\n", idle);
-    if (idle < 1.5 || idle > 3.5) fail_msg("a parked connection idle for 2 s closed after %.2f s", idle);
+    if (idle < 1.5 || idle > 2.9) fail_msg("a parked connection idle for 2 s closed after %.2f s", idle);
     close(fd);
 
-    // Hung up by its client: the daemon lets it go (and serves the next one).
+    // Hung up by its client while parked: the daemon lets it go (its descriptor too).
+    usleep(100 * 1000);
+    const int fds_before = open_fds(d.pid());
+    const std::size_t log_before = read_file(d.log_path()).size();
     int gone = connect_raw(d.socket());
     assert_true(served(gone));
+    usleep(100 * 1000);  // parked
     close(gone);
+    bool let_go = false;
+    for (int i = 0; i < 100 && !let_go; ++i) {
+        usleep(20 * 1000);
+        let_go = contains(read_file(d.log_path()).substr(log_before), "disconnected (parked)") &&
+                 open_fds(d.pid()) == fds_before;
+    }
+    if (!let_go) fail_msg("a parked connection its client closed was not let go (%d descriptors, %d before)",
+                          open_fds(d.pid()), fds_before);
     int next = connect_raw(d.socket());
     assert_true(served(next));
     close(next);
-    usleep(100 * 1000);
-    std::string log = read_file(d.log_path());
-    if (!contains(log, "disconnected")) fail_msg("no line for the parked connection its client closed");
 }
 
 // cvat-authctl: config check, login, explain, status — the admin's view of each case.
