@@ -147,6 +147,16 @@ Result<UniqueFd> listen_unix(const std::string& path) {
     if (::lstat(path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             return fail(ErrorCode::config, path + " exists and is not a socket; refusing to replace it");
+        // A socket someone still accepts on is a running daemon's: replacing it would cut that
+        // daemon off from its clients (and this one may yet fail to start). Only a stale one,
+        // whose connect is refused, is replaced.
+        UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (probe) {
+            const int rc = ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+            if (rc == 0 || errno == EAGAIN || errno == EINPROGRESS)
+                return fail(ErrorCode::config, path + " is in use: another cvat-authd serves on it (stop that one first, "
+                                                      "or give this one another helper.socket)");
+        }
         ::unlink(path.c_str());
     }
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));

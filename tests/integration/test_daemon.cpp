@@ -384,6 +384,25 @@ void kept_connection_parked(void**) {
     close(next);
 }
 
+// A second daemon started on the socket a running one serves (the same config, by hand beside
+// the service) is refused at once and says why; the running one keeps its socket and serves on.
+// A stale socket, whose daemon is gone, is still replaced (the fixture's every start).
+void second_daemon_on_a_served_socket(void**) {
+    std::string dir = subdir("second");
+    Daemon d(dir, ad_config(dir));
+    Run second = run("timeout 20 " + env_or("CVAT_AUTHD", "cvat-authd") + " --foreground --config " + d.config_path());
+    print_message("# the second daemon: exit %d: %s", second.status, second.out.c_str());
+    assert_int_equal(second.status, 1);
+    assert_true(contains(second.out, "is in use: another cvat-authd serves on it"));
+    struct stat st{};
+    assert_int_equal(::lstat(d.socket().c_str(), &st), 0);
+    int fd = connect_raw(d.socket());
+    assert_true(served(fd));
+    close(fd);
+    auto alice = login(d, dir, "alice", "alice-Passw0rd");
+    assert_int_equal(alice.authenticate, PAM_SUCCESS);
+}
+
 // cvat-authctl: config check, login, explain, status — the admin's view of each case.
 void authctl_commands(void**) {
     std::string dir = subdir("ctl");
@@ -467,6 +486,7 @@ int main() {
         cmocka_unit_test(peer_logged_password_never),
         cmocka_unit_test(oversize_frame_refused),
         cmocka_unit_test(kept_connection_parked),
+        cmocka_unit_test(second_daemon_on_a_served_socket),
         cmocka_unit_test(authctl_commands),
         cmocka_unit_test(auth_config_path_variable),
     };
