@@ -128,6 +128,43 @@ void raise_descriptor_limit(unsigned max_connections, unsigned workers) {
                      " needs: clients beyond it wait (raise LimitNOFILE)");
 }
 
+// One frame as it arrives on a non-blocking socket: `buf` holds what came so far, `want` the
+// bytes it needs (kHeaderSize until the header is in, then the whole frame's).
+enum class Arrival { more, closed, whole };
+
+// Reads what there is of the frame: whole (buf holds it all), more (nothing to read now), or
+// closed (the peer hung up or the socket failed); an error for a length the protocol refuses.
+Result<Arrival> read_frame(int fd, SecureBytes& buf, std::size_t& want) {
+    for (;;) {
+        const std::size_t have = buf.size();
+        buf.resize(want);
+        ssize_t n = ::recv(fd, buf.data() + have, want - have, MSG_DONTWAIT);
+        if (n <= 0) {
+            buf.resize(have);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Arrival::more;
+            return Arrival::closed;
+        }
+        buf.resize(have + static_cast<std::size_t>(n));
+        if (buf.size() < want) continue;
+        if (want > proto::kHeaderSize) return Arrival::whole;  // a length is never under 4
+        auto len = proto::frame_length(std::span<const std::uint8_t, proto::kHeaderSize>(buf.data(), proto::kHeaderSize));
+        if (!len) return tl::unexpected(len.error());
+        want = proto::kHeaderSize + *len;
+    }
+}
+
+// The request in a whole frame. The frame may hold a password: it is wiped and emptied now,
+// not when the connection closes (a client keeps it for its next request).
+Result<proto::Request> take_request(SecureBytes& buf, std::size_t& want) {
+    auto request = proto::decode_request(
+        std::span<const std::uint8_t>(buf.data() + proto::kHeaderSize, buf.size() - proto::kHeaderSize));
+    explicit_bzero(buf.data(), buf.size());
+    buf.clear();
+    want = proto::kHeaderSize;
+    return request;
+}
+
 std::string peer_text(const Peer& p) {
     return "pid=" + std::to_string(p.pid) + " uid=" + std::to_string(p.uid) +
            " gid=" + std::to_string(p.gid);
@@ -193,12 +230,13 @@ struct Server::Impl {
     // Requests read and not yet answered, by any thread.
     std::atomic<int> in_flight{0};
     unsigned worker_count = 0;
-    std::atomic<bool> winding_down{false};  // stopping: parked connections are no longer served
     // Workers waiting for something to do. The last to get busy hands every parked connection
     // back to the I/O thread (unpark_all): a verdict-cache hit must never wait for a worker
     // (all of them may be waiting on a hung directory).
     std::atomic<int> idle_workers{0};
-    bool stopping = false;
+    // Set once, when the server stops: workers drain the queue and end, and parked
+    // connections are no longer served.
+    std::atomic<bool> stopping{false};
     std::vector<std::thread> workers;
     // The workers wait in one epoll of their own: for jobs (an eventfd in semaphore mode, one
     // count per job, and one per worker to stop) and for the parked connections' next requests.
@@ -271,7 +309,6 @@ struct Server::Impl {
     }
 
     void stop_workers() {
-        winding_down.store(true, std::memory_order_release);
         std::uint64_t count;
         {
             std::lock_guard lock(jobs_mutex);
@@ -461,7 +498,7 @@ struct Server::Impl {
     // waiting and serves it as the I/O thread would have. A frame not all there yet goes
     // back to the I/O thread with what came of it (a slow client never holds a worker).
     void serve_parked(std::uint64_t id) {
-        if (winding_down.load(std::memory_order_acquire)) return;  // closed with the server
+        if (stopping.load(std::memory_order_acquire)) return;  // closed with the server
         Job job;
         {
             std::lock_guard lock(park_mutex);
@@ -476,45 +513,30 @@ struct Server::Impl {
         Done back;
         back.fd = job.fd;
         back.id = id;
-        SecureBytes buf(proto::kHeaderSize);
-        std::size_t have = 0, want = proto::kHeaderSize;
-        for (;;) {
-            ssize_t n = ::recv(job.fd, buf.data() + have, want - have, MSG_DONTWAIT);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                if (have == 0) {
-                    // Woken with nothing to read: parked again as it was (no record: nothing
-                    // changed for the I/O thread), or closed if epoll refuses.
-                    {
-                        std::lock_guard lock(done_mutex);
-                        if (park(job.fd, id, job.peer)) return;
-                    }
-                    return hand_back(std::move(back));
+        SecureBytes buf;
+        std::size_t want = proto::kHeaderSize;
+        auto arrived = read_frame(job.fd, buf, want);
+        if (!arrived) return refuse_parked(std::move(back), job.peer, arrived.error());
+        if (*arrived == Arrival::closed) {
+            log::debug("peer ", peer_text(job.peer), ": disconnected (parked)");
+            return hand_back(std::move(back));  // keep false: the I/O thread closes it
+        }
+        if (*arrived == Arrival::more) {
+            if (buf.empty()) {
+                // Woken with nothing to read: parked again as it was (no record: nothing
+                // changed for the I/O thread), or closed if epoll refuses.
+                {
+                    std::lock_guard lock(done_mutex);
+                    if (park(job.fd, id, job.peer)) return;
                 }
-                buf.resize(have);
-                back.keep = true;
-                back.partial = std::move(buf);
-                back.want = want;
                 return hand_back(std::move(back));
             }
-            if (n <= 0) {
-                log::debug("peer ", peer_text(job.peer), ": disconnected (parked)");
-                return hand_back(std::move(back));  // keep false: the I/O thread closes it
-            }
-            have += static_cast<std::size_t>(n);
-            if (have < want) continue;
-            if (want == proto::kHeaderSize) {
-                auto len = proto::frame_length(std::span<const std::uint8_t, proto::kHeaderSize>(buf.data(), proto::kHeaderSize));
-                if (!len) return refuse_parked(std::move(back), job.peer, len.error());
-                want = proto::kHeaderSize + *len;
-                buf.resize(want);
-                continue;
-            }
-            break;
+            back.keep = true;
+            back.partial = std::move(buf);
+            back.want = want;
+            return hand_back(std::move(back));
         }
-        auto request = proto::decode_request(
-            std::span<const std::uint8_t>(buf.data() + proto::kHeaderSize, buf.size() - proto::kHeaderSize));
-        explicit_bzero(buf.data(), buf.size());  // the frame may hold a password
+        auto request = take_request(buf, want);
         if (!request) return refuse_parked(std::move(back), job.peer, request.error());
         job.request = std::move(*request);
         in_flight.fetch_add(1, std::memory_order_acq_rel);
@@ -739,38 +761,17 @@ struct Server::Impl {
             return;
         }
         if (c.state != ConnState::reading) return;
-        for (;;) {
-            std::size_t have = c.buf.size();
-            c.buf.resize(c.want);
-            ssize_t n = ::recv(fd, c.buf.data() + have, c.want - have, 0);
-            if (n <= 0) {
-                c.buf.resize(have);
-                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-                if (n < 0 && errno == EINTR) continue;
-                log::debug("peer ", peer_text(c.peer), ": disconnected");
-                close_conn(fd);
-                return;
-            }
-            c.buf.resize(have + static_cast<std::size_t>(n));
-            if (c.buf.size() < c.want) continue;
-            if (c.want == proto::kHeaderSize) {
-                auto len = proto::frame_length(std::span<const std::uint8_t, proto::kHeaderSize>(
-                    c.buf.data(), proto::kHeaderSize));
-                if (!len) return refuse(c, len.error());
-                c.want = proto::kHeaderSize + *len;
-                continue;
-            }
-            auto request = proto::decode_request(
-                std::span<const std::uint8_t>(c.buf.data() + proto::kHeaderSize, c.buf.size() - proto::kHeaderSize));
-            // The frame may hold a password: wiped now, not when the connection closes (a
-            // client keeps it for its next request).
-            explicit_bzero(c.buf.data(), c.buf.size());
-            c.buf.clear();
-            c.want = proto::kHeaderSize;
-            if (!request) return refuse(c, request.error());
-            submit(c, std::move(*request));
+        auto arrived = read_frame(fd, c.buf, c.want);
+        if (!arrived) return refuse(c, arrived.error());
+        if (*arrived == Arrival::more) return;
+        if (*arrived == Arrival::closed) {
+            log::debug("peer ", peer_text(c.peer), ": disconnected");
+            close_conn(fd);
             return;
         }
+        auto request = take_request(c.buf, c.want);
+        if (!request) return refuse(c, request.error());
+        submit(c, std::move(*request));
     }
 
     void submit(Connection& c, proto::Request request) {
