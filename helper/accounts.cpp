@@ -217,19 +217,11 @@ bool Accounts::assign_ids(const Runtime& rt, CachedUser& u, std::optional<std::u
 
 namespace {
 
-// The same user facts, the timestamps aside.
 // "root" is the host's own superuser, never a directory's or an IdP's user (as SSSD's default
 // filter_users): no lookup of that name asks a backend, and no answer under it is stored,
 // published or given, so the NSS module never names a directory account root, and initgroups
 // of root never adds a directory's groups.
 bool reserved_name(const std::string& name) { return name == "root"; }
-
-bool same_facts(const CachedUser& a, const CachedUser& b) {
-    return a.name == b.name && a.backend == b.backend && a.immutable_id == b.immutable_id && a.uid == b.uid &&
-           a.gid == b.gid && a.gecos == b.gecos && a.home == b.home && a.shell == b.shell && a.role == b.role &&
-           a.email == b.email && a.first_name == b.first_name && a.last_name == b.last_name && a.dn == b.dn &&
-           a.groups == b.groups && a.provisional == b.provisional;
-}
 
 }  // namespace
 
@@ -278,7 +270,7 @@ Accounts::Fetch Accounts::store_ldap(const Runtime& rt, const LdapUser& lu, Cach
     }
     std::optional<CachedUser> before;
     if (auto b = logged(store_->user_by_name(u.name), "reading a user")) before = std::move(*b);
-    if (before && before->expires_at > now && now - before->fetched_at < young && same_facts(*before, u)) {
+    if (before && before->expires_at > now && now - before->fetched_at < young && facts_of(*before) == facts_of(u)) {
         out = std::move(*before);
         return Fetch::found;
     }

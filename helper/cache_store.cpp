@@ -7,6 +7,8 @@
 #include <cstring>
 #include <ctime>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <unordered_map>
 
 #include <fcntl.h>
@@ -619,7 +621,7 @@ Result<std::optional<CachedUser>> CacheStore::user_by_name(std::string_view name
 
 namespace {
 
-// SHA-256 of every field of a user but the fetch and expiry times, each length-prefixed.
+// SHA-256 of a user's facts (facts_of), each field length-prefixed.
 std::array<unsigned char, 32> facts_digest(const CachedUser& u) {
     std::array<unsigned char, 32> out{};
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
@@ -633,22 +635,23 @@ std::array<unsigned char, 32> facts_digest(const CachedUser& u) {
         number(t.size());
         EVP_DigestUpdate(ctx, t.data(), t.size());
     };
+    auto field = [&](const auto& f) {
+        using F = std::decay_t<decltype(f)>;
+        if constexpr (std::is_same_v<F, std::string>) {
+            text(f);
+        } else if constexpr (std::is_same_v<F, std::vector<std::pair<std::string, std::uint32_t>>>) {
+            number(f.size());
+            for (const auto& [g, gid] : f) {
+                text(g);
+                number(gid);
+            }
+        } else {
+            number(static_cast<std::uint64_t>(f));  // the ids, the role, provisional
+        }
+    };
     bool ok = EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1;
     if (ok) {
-        for (std::string_view t : {std::string_view(u.name), std::string_view(u.backend), std::string_view(u.immutable_id),
-                                   std::string_view(u.gecos), std::string_view(u.home), std::string_view(u.shell),
-                                   std::string_view(u.email), std::string_view(u.first_name),
-                                   std::string_view(u.last_name), std::string_view(u.dn)})
-            text(t);
-        number(u.uid);
-        number(u.gid);
-        number(static_cast<std::uint64_t>(u.role));
-        number(u.provisional ? 1 : 0);
-        number(u.groups.size());
-        for (const auto& [g, gid] : u.groups) {
-            text(g);
-            number(gid);
-        }
+        std::apply([&](const auto&... f) { (field(f), ...); }, facts_of(u));
         unsigned len = 0;
         ok = EVP_DigestFinal_ex(ctx, out.data(), &len) == 1 && len == out.size();
     }

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -39,6 +40,12 @@ struct CachedUser {
     bool provisional = false;
     std::int64_t fetched_at = 0, expires_at = 0;                // unix seconds
 };
+
+// What a user row says, the two times aside: two rows with equal facts need no rewrite.
+inline auto facts_of(const CachedUser& u) {
+    return std::tie(u.name, u.backend, u.immutable_id, u.uid, u.gid, u.gecos, u.home, u.shell, u.role, u.email,
+                    u.first_name, u.last_name, u.dn, u.groups, u.provisional);
+}
 
 // One skipped candidate of assign_id.
 struct IdCollision {
