@@ -232,11 +232,7 @@ void per_peer_delays(void**) {
     expect_time("dora from the throttled host (held 2 s)", o.seconds, 1.4, 2 + kSlack);
 }
 
-// A connection that the daemon closes at once reads EOF; one it keeps answers a status request.
-bool served(int fd) {
-    auto r = proto::call(fd, proto::StatusRequest{}, proto::Deadline::after_ms(5000));
-    return r && std::holds_alternative<proto::StatusReply>(*r);
-}
+// A connection that the daemon closes at once reads EOF; one it keeps is served (fixture.hpp).
 bool closed_by_daemon(int fd) {
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, 3000) != 1) return false;

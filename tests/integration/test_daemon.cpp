@@ -285,11 +285,6 @@ void oversize_frame_refused(void**) {
     assert_int_equal(alice.authenticate, PAM_SUCCESS);
 }
 
-bool served(int fd) {
-    auto r = cvat::proto::call(fd, cvat::proto::StatusRequest{}, cvat::proto::Deadline::after_ms(5000));
-    return r && std::holds_alternative<cvat::proto::StatusReply>(*r);
-}
-
 // Wake-ups of the daemon's I/O thread (its main thread) so far: its voluntary context switches.
 long io_thread_wakeups(pid_t pid) {
     std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/status");

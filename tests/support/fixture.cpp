@@ -30,6 +30,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "protocol.hpp"
+#include "transport.hpp"
+
 namespace cvat::test {
 namespace {
 
@@ -279,6 +282,11 @@ TempDir::TempDir() {
     buf.push_back('\0');
     if (::mkdtemp(buf.data()) == nullptr) fatal("mkdtemp " + templ + ": " + std::strerror(errno));
     path_ = buf.data();
+}
+
+bool served(int fd) {
+    auto r = proto::call(fd, proto::StatusRequest{}, proto::Deadline::after_ms(5000));
+    return r && std::holds_alternative<proto::StatusReply>(*r);
 }
 
 std::string TempDir::fresh(const std::string& name) {

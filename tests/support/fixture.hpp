@@ -142,6 +142,10 @@ std::vector<std::string> whole_malloc_stacks();
 // cvat-authd --foreground --config DIR/auth_config.yml, with `config_yaml` written there
 // (mode 0600). The YAML may contain @SOCKET@, replaced by DIR/socket. Waits until the socket
 // accepts connections; aborts the test if it does not within 10 s.
+// True when the daemon answers a status request on `fd` (a test's own connection to it): the
+// connection is served, not closed or refused.
+bool served(int fd);
+
 class Daemon {
 public:
     Daemon(const std::string& dir, const std::string& config_yaml);
